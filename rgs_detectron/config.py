@@ -46,6 +46,9 @@ def add_rgsnet_config(cfg):
     # the block input and per-group statistics for backward), "auto" (lean while
     # training, reference otherwise and when tracing/exporting).
     _C.MODEL.RGSNET.SHORTCUT_IMPL = "auto"
+    # COCO evaluation engine: "auto" (faster-coco-eval when installed, else pycocotools),
+    # "faster_coco_eval" or "pycocotools". Same AP either way; see docs/USAGE.md.
+    _C.TEST.COCO_EVAL_ENGINE = "auto"
     return cfg
 
 

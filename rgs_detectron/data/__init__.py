@@ -1,0 +1,5 @@
+"""Datasets: the built-in digits detection set, COCO minival splits, dataset-file checks."""
+from . import builtin  # noqa: F401  (registers rgs_digits_*)
+from .checks import check_dataset_files
+from .digits import CLASS_NAMES as DIGIT_CLASSES
+from .digits import generate_digits_dataset

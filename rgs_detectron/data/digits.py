@@ -1,0 +1,153 @@
+"""A small detection dataset made of real handwritten digits, generated locally.
+
+The digits are scikit-learn's bundled ``load_digits`` (1,797 8x8 scans, shipped inside
+the package, so nothing is downloaded). Each canvas gets 1-4 digits at random positions
+and scales on a noisy background; the class is the digit (10 classes). The same images
+are described twice: a COCO-JSON file per split and a PASCAL VOC tree, so both
+Detectron2 evaluators can be exercised on data that exists on any machine.
+
+Layout under ``root`` (default ``$DETECTRON2_DATASETS/rgs_digits``)::
+
+    JPEGImages/{id}.jpg
+    Annotations/{id}.xml                 # VOC
+    ImageSets/Main/{train,val}.txt       # VOC
+    annotations/instances_{train,val}.json  # COCO
+"""
+import json
+import os
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+
+import numpy as np
+from PIL import Image
+
+CLASS_NAMES = tuple(str(d) for d in range(10))
+SPLITS = ("train", "val")
+_DONE_MARK = ".complete"
+
+
+def _digit_images():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
+
+
+def _overlaps(box, boxes, margin=2):
+    x0, y0, x1, y1 = box
+    return any(x0 < b[2] + margin and b[0] < x1 + margin and y0 < b[3] + margin and b[1] < y1 + margin for b in boxes)
+
+
+def _render(rng, digits, labels, size, max_objects, min_scale, max_scale):
+    canvas = rng.uniform(0.0, 0.25, size=(size, size)).astype(np.float32)
+    canvas += rng.normal(0.0, 0.04, size=canvas.shape).astype(np.float32)
+    color = rng.uniform(0.5, 1.0, size=3).astype(np.float32)
+    objects = []
+    for _ in range(rng.integers(1, max_objects + 1)):
+        for _attempt in range(20):
+            side = int(rng.integers(min_scale, max_scale + 1))
+            x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+            box = (x0, y0, x0 + side, y0 + side)
+            if not _overlaps(box, [o[0] for o in objects]):
+                break
+        else:
+            continue
+        k = int(rng.integers(len(digits)))
+        patch = np.asarray(Image.fromarray(digits[k]).resize((side, side), Image.BILINEAR))
+        region = canvas[y0 : y0 + side, x0 : x0 + side]
+        np.maximum(region, patch, out=region)
+        # The box is the digit's ink, not the padded 8x8 cell.
+        ys, xs = np.nonzero(patch > 0.2)
+        if len(xs) == 0:
+            continue
+        tight = (x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1)
+        objects.append((tight, int(labels[k])))
+    rgb = np.clip(canvas[..., None] * color[None, None, :], 0, 1)
+    return Image.fromarray((rgb * 255).astype(np.uint8)), objects
+
+
+def _voc_xml(file_id, size, objects):
+    ann = ET.Element("annotation")
+    ET.SubElement(ann, "filename").text = f"{file_id}.jpg"
+    sz = ET.SubElement(ann, "size")
+    for tag, v in (("width", size), ("height", size), ("depth", 3)):
+        ET.SubElement(sz, tag).text = str(v)
+    for (x0, y0, x1, y1), label in objects:
+        obj = ET.SubElement(ann, "object")
+        ET.SubElement(obj, "name").text = CLASS_NAMES[label]
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        bb = ET.SubElement(obj, "bndbox")
+        # VOC boxes are 1-based inclusive pixel indices; Detectron2's loader subtracts 1.
+        for tag, v in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):
+            ET.SubElement(bb, tag).text = str(v)
+    return ET.ElementTree(ann)
+
+
+def generate_digits_dataset(
+    root,
+    num_train=300,
+    num_val=100,
+    image_size=128,
+    max_objects=4,
+    min_scale=20,
+    max_scale=48,
+    seed=0,
+    overwrite=False,
+):
+    """Write the dataset under ``root``; return ``root``.
+
+    Deterministic for a given seed. Written into a temporary folder beside ``root`` and
+    moved into place at the end, so an interrupted run never leaves a half dataset
+    that looks complete. An existing complete dataset is kept unless ``overwrite``.
+    """
+    root = os.path.abspath(root)
+    if is_complete(root) and not overwrite:
+        return root
+    parent = os.path.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".rgs_digits_", dir=parent)
+    try:
+        for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main"), "annotations"):
+            os.makedirs(os.path.join(tmp, sub))
+        digits, labels = _digit_images()
+        rng = np.random.default_rng(seed)
+        categories = [{"id": i + 1, "name": n} for i, n in enumerate(CLASS_NAMES)]
+        image_id = 0
+        ann_id = 0
+        for split, count in (("train", num_train), ("val", num_val)):
+            images, annotations, ids = [], [], []
+            for _ in range(count):
+                image_id += 1
+                file_id = f"{split}_{image_id:05d}"
+                img, objects = _render(rng, digits, labels, image_size, max_objects, min_scale, max_scale)
+                img.save(os.path.join(tmp, "JPEGImages", f"{file_id}.jpg"), quality=95)
+                _voc_xml(file_id, image_size, objects).write(os.path.join(tmp, "Annotations", f"{file_id}.xml"))
+                ids.append(file_id)
+                images.append({"id": image_id, "file_name": f"{file_id}.jpg", "width": image_size, "height": image_size})
+                for (x0, y0, x1, y1), label in objects:
+                    ann_id += 1
+                    w, h = x1 - x0, y1 - y0
+                    annotations.append({
+                        "id": ann_id, "image_id": image_id, "category_id": label + 1,
+                        "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0,
+                    })
+            with open(os.path.join(tmp, "ImageSets", "Main", f"{split}.txt"), "w") as f:
+                f.write("\n".join(ids) + "\n")
+            with open(os.path.join(tmp, "annotations", f"instances_{split}.json"), "w") as f:
+                json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+        with open(os.path.join(tmp, _DONE_MARK), "w") as f:
+            json.dump({"seed": seed, "num_train": num_train, "num_val": num_val, "image_size": image_size}, f)
+        if os.path.exists(root):
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def is_complete(root):
+    return os.path.isfile(os.path.join(root, _DONE_MARK))
