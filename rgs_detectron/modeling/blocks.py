@@ -31,16 +31,20 @@ from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 from ..config import check_groups_divide
 from .shortcuts import ReLUGroupNorm
 
-__all__ = ["RGSBottleneckBlock", "PreactBottleneckBlock", "SqueezeExcitation", "make_block_kwargs"]
+__all__ = [
+    "RGSBottleneckBlock", "PreactBottleneckBlock", "SqueezeExcitation", "make_block_kwargs",
+    "SHORTCUT_KIND", "INNER_RG_VARIANTS", "POST_RELU_VARIANTS",
+]
 
-# variant -> (shortcut op on identity-shape blocks, inner RG, post-sum op, adds identity too)
-_SHORTCUT = {
+# Per variant: the op on the identity-shape shortcut, whether the 3x3 conv gets the inner
+# RG shortcut, whether the block ends with ReLU. Shared with the ImageNet classifier.
+SHORTCUT_KIND = {
     "original": None, "2GN": None, "RGB": None,
     "b-RGS": "RG", "d-RGS": "RG", "Res-RGS": "RG",
     "RBS": "RB", "GS": "G",
 }
-_INNER = {"d-RGS", "Res-RGS"}
-_POST_RELU = {"original", "2GN"}
+INNER_RG_VARIANTS = {"d-RGS", "Res-RGS"}
+POST_RELU_VARIANTS = {"original", "2GN"}
 
 
 class SqueezeExcitation(nn.Module):
@@ -114,7 +118,7 @@ class RGSBottleneckBlock(CNNBlockBase):
 
         where = f"a block with {in_channels}->{out_channels} channels ({variant})"
         # The nonlinear shortcut replaces the identity only where shapes match.
-        kind = None if projection else _SHORTCUT[variant]
+        kind = None if projection else SHORTCUT_KIND[variant]
         self.shortcut_kind = kind
         if kind == "RG":
             self.shortcut_norm = gn(out_channels, where)
@@ -124,7 +128,7 @@ class RGSBottleneckBlock(CNNBlockBase):
             self.shortcut_norm = get_norm(norm, out_channels)
         self.has_identity = projection or kind is None or variant == "Res-RGS"
 
-        self.has_inner = variant in _INNER and stride_3x3 == 1
+        self.has_inner = variant in INNER_RG_VARIANTS and stride_3x3 == 1
         if self.has_inner:
             self.inner_norm = gn(bottleneck_channels, f"the 3x3 conv of {where}")
         if variant == "2GN":
@@ -132,7 +136,7 @@ class RGSBottleneckBlock(CNNBlockBase):
             self.relu_norm2 = gn(bottleneck_channels, f"the 3x3 conv of {where}", nn.GroupNorm)
         if variant == "RGB":
             self.output_norm = gn(out_channels, f"the output of {where}")
-        self.post_relu = variant in _POST_RELU
+        self.post_relu = variant in POST_RELU_VARIANTS
         self.se = SqueezeExcitation(out_channels, se_reduction) if se_reduction else None
 
     def forward(self, x):

@@ -1,0 +1,472 @@
+"""ImageNet classifier -> Detectron2 conversion (issue 4).
+
+The round trips are the contract: a classifier with random weights and random BN
+statistics, saved, converted and loaded with Detectron2's own checkpointer, must give the
+same res2..res5 as the classifier's layer1..layer4.
+"""
+import importlib.util
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_model
+
+from rgs_detectron.checkpoint import (
+    ConversionError,
+    apply_renames,
+    convert_checkpoint,
+    expected_shapes,
+    map_names,
+    target_cfg,
+)
+from rgs_detectron.classification import build_classifier
+from rgs_detectron.config import BLOCKS_PER_STAGE, VARIANTS
+from rgs_detectron.modeling import build_rgsnet_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "convert_rgsnet_to_d2.py"
+SMALL = dict(depth=26, width=0.25)  # stem 16, res2 64, 16 channels per group, GN groups 8
+
+
+class RecordingCheckpointer(DetectionCheckpointer):
+    """Keeps the incompatible keys that the checkpointer only logs."""
+
+    def _log_incompatible_keys(self, incompatible):
+        self.incompatible = incompatible
+        super()._log_incompatible_keys(incompatible)
+
+
+def randomize(model, seed=0):
+    """Random weights and BN statistics, kept in a range where activations stay O(1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.8 + 0.2)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+                m.num_batches_tracked.fill_(7)
+            elif isinstance(m, nn.GroupNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+def d2_backbone(cfg):
+    cfg = cfg.clone()
+    cfg.MODEL.RESNETS.NORM = "FrozenBN"
+    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    return build_rgsnet_backbone(cfg, ShapeSpec(channels=3)).eval()
+
+
+def load_d2(model, path):
+    ck = RecordingCheckpointer(model)
+    ck.load(str(path))
+    return ck.incompatible
+
+
+def assert_same_features(classifier, backbone, size=64):
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = classifier.eval().forward_features(x)
+        got = backbone(x)
+    for i in range(4):
+        a, b = ref[f"layer{i + 1}"], got[f"res{i + 2}"]
+        assert a.shape == b.shape
+        assert a.abs().max() > 1e-3  # a dead network would match trivially
+        diff = (a - b).abs().max().item()
+        assert diff <= 1e-5, f"res{i + 2} differs from layer{i + 1} by {diff}"
+
+
+def round_trip(tmp_path, classifier, cfg, saved=None, out_name="d2.pth", **kwargs):
+    src = tmp_path / "imagenet.pth"
+    torch.save(classifier.state_dict() if saved is None else saved, src)
+    out = tmp_path / out_name
+    result = convert_checkpoint(str(src), str(out), cfg, **kwargs)
+    backbone = d2_backbone(cfg)
+    incompatible = load_d2(backbone, out)
+    assert not incompatible.missing_keys
+    assert not incompatible.unexpected_keys
+    assert not incompatible.incorrect_shapes
+    assert_same_features(classifier, backbone)
+    src.unlink()
+    return result, out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny convolutions on a shared CPU: intra-op threads only add synchronization waits
+    (seen: 2 s per forward with 2 threads under load, 0.03 s with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_cfg(variant, **extra):
+    return target_cfg(variant=variant, **SMALL, **extra)
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    """A small Res-RGS classifier's state dict on disk, for the failure cases."""
+    d = tmp_path_factory.mktemp("small")
+    model = randomize(build_classifier("Res-RGS", **SMALL))
+    path = d / "res_rgs26.pth"
+    torch.save(model.state_dict(), path)
+    return path, model
+
+
+def assert_fails(tmp_path, src, cfg, *patterns, out_name="out.pth", **kwargs):
+    out = tmp_path / out_name
+    with pytest.raises(ConversionError) as e:
+        convert_checkpoint(str(src), str(out), cfg, **kwargs)
+    for p in patterns:
+        assert re.search(p, str(e.value)), f"{p!r} not in:\n{e.value}"
+    assert not out.exists()
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    return str(e.value)
+
+
+# --------------------------------------------------------------------------- the classifier
+
+
+def test_original_classifier_is_torchvision_resnet50():
+    ours = [(k, tuple(v.shape)) for k, v in build_classifier("original").state_dict().items()]
+    theirs = [(k, tuple(v.shape)) for k, v in torchvision.models.resnet50().state_dict().items()]
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_and_depth_maps_onto_the_backbone(variant):
+    """Names and shapes only (no weights): the map covers every layout exactly."""
+    for depth in BLOCKS_PER_STAGE:
+        desc = dict(variant=variant, depth=depth, width=0.125)
+        names, _, dropped = map_names(build_classifier(**desc).state_dict(), variant)
+        expected = expected_shapes(target_cfg(**desc))
+        assert list(names) and set(names) == set(expected), (variant, depth)
+        assert all(tuple(v.shape) == expected[k] for k, v in names.items())
+        assert {"fc.weight", "fc.bias"} <= {n for n, _ in dropped}
+        assert any(n.startswith("final_norm.") for n, _ in dropped) == (variant == "Preact")
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("variant", ["original", "b-RGS", "d-RGS", "Res-RGS"])
+def test_round_trip_depth50(tmp_path, variant):
+    cfg = target_cfg(variant=variant, depth=50)
+    round_trip(tmp_path, randomize(build_classifier(variant, 50)), cfg)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_round_trip_depth26_quarter_width(tmp_path, variant):
+    result, _ = round_trip(tmp_path, randomize(build_classifier(variant, **SMALL)), small_cfg(variant))
+    dropped = {n for n, _ in result.dropped}
+    assert {"fc.weight", "fc.bias"} <= dropped
+    assert ("final_norm.weight" in dropped) == (variant == "Preact")
+    if variant == "Preact":
+        assert any("final_norm" in line for line in result.summary())
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [dict(se_reduction=4), dict(num_groups=2, width_per_group=8), dict(blocks_per_stage=[1, 2, 1, 1], gn_groups=4)],
+    ids=["SE", "ResNeXt", "explicit-layout"],
+)
+def test_round_trip_options(tmp_path, extra):
+    model = randomize(build_classifier("Res-RGS", **SMALL, **extra))
+    round_trip(tmp_path, model, small_cfg("Res-RGS", **extra))
+
+
+def test_torchvision_resnet50_round_trip(tmp_path):
+    """DataParallel-style names under 'state_dict', as training scripts save them."""
+    model = randomize(torchvision.models.resnet50())
+    model.forward_features = lambda x: _torchvision_features(model, x)
+    saved = {"epoch": 90, "arch": "resnet50",
+             "state_dict": {"module." + k: v for k, v in model.state_dict().items()}}
+    result, _ = round_trip(tmp_path, model, target_cfg(variant="original", depth=50), saved=saved)
+    assert result.settings["INPUT.FORMAT"] == "RGB"
+    assert result.settings["MODEL.RESNETS.STRIDE_IN_1X1"] is False
+    assert result.settings["MODEL.PIXEL_MEAN"] == [123.675, 116.280, 103.530]
+
+
+def _torchvision_features(m, x):
+    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+    out = {}
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        x = out[name] = getattr(m, name)(x)
+    return out
+
+
+def test_pkl_output(tmp_path):
+    model = randomize(build_classifier("b-RGS", **SMALL))
+    _, out = round_trip(tmp_path, model, small_cfg("b-RGS"), out_name="d2.pkl")
+    with open(out, "rb") as f:
+        data = pickle.load(f)
+    assert data["__author__"] == "rgs_detectron"
+    assert data["matching_heuristics"] is True
+    assert all(isinstance(v, np.ndarray) for v in data["model"].values())
+    assert "res2.1.shortcut_norm.weight" in data["model"]
+
+
+def test_pth_output_loads_with_weights_only(tmp_path, small_checkpoint):
+    src, _ = small_checkpoint
+    out = tmp_path / "d2.pth"
+    convert_checkpoint(str(src), str(out), small_cfg("Res-RGS"))
+    data = torch.load(out, weights_only=True)
+    assert set(data) == {"model", "__author__", "matching_heuristics"}
+    assert all(isinstance(v, torch.Tensor) for v in data["model"].values())
+    assert not any(k.endswith("num_batches_tracked") or k.startswith("fc.") for k in data["model"])
+
+
+def test_rename_rules(tmp_path):
+    """A checkpoint from another code base: 'encoder.' prefix, 'proj' for 'downsample'."""
+    model = randomize(build_classifier("Res-RGS", **SMALL))
+    foreign = {"encoder." + k.replace(".downsample.", ".proj."): v for k, v in model.state_dict().items()}
+    cfg = small_cfg("Res-RGS")
+    # Without the rules the names are unknown, and the error says so.
+    src = tmp_path / "foreign.pth"
+    torch.save(foreign, src)
+    assert_fails(tmp_path, src, cfg, r"unknown", r"encoder\.layer1\.0\.proj\.0", r"--rename")
+    # Plus tensors of another network (a momentum encoder) that a rule drops.
+    foreign.update({"momentum." + k: v for k, v in list(foreign.items())[:5]})
+    result, _ = round_trip(tmp_path, model, cfg, saved=foreign,
+                           renames=[r"^momentum\..*=", r"^encoder\.=", r"\.proj\.=.downsample."])
+    assert ("momentum.encoder.conv1.weight", "renamed to nothing by --rename") in result.dropped
+    assert ("encoder.fc.weight", "classifier head (not part of the backbone)") in result.dropped
+
+
+def test_apply_renames_rejects_collisions():
+    with pytest.raises(ConversionError, match="map both"):
+        apply_renames({"a.x": torch.zeros(1), "b.x": torch.zeros(1)}, [r"^[ab]\.="])
+    with pytest.raises(ConversionError, match="REGEX=REPLACEMENT"):
+        apply_renames({"a": torch.zeros(1)}, ["no-equals-sign"])
+
+
+# --------------------------------------------------------------------------- loading in detectors
+
+
+def _detector_cfg(weights, **overrides):
+    cfg = small_cfg("Res-RGS")
+    m = cfg.MODEL
+    m.DEVICE = "cpu"
+    m.WEIGHTS = str(weights)
+    m.META_ARCHITECTURE = "GeneralizedRCNN"
+    m.BACKBONE.NAME = "build_rgsnet_fpn_backbone"
+    m.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    m.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    m.FPN.OUT_CHANNELS = 32
+    m.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
+    m.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+    m.ROI_HEADS.NAME = "StandardROIHeads"
+    m.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+    m.ROI_HEADS.NUM_CLASSES = 3
+    m.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+    m.ROI_BOX_HEAD.NUM_FC = 2
+    m.ROI_BOX_HEAD.FC_DIM = 64
+    m.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+    cfg.merge_from_list([x for kv in overrides.items() for x in kv])
+    return cfg
+
+
+@pytest.mark.parametrize("arch", ["FPN", "C4"])
+def test_loads_into_faster_rcnn(tmp_path, small_checkpoint, arch):
+    src, classifier = small_checkpoint
+    out = tmp_path / "d2.pth"
+    convert_checkpoint(str(src), str(out), small_cfg("Res-RGS"))
+    if arch == "FPN":
+        cfg, prefixes = _detector_cfg(out), ("backbone.bottom_up.",)
+    else:  # res2..res4 in the backbone, res5 inside the ROI head
+        cfg = _detector_cfg(
+            out, **{"MODEL.BACKBONE.NAME": "build_rgsnet_backbone", "MODEL.RESNETS.OUT_FEATURES": ["res4"],
+                    "MODEL.RPN.IN_FEATURES": ["res4"], "MODEL.ROI_HEADS.NAME": "RGSNetRes5ROIHeads",
+                    "MODEL.ROI_HEADS.IN_FEATURES": ["res4"], "MODEL.ANCHOR_GENERATOR.SIZES": [[32, 64]]})
+        prefixes = ("backbone.", "roi_heads.res5.")
+    model = build_model(cfg)
+    incompatible = load_d2(model, cfg.MODEL.WEIGHTS)
+    assert not incompatible.unexpected_keys
+    assert not incompatible.incorrect_shapes
+    assert not [k for k in incompatible.missing_keys if k.startswith(prefixes)]
+    state = model.state_dict()
+    ref = classifier.state_dict()
+    res5 = "backbone.bottom_up.res5" if arch == "FPN" else "roi_heads.res5"
+    stem = "backbone.bottom_up.stem" if arch == "FPN" else "backbone.stem"
+    assert torch.equal(state[f"{res5}.1.shortcut_norm.weight"], ref["layer4.1.shortcut_norm.weight"])
+    assert torch.equal(state[f"{res5}.0.shortcut.norm.running_var"], ref["layer4.0.downsample.1.running_var"])
+    assert torch.equal(state[f"{stem}.conv1.norm.running_mean"], ref["bn1.running_mean"])
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def _tampered(tmp_path, small_checkpoint, change):
+    state = dict(torch.load(small_checkpoint[0], weights_only=True))
+    change(state)
+    path = tmp_path / "tampered.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_unknown_names_fail(tmp_path, small_checkpoint):
+    src = _tampered(tmp_path, small_checkpoint, lambda s: s.update({"layer1.0.extra.weight": torch.zeros(3)}))
+    assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"nothing was written", r"unknown", r"layer1\.0\.extra\.weight")
+
+
+def test_wrong_variant_fails_with_a_hint(tmp_path, small_checkpoint):
+    assert_fails(tmp_path, small_checkpoint[0], small_cfg("original"), r"unknown", r"shortcut_norm",
+                 r"check --variant")
+
+
+def test_converted_file_is_not_converted_twice(tmp_path, small_checkpoint):
+    out = tmp_path / "d2.pth"
+    convert_checkpoint(str(small_checkpoint[0]), str(out), small_cfg("Res-RGS"))
+    # Its names are Detectron2's already; when they do not fit, the error says what the file is.
+    assert_fails(tmp_path, out, small_cfg("original"), r"converted already", out_name="again.pth")
+
+
+def test_misshaped_tensor_fails(tmp_path, small_checkpoint):
+    wrong = {"layer2.0.conv2.weight": torch.zeros(32, 32, 1, 1)}
+    src = _tampered(tmp_path, small_checkpoint, lambda s: s.update(wrong))
+    assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"mis-shaped", r"layer2\.0\.conv2\.weight",
+                 r"\(32, 32, 1, 1\), expected \(32, 32, 3, 3\)")
+
+
+def _drop_block(state):
+    for k in [k for k in state if k.startswith("layer3.1.")]:
+        del state[k]
+
+
+def test_missing_block_fails(tmp_path, small_checkpoint):
+    src = _tampered(tmp_path, small_checkpoint, _drop_block)
+    assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"missing", r"res4\.1\.\* \(whole block\)",
+                 r"\[2, 2, 1, 2\] blocks per stage, the target \[2, 2, 2, 2\]")
+
+
+def test_allow_partial_writes_what_matches(tmp_path, small_checkpoint):
+    src = _tampered(tmp_path, small_checkpoint, _drop_block)
+    out = tmp_path / "partial.pth"
+    result = convert_checkpoint(str(src), str(out), small_cfg("Res-RGS"), allow_partial=True)
+    assert result.missing and all(k.startswith("res4.1.") for k in result.missing)
+    assert any("allow-partial" in line for line in result.summary())
+    incompatible = load_d2(d2_backbone(small_cfg("Res-RGS")), out)
+    # FrozenBN fills absent running stats itself, so Detectron2 reports only the rest.
+    assert incompatible.missing_keys and set(incompatible.missing_keys) <= set(result.missing)
+    assert not incompatible.unexpected_keys
+
+
+def test_truncated_file_fails(tmp_path, small_checkpoint):
+    data = small_checkpoint[0].read_bytes()
+    src = tmp_path / "truncated.pth"
+    src.write_bytes(data[: len(data) // 2])
+    assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"truncated or corrupt")
+    src.write_bytes(b"")
+    assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"truncated or corrupt")
+
+
+class _Malicious:
+    marker = None
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("container", ["torch.save", "raw pickle"])
+def test_malicious_pickle_is_refused_not_executed(tmp_path, container):
+    marker = tmp_path / "EXECUTED"
+    evil = _Malicious()
+    evil.marker = marker
+    src = tmp_path / "evil.pth"
+    payload = {"state_dict": {"conv1.weight": torch.zeros(1)}, "hook": evil}
+    if container == "torch.save":
+        torch.save(payload, src)
+    else:
+        with open(src, "wb") as f:
+            pickle.dump(payload, f)
+    assert not marker.exists()
+    assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"not a plain tensor checkpoint", r"not executed")
+    assert not marker.exists()
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path, small_checkpoint):
+    out = tmp_path / "out.pth"
+    out.write_bytes(b"precious")
+    with pytest.raises(ConversionError, match="--overwrite"):
+        convert_checkpoint(str(small_checkpoint[0]), str(out), small_cfg("Res-RGS"))
+    assert out.read_bytes() == b"precious"
+    convert_checkpoint(str(small_checkpoint[0]), str(out), small_cfg("Res-RGS"), overwrite=True)
+    assert "model" in torch.load(out, weights_only=True)
+
+
+def test_failed_write_leaves_nothing(tmp_path, small_checkpoint, monkeypatch):
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        convert_checkpoint(str(small_checkpoint[0]), str(tmp_path / "out.pth"), small_cfg("Res-RGS"))
+    assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("convert_rgsnet_to_d2", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_with_config_file(tmp_path, small_checkpoint):
+    """The real command line, with a yaml (which leaves INPUT.FORMAT at Detectron2's BGR)."""
+    config = tmp_path / "rgs.yaml"
+    config.write_text(
+        "MODEL:\n  RESNETS:\n    DEPTH: 26\n    STEM_OUT_CHANNELS: 16\n    RES2_OUT_CHANNELS: 64\n"
+        "    WIDTH_PER_GROUP: 16\n  RGSNET:\n    VARIANT: Res-RGS\n"
+    )
+    out = tmp_path / "converted.pth"
+    proc = subprocess.run(
+        [sys.executable, str(TOOL), str(small_checkpoint[0]), str(out), "--config-file", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+    for expected in ("Dropped fc.weight, fc.bias", "FORMAT: RGB", "PIXEL_MEAN: [123.675, 116.280, 103.530]",
+                     "PIXEL_STD: [58.395, 57.120, 57.375]", "STRIDE_IN_1X1: False", "VARIANT: Res-RGS",
+                     "DEPTH: 26", "INPUT.FORMAT = 'BGR'; these weights need RGB",
+                     "STRIDE_IN_1X1 = True; these weights need False"):
+        assert expected in proc.stdout, expected
+
+
+def test_cli_failures_exit_nonzero_without_traceback(tmp_path, small_checkpoint, capsys):
+    tool = _tool()
+    out = tmp_path / "out.pth"
+    assert tool.main([str(small_checkpoint[0]), str(out), "--variant", "Res-RGS"]) == 1  # depth 50 expected
+    err = capsys.readouterr().err
+    assert err.startswith("convert_rgsnet_to_d2: error:") and "Traceback" not in err
+    assert "whole block" in err and not out.exists()
+    assert tool.main([str(small_checkpoint[0]), str(out)]) == 1
+    assert "--variant" in capsys.readouterr().err
+    assert tool.main([str(small_checkpoint[0]), str(out), "--variant", "Res-RGS", "--depth", "26",
+                      "--width", "0.25", "--rename", r"^zzz=", "MODEL.RGSNET.GN_GROUPS", "8"]) == 0
+    assert "VARIANT: Res-RGS" in capsys.readouterr().out and out.exists()
