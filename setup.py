@@ -8,6 +8,6 @@ setup(
     python_requires=">=3.10",
     # torch, torchvision and Detectron2 are installed by tools/setup_env.sh (Detectron2
     # is not on PyPI under its own name); the rest is pinned in requirements/.
-    install_requires=["fvcore", "pycocotools", "scikit-learn", "matplotlib", "tensorboard"],
+    install_requires=["fvcore", "pycocotools", "scikit-learn", "matplotlib", "tensorboard", "opencv-python-headless"],
     extras_require={"test": ["pytest", "onnx", "onnxruntime", "faster-coco-eval"]},
 )
