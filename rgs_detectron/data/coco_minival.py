@@ -65,6 +65,7 @@ def write_minival_split(val2014_json, val2017_json=None, output_dir=None, size=5
     if minival_set & set(rest) or len(minival) + len(rest) != len(ids2014):
         raise AssertionError("minival and valminusminival do not partition val2014")
 
+    os.makedirs(output_dir, exist_ok=True)
     for path, ids in zip(outputs, (minival, rest)):
         data = _subset(val2014, ids)
         atomic_write(path, lambda f, d=data: json.dump(d, f), mode="w")
