@@ -67,15 +67,15 @@ class RGSCheckpointer(DetectionCheckpointer):
         path = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
 
-    def _load_file(self, filename):
-        if not os.path.isfile(filename) and "://" not in filename:
+    def load(self, path, *args, **kwargs):
+        if path and "://" not in path and not os.path.isfile(path):
             raise FileNotFoundError(
-                f"checkpoint '{filename}' does not exist. For ImageNet weights, convert a classifier "
+                f"checkpoint '{path}' does not exist. For ImageNet weights, convert a classifier "
                 "checkpoint with tools/convert_rgsnet_to_d2.py (see the README, 'Converting weights'); "
                 "to train from scratch set MODEL.WEIGHTS '' with MODEL.RESNETS.NORM BN/GN and "
                 "MODEL.BACKBONE.FREEZE_AT 0."
             )
-        return super()._load_file(filename)
+        return super().load(path, *args, **kwargs)
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)

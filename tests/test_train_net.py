@@ -107,7 +107,6 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(datasets_ro
     last = tag.read_text().strip()
     last_iter = int(last[len("model_"):-len(".pth")])
     assert torch.load(out / last, weights_only=True)["iteration"] == last_iter
-    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")] or True  # a kill mid-save may leave a temp file
 
     r = train_net(datasets_root, *opts, flags=["--resume"])
     log = r.stdout + r.stderr
