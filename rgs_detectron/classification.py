@@ -28,10 +28,9 @@ from detectron2.config import get_cfg
 from . import config as rgs_config  # module import: its validators share names with arguments here
 from .config import BLOCKS_PER_STAGE, add_rgsnet_config, canonical_variant
 from .modeling.backbone import rgsnet_stage_kwargs
-# The variant decision tables are shared with the Detectron2 blocks on purpose: the two
-# implementations must take the same branch for every variant.
-from .modeling.blocks import INNER_RG_VARIANTS, POST_RELU_VARIANTS, SHORTCUT_KIND, SqueezeExcitation
-from .modeling.shortcuts import ReLUGroupNorm
+# The variant-specific layers and forward are shared with the Detectron2 blocks on purpose:
+# the two implementations must compute the same thing for every variant.
+from .modeling.blocks import SqueezeExcitation, add_rgs_layers, rgs_block_forward
 
 __all__ = ["RGSNetClassifier", "Bottleneck", "PreactBottleneck", "build_classifier", "rgsnet_cfg"]
 
@@ -90,7 +89,6 @@ class Bottleneck(nn.Module):
     def __init__(self, in_channels, bottleneck_channels, out_channels, *, stride=1, variant="Res-RGS",
                  gn_groups=32, num_groups=1, se_reduction=0, shortcut_impl="auto"):
         super().__init__()
-        self.variant = variant
         self.conv1 = nn.Conv2d(in_channels, bottleneck_channels, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(bottleneck_channels)
         self.conv2 = nn.Conv2d(bottleneck_channels, bottleneck_channels, 3, stride=stride, padding=1,
@@ -98,7 +96,6 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(bottleneck_channels)
         self.conv3 = nn.Conv2d(bottleneck_channels, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
         projection = in_channels != out_channels
         self.downsample = (
             nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
@@ -106,56 +103,18 @@ class Bottleneck(nn.Module):
             if projection else None
         )
 
-        kind = None if projection else SHORTCUT_KIND[variant]
-        self.shortcut_kind = kind
-        if kind == "RG":
-            self.shortcut_norm = ReLUGroupNorm(gn_groups, out_channels, impl=shortcut_impl)
-        elif kind == "G":
-            self.shortcut_norm = nn.GroupNorm(gn_groups, out_channels)
-        elif kind == "RB":
-            self.shortcut_norm = nn.BatchNorm2d(out_channels)
-        self.has_identity = projection or kind is None or variant == "Res-RGS"
-        self.has_inner = variant in INNER_RG_VARIANTS and stride == 1
-        if self.has_inner:
-            self.inner_norm = ReLUGroupNorm(gn_groups, bottleneck_channels, impl=shortcut_impl)
-        if variant == "2GN":
-            self.relu_norm1 = nn.GroupNorm(gn_groups, bottleneck_channels)
-            self.relu_norm2 = nn.GroupNorm(gn_groups, bottleneck_channels)
-        if variant == "RGB":
-            self.output_norm = ReLUGroupNorm(gn_groups, out_channels, impl=shortcut_impl)
-        self.post_relu = variant in POST_RELU_VARIANTS
-        self.se = SqueezeExcitation(out_channels, se_reduction) if se_reduction else None
+        add_rgs_layers(
+            self, variant, projection=projection, stride_3x3=stride, out_channels=out_channels,
+            bottleneck_channels=bottleneck_channels, gn_groups=gn_groups, se_reduction=se_reduction,
+            shortcut_impl=shortcut_impl, shortcut_bn=nn.BatchNorm2d,
+            where=f"a block with {in_channels}->{out_channels} channels ({variant})",
+        )
 
     def forward(self, x):
-        a = self.relu(self.bn1(self.conv1(x)))
-        if self.variant == "2GN":
-            a = self.relu_norm1(a)
-        b = self.bn2(self.conv2(a))
-        if self.has_inner:
-            b = b + self.inner_norm(a)
-        b = self.relu(b)
-        if self.variant == "2GN":
-            b = self.relu_norm2(b)
-        out = self.bn3(self.conv3(b))
-        if self.se is not None:
-            out = self.se(out)
-
-        if self.downsample is not None:
-            out = out + self.downsample(x)
-        elif self.shortcut_kind == "RG":
-            out = out + self.shortcut_norm(x, add_identity=self.has_identity)
-        elif self.shortcut_kind == "RB":
-            out = out + self.shortcut_norm(F.relu(x))
-        elif self.shortcut_kind == "G":
-            out = out + self.shortcut_norm(x)
-        else:
-            out = out + x
-
-        if self.post_relu:
-            out = self.relu(out)
-        elif self.variant == "RGB":
-            out = self.output_norm(out)
-        return out
+        return rgs_block_forward(
+            self, x, lambda t: self.bn1(self.conv1(t)), lambda t: self.bn2(self.conv2(t)),
+            lambda t: self.bn3(self.conv3(t)), self.downsample,
+        )
 
 
 class PreactBottleneck(nn.Module):

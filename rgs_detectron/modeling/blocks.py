@@ -33,7 +33,7 @@ from .shortcuts import ReLUGroupNorm
 
 __all__ = [
     "RGSBottleneckBlock", "PreactBottleneckBlock", "SqueezeExcitation", "make_block_kwargs",
-    "SHORTCUT_KIND", "INNER_RG_VARIANTS", "POST_RELU_VARIANTS",
+    "add_rgs_layers", "rgs_block_forward",
 ]
 
 # Per variant: the op on the identity-shape shortcut, whether the 3x3 conv gets the inner
@@ -82,7 +82,6 @@ class RGSBottleneckBlock(CNNBlockBase):
         shortcut_impl="auto",
     ):
         super().__init__(in_channels, out_channels, stride)
-        self.variant = variant
         projection = in_channels != out_channels
         if projection:
             self.shortcut = Conv2d(
@@ -110,65 +109,86 @@ class RGSBottleneckBlock(CNNBlockBase):
             if layer is not None:
                 weight_init.c2_msra_fill(layer)
 
-        def gn(channels, where, cls=ReLUGroupNorm):
-            check_groups_divide(gn_groups, channels, where)
-            if cls is ReLUGroupNorm:
-                return ReLUGroupNorm(gn_groups, channels, impl=shortcut_impl)
-            return cls(gn_groups, channels)
-
-        where = f"a block with {in_channels}->{out_channels} channels ({variant})"
-        # The nonlinear shortcut replaces the identity only where shapes match.
-        kind = None if projection else SHORTCUT_KIND[variant]
-        self.shortcut_kind = kind
-        if kind == "RG":
-            self.shortcut_norm = gn(out_channels, where)
-        elif kind == "G":
-            self.shortcut_norm = gn(out_channels, where, nn.GroupNorm)
-        elif kind == "RB":
-            self.shortcut_norm = get_norm(norm, out_channels)
-        self.has_identity = projection or kind is None or variant == "Res-RGS"
-
-        self.has_inner = variant in INNER_RG_VARIANTS and stride_3x3 == 1
-        if self.has_inner:
-            self.inner_norm = gn(bottleneck_channels, f"the 3x3 conv of {where}")
-        if variant == "2GN":
-            self.relu_norm1 = gn(bottleneck_channels, f"the 1x1 conv of {where}", nn.GroupNorm)
-            self.relu_norm2 = gn(bottleneck_channels, f"the 3x3 conv of {where}", nn.GroupNorm)
-        if variant == "RGB":
-            self.output_norm = gn(out_channels, f"the output of {where}")
-        self.post_relu = variant in POST_RELU_VARIANTS
-        self.se = SqueezeExcitation(out_channels, se_reduction) if se_reduction else None
+        add_rgs_layers(
+            self, variant, projection=projection, stride_3x3=stride_3x3, out_channels=out_channels,
+            bottleneck_channels=bottleneck_channels, gn_groups=gn_groups, se_reduction=se_reduction,
+            shortcut_impl=shortcut_impl, shortcut_bn=lambda c: get_norm(norm, c),
+            where=f"a block with {in_channels}->{out_channels} channels ({variant})",
+        )
 
     def forward(self, x):
-        a = F.relu_(self.conv1(x))
-        if self.variant == "2GN":
-            a = self.relu_norm1(a)
-        b = self.conv2(a)
-        if self.has_inner:
-            b = b + self.inner_norm(a)  # GN(ReLU(a)) == GN(a): a is already a ReLU output
-        b = F.relu_(b)
-        if self.variant == "2GN":
-            b = self.relu_norm2(b)
-        out = self.conv3(b)
-        if self.se is not None:
-            out = self.se(out)
+        return rgs_block_forward(self, x, self.conv1, self.conv2, self.conv3, self.shortcut)
 
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        elif self.shortcut_kind == "RG":
-            out = out + self.shortcut_norm(x, add_identity=self.has_identity)
-        elif self.shortcut_kind == "RB":
-            out = out + self.shortcut_norm(F.relu(x))
-        elif self.shortcut_kind == "G":
-            out = out + self.shortcut_norm(x)
-        else:
-            out = out + x
 
-        if self.post_relu:
-            out = F.relu_(out)
-        elif self.variant == "RGB":
-            out = self.output_norm(out)  # GN(ReLU(F + h(x)))
-        return out
+def add_rgs_layers(block, variant, *, projection, stride_3x3, out_channels, bottleneck_channels,
+                   gn_groups, se_reduction, shortcut_impl, shortcut_bn, where):
+    """Give ``block`` the layers its variant adds to a ResNet bottleneck.
+
+    Shared by the Detectron2 block and the torchvision-named ImageNet block, so both hold
+    the same layers under the same names and take the same branches in
+    :func:`rgs_block_forward`. ``shortcut_bn(channels)`` makes RBS's BatchNorm.
+    """
+
+    def gn(channels, what, cls=ReLUGroupNorm):
+        check_groups_divide(gn_groups, channels, f"{what} of {where}")
+        if cls is ReLUGroupNorm:
+            return ReLUGroupNorm(gn_groups, channels, impl=shortcut_impl)
+        return cls(gn_groups, channels)
+
+    block.variant = variant
+    # The nonlinear shortcut replaces the identity only where shapes match.
+    kind = None if projection else SHORTCUT_KIND[variant]
+    block.shortcut_kind = kind
+    if kind == "RG":
+        block.shortcut_norm = gn(out_channels, "the shortcut")
+    elif kind == "G":
+        block.shortcut_norm = gn(out_channels, "the shortcut", nn.GroupNorm)
+    elif kind == "RB":
+        block.shortcut_norm = shortcut_bn(out_channels)
+    block.has_identity = projection or kind is None or variant == "Res-RGS"
+    block.has_inner = variant in INNER_RG_VARIANTS and stride_3x3 == 1
+    if block.has_inner:
+        block.inner_norm = gn(bottleneck_channels, "the 3x3 conv")
+    if variant == "2GN":
+        block.relu_norm1 = gn(bottleneck_channels, "the 1x1 conv", nn.GroupNorm)
+        block.relu_norm2 = gn(bottleneck_channels, "the 3x3 conv", nn.GroupNorm)
+    if variant == "RGB":
+        block.output_norm = gn(out_channels, "the output")
+    block.post_relu = variant in POST_RELU_VARIANTS
+    block.se = SqueezeExcitation(out_channels, se_reduction) if se_reduction else None
+
+
+def rgs_block_forward(block, x, conv_bn1, conv_bn2, conv_bn3, projection):
+    """The equations of the module docstring; ``conv_bnK`` compute BN(convK(.))."""
+    a = F.relu_(conv_bn1(x))
+    if block.variant == "2GN":
+        a = block.relu_norm1(a)
+    b = conv_bn2(a)
+    if block.has_inner:
+        b = b + block.inner_norm(a)  # GN(ReLU(a)) == GN(a): a is already a ReLU output
+    b = F.relu_(b)
+    if block.variant == "2GN":
+        b = block.relu_norm2(b)
+    out = conv_bn3(b)
+    if block.se is not None:
+        out = block.se(out)
+
+    if projection is not None:
+        out = out + projection(x)
+    elif block.shortcut_kind == "RG":
+        out = out + block.shortcut_norm(x, add_identity=block.has_identity)
+    elif block.shortcut_kind == "RB":
+        out = out + block.shortcut_norm(F.relu(x))
+    elif block.shortcut_kind == "G":
+        out = out + block.shortcut_norm(x)
+    else:
+        out = out + x
+
+    if block.post_relu:
+        out = F.relu_(out)
+    elif block.variant == "RGB":
+        out = block.output_norm(out)  # GN(ReLU(F + h(x)))
+    return out
 
 
 class PreactBottleneckBlock(CNNBlockBase):
