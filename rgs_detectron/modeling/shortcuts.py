@@ -6,13 +6,16 @@ block, on top of the block input that ``conv1`` already keeps.
 
 ``lean`` is one autograd function that saves only the block input (already kept by
 ``conv1``) and the per-group mean and reciprocal std, and recomputes ``ReLU`` and the
-normalized tensor in backward. Statistics are computed in float32 whatever the input
-dtype, so it is AMP-safe. The reference path stays for tracing, export and as the
-ground truth in tests.
+normalized tensor in backward. Statistics are computed in float32 for half and bfloat16
+input (AMP-safe) and in the input's own dtype when it is wider (float64, for gradcheck).
+Its backward is first-order only (``once_differentiable``): double backward raises rather
+than returning wrong second derivatives. The reference path stays for tracing, export and
+as the ground truth in tests.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["ReLUGroupNorm", "rg_shortcut_reference", "rg_shortcut_lean"]
 
@@ -23,54 +26,57 @@ def rg_shortcut_reference(x, num_groups, weight, bias, eps, add_identity=False):
     return out + x if add_identity else out
 
 
-def _group_view(t, num_groups):
-    return t.reshape(t.shape[0], num_groups, -1)
+def _stats_dtype(x):
+    """float32 for half/bfloat16 input (AMP-safe), the input's own dtype when wider (float64)."""
+    return torch.promote_types(x.dtype, torch.float32)
 
 
-def _affine_shape(x):
-    return (1, x.shape[1]) + (1,) * (x.dim() - 2)
+def _dims(x):
+    n, c = x.shape[:2]
+    return n, c, x.numel() // (n * c)
 
 
 class _LeanRGShortcut(torch.autograd.Function):
+    """Saves (x, weight, mean, rstd); ReLU(x) is recomputed in backward.
+
+    The arithmetic is PyTorch's own fused group-norm kernels (``native_group_norm`` and its
+    backward), so the lean path costs about what the reference ops cost, minus one stored
+    activation.
+    """
+
     @staticmethod
     def forward(ctx, x, weight, bias, num_groups, eps, add_identity):
-        r = _group_view(torch.relu(x).float(), num_groups)
-        var, mean = torch.var_mean(r, dim=2, unbiased=False, keepdim=True)
-        rstd = torch.rsqrt(var + eps)
-        xhat = ((r - mean) * rstd).reshape(x.shape)
-        out = xhat * weight.float().reshape(_affine_shape(x)) + bias.float().reshape(_affine_shape(x))
+        acc = _stats_dtype(x)
+        n, c, hxw = _dims(x)
+        out, mean, rstd = torch.ops.aten.native_group_norm(
+            torch.relu(x).to(acc).contiguous(), weight.to(acc), bias.to(acc), n, c, hxw, num_groups, eps
+        )
         if add_identity:
-            out = out + x.float()
+            out = out.add_(x)
         ctx.save_for_backward(x, weight, mean, rstd)
         ctx.num_groups = num_groups
         ctx.add_identity = add_identity
         return out.to(x.dtype)
 
     @staticmethod
+    @once_differentiable  # mean/rstd are saved as constants: a second derivative would be silently wrong
     def backward(ctx, grad_out):
         x, weight, mean, rstd = ctx.saved_tensors
-        g = ctx.num_groups
-        gy = grad_out.float()
-        positive = x > 0
-        xhat = (_group_view(torch.relu(x).float(), g) - mean) * rstd  # recomputed, (N, G, M)
-        reduce_dims = [0] + list(range(2, x.dim()))
-        gy_g = _group_view(gy, g)
-        grad_weight = grad_bias = None
-        if ctx.needs_input_grad[1]:
-            grad_weight = (gy_g * xhat).reshape(x.shape).sum(reduce_dims).to(weight.dtype)
-        if ctx.needs_input_grad[2]:
-            grad_bias = gy.sum(reduce_dims).to(weight.dtype)
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            dxhat = _group_view(gy * weight.float().reshape(_affine_shape(x)), g)
-            mean_d = dxhat.mean(dim=2, keepdim=True)
-            mean_dx = (dxhat * xhat).mean(dim=2, keepdim=True)
-            dr = (rstd * (dxhat - mean_d - xhat * mean_dx)).reshape(x.shape)
-            grad_x = torch.where(positive, dr, torch.zeros((), dtype=dr.dtype, device=dr.device))
+        acc = _stats_dtype(x)
+        n, c, hxw = _dims(x)
+        gy = grad_out.to(acc).contiguous()
+        gx, gw, gb = torch.ops.aten.native_group_norm_backward(
+            gy, torch.relu(x).to(acc).contiguous(), mean, rstd, weight.to(acc), n, c, hxw, ctx.num_groups,
+            list(ctx.needs_input_grad[:3]),
+        )
+        if gx is not None:
+            gx = torch.ops.aten.threshold_backward(gx, x.to(acc), 0)  # ReLU's backward
             if ctx.add_identity:
-                grad_x = grad_x + gy
-            grad_x = grad_x.to(x.dtype)
-        return grad_x, grad_weight, grad_bias, None, None, None
+                gx = gx.add_(gy)
+            gx = gx.to(x.dtype)
+        gw = gw.to(weight.dtype) if gw is not None else None
+        gb = gb.to(weight.dtype) if gb is not None else None
+        return gx, gw, gb, None, None, None
 
 
 def rg_shortcut_lean(x, num_groups, weight, bias, eps, add_identity=False):
