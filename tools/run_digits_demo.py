@@ -39,10 +39,6 @@ def run_one(args, variant, seed, output_dir):
     cfg.merge_from_list(args.opts)
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     cfg.freeze()
-    if cfg.MODEL.DEVICE == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        # Leave a core to each data-loading worker: on 2 cores, 2 compute threads next to
-        # a worker made training ~1.5x slower than 1 thread (measured, see README).
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - cfg.DATALOADER.NUM_WORKERS))
     default_setup(cfg, argparse.Namespace(config_file=args.config_file, eval_only=False, opts=args.opts))
     check_inputs(cfg)
     start = time.perf_counter()
