@@ -57,3 +57,19 @@ def randomize_frozen_bn(module, seed=0):
             buf.copy_(torch.randn(buf.shape, generator=g) * 0.1)
         elif name.endswith(("running_var", "weight")):
             buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
+
+
+def save_random_detector(root, yaml_text):
+    """Write ``yaml_text`` to ``root/tiny.yaml`` and save a seeded random-weight model built
+    from it with Detectron2's checkpointer. Returns (config path, weights path, frozen cfg)."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    config = root / "tiny.yaml"
+    config.write_text(yaml_text)
+    cfg = rgs_cfg(base=str(config))
+    torch.manual_seed(0)
+    DetectionCheckpointer(build_model(cfg), save_dir=str(root)).save("model")
+    cfg.MODEL.WEIGHTS = str(root / "model.pth")
+    cfg.freeze()
+    return str(config), cfg.MODEL.WEIGHTS, cfg

@@ -9,13 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
-from detectron2.modeling import build_model
 
-from rgs_detectron import add_rgsnet_config
 from rgs_detectron.demo import collect_inputs
+
+from common import save_random_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -43,16 +41,9 @@ INPUT: {{MIN_SIZE_TEST: 128, MAX_SIZE_TEST: 192}}
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """(config file, weights file) of a random-weight tiny detector."""
-    root = tmp_path_factory.mktemp("tiny_model")
-    config = root / "tiny.yaml"
-    config.write_text(TINY_YAML)
-    cfg = get_cfg()
-    add_rgsnet_config(cfg)
-    cfg.merge_from_file(str(config))
-    torch.manual_seed(0)
-    DetectionCheckpointer(build_model(cfg), save_dir=str(root)).save("model")
+    config, weights, _ = save_random_detector(tmp_path_factory.mktemp("tiny_model"), TINY_YAML)
     MetadataCatalog.get(DATASET).thing_classes = CLASS_NAMES
-    return str(config), str(root / "model.pth")
+    return config, weights
 
 
 @pytest.fixture

@@ -7,17 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
-from detectron2.modeling import build_model
-
-from rgs_detectron import add_rgsnet_config
 from rgs_detectron import export as rgs_export
 from rgs_detectron.modeling import ReLUGroupNorm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import export_model as export_tool  # noqa: E402  (tools/export_model.py)
+from common import save_random_detector  # noqa: E402
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
@@ -41,17 +37,7 @@ INPUT: {{MIN_SIZE_TEST: 128, MAX_SIZE_TEST: 192}}
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(config file, weights file, frozen cfg) of a random-weight tiny detector."""
-    root = tmp_path_factory.mktemp("tiny_export")
-    config = root / "tiny.yaml"
-    config.write_text(TINY_YAML)
-    cfg = get_cfg()
-    add_rgsnet_config(cfg)
-    cfg.merge_from_file(str(config))
-    torch.manual_seed(0)
-    DetectionCheckpointer(build_model(cfg), save_dir=str(root)).save("model")
-    cfg.MODEL.WEIGHTS = str(root / "model.pth")
-    cfg.freeze()
-    return str(config), cfg.MODEL.WEIGHTS, cfg
+    return save_random_detector(tmp_path_factory.mktemp("tiny_export"), TINY_YAML)
 
 
 def test_export_both_formats_match_eager(tiny, tmp_path, capsys):

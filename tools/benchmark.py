@@ -56,6 +56,7 @@ from detectron2.utils.events import EventStorage
 
 from rgs_detectron import add_rgsnet_config
 from rgs_detectron.config import SHORTCUT_IMPLS, canonical_variant
+from rgs_detectron.hardware import cpu_model
 
 BASELINE = "original"
 DEFAULT_VARIANTS = ("original", "b-RGS", "d-RGS", "Res-RGS")
@@ -306,17 +307,6 @@ def _plan(args):
     return plan
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _measure(args, plan, batch, amp_dtype):
     """Rounds over all models (rotated order); returns name -> metric -> list of samples."""
     samples = {name: {} for name, _, _ in plan}
@@ -400,7 +390,7 @@ def run(args):
     return {
         "settings": {k: v for k, v in vars(args).items() if k != "output"},
         "environment": {
-            "device": torch.cuda.get_device_name() if args.device == "cuda" else _cpu_model(),
+            "device": torch.cuda.get_device_name() if args.device == "cuda" else cpu_model(),
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "cpu_threads": torch.get_num_threads(),

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from rgs_detectron.evaluation import evaluate_on_coco, load_coco_gt, resolve_engine
+from rgs_detectron.hardware import cpu_model
 
 ENGINES = ("pycocotools", "faster_coco_eval")
 STAT_NAMES = [
@@ -109,17 +110,6 @@ def time_engine(engine, gt, results, repeats):
         stats = np.asarray(coco_eval.stats[:12], dtype=np.float64)
         del coco_eval, fresh
     return load_s, times, stats
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None):
