@@ -21,7 +21,6 @@ import logging
 import os
 import pickle
 import re
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
@@ -33,6 +32,7 @@ from detectron2.layers import ShapeSpec
 
 from .classification import rgsnet_cfg
 from .config import add_rgsnet_config, canonical_variant
+from .fileio import atomic_write
 from .modeling.backbone import build_rgsnet_backbone
 
 __all__ = [
@@ -442,25 +442,17 @@ def save_d2_checkpoint(tensors, path, overwrite=False):
     payload = {"model": model, "__author__": "rgs_detectron", "matching_heuristics": True}
 
     path = os.path.abspath(path)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if as_pickle:
-                pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-            else:
-                torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def write(f):
+        if as_pickle:
+            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            torch.save(payload, f)
         if not overwrite and os.path.exists(path):
             raise ConversionError(f"output {path!r} appeared while converting; not overwritten")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_write(path, write)
     return path
 
 

@@ -9,29 +9,14 @@
    expected and allowed.
 """
 import os
-import tempfile
 
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .fileio import atomic_write
+
 _BACKBONE_PREFIXES = ("backbone.bottom_up.", "roi_heads.res5.")
-
-
-def atomic_write(path, write_fn, mode="wb"):
-    """Call ``write_fn(file)`` on a temporary file, then atomically rename it to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class IncompatibleCheckpointError(RuntimeError):

@@ -40,6 +40,7 @@ except ImportError as e:
     Visualizer, _VISUALIZER_ERROR = None, e
 
 from .config import add_rgsnet_config
+from .fileio import atomic_write
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -53,6 +54,10 @@ __all__ = [
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 logger = logging.getLogger(__name__)
+
+
+def _write_json(path, obj):
+    atomic_write(path, lambda f: json.dump(obj, f, indent=1), mode="w")
 
 
 def resolve_device(device):
@@ -149,20 +154,6 @@ def _display_metadata(cfg):
     to_output_id = {c: d for d, c in id_map.items()} if id_map else {i: i for i in range(num_classes)}
     id_to_name = {to_output_id[i]: (names[i] if names else str(i)) for i in range(num_classes)}
     return metadata, to_output_id, id_to_name
-
-
-def _write_json_atomic(path, obj):
-    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 @dataclass
@@ -278,8 +269,8 @@ class DemoRunner:
                 }
             )
 
-        _write_json_atomic(os.path.join(output_dir, "detections.json"), summary.detections)
-        _write_json_atomic(
+        _write_json(os.path.join(output_dir, "detections.json"), summary.detections)
+        _write_json(
             os.path.join(output_dir, "summary.json"),
             {
                 "config": {

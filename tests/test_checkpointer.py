@@ -10,7 +10,8 @@ import torch
 
 from detectron2.modeling import build_model
 
-from rgs_detectron.checkpointer import IncompatibleCheckpointError, RGSCheckpointer, atomic_write
+from rgs_detectron.checkpointer import IncompatibleCheckpointError, RGSCheckpointer
+from rgs_detectron.fileio import atomic_write
 
 from common import tiny_detector_cfg
 
