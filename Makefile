@@ -12,7 +12,7 @@ setup: $(SETUP_MARK)
 
 # Train + evaluate a Res-RGS Faster R-CNN on the built-in digits dataset (CPU or GPU).
 demo: $(SETUP_MARK)
-	$(PY) tools/run_digits_demo.py --output-dir output/digits_demo
+	$(PY) -m rgs_detectron.cli.digits_demo --output output/digits_demo
 
 # The whole test suite, slow cases included.
 test: $(SETUP_MARK)

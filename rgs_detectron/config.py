@@ -1,40 +1,34 @@
-"""The ``MODEL.RGSNET`` config node and its validation.
+"""The ``MODEL.RGSNET`` config node, and the one way to set up a config and a device.
 
-Only what RGSNet adds lives here; depth, widths, norm, grouping, freezing and output
-features stay on Detectron2's own keys (``MODEL.RESNETS.*``, ``MODEL.BACKBONE.*``).
+Only what RGSNet adds lives under ``MODEL.RGSNET``; depth, widths, norm, grouping,
+freezing and output features stay on Detectron2's own keys (``MODEL.RESNETS.*``,
+``MODEL.BACKBONE.*``). Values are validated where they are used, by
+``RGSNetSpec.from_cfg`` (``rgs_detectron/modeling/spec.py``).
 """
+import os
+
+import torch
+
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
-# Paper names (Sec. 3, Table 1) -> canonical spelling used in configs and docs.
-VARIANTS = ("original", "b-RGS", "d-RGS", "Res-RGS", "RBS", "GS", "RGB", "2GN", "Preact")
+from .errors import ConfigError, UserError
 
-# Bottleneck blocks per stage for the depths the paper trains (Table 8, Sec. 4.4).
-BLOCKS_PER_STAGE = {
-    26: [2, 2, 2, 2],
-    32: [2, 3, 3, 2],
-    38: [3, 3, 3, 3],
-    44: [3, 4, 4, 3],
-    50: [3, 4, 6, 3],
-    62: [3, 4, 10, 3],
-    77: [3, 4, 15, 3],
-    101: [3, 4, 23, 3],
-    152: [3, 8, 36, 3],
-    200: [3, 24, 36, 3],
-}
-
-SHORTCUT_IMPLS = ("auto", "reference", "lean")
+__all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "resolve_device", "check_cuda"]
 
 
 def add_rgsnet_config(cfg):
-    """Add the ``MODEL.RGSNET`` node to a Detectron2 config (in place). Idempotent."""
+    """Add the ``MODEL.RGSNET`` node (and ``TEST.COCO_EVAL_ENGINE``, ``DATASETS.INVALID_BOXES``)
+    to ``cfg`` in place. Idempotent."""
     if "RGSNET" in cfg.MODEL:
         return cfg
     _C = cfg
     _C.MODEL.RGSNET = CN()
-    # Block design, one of VARIANTS (matched case-insensitively).
+    # Block design: original, b-RGS, d-RGS, Res-RGS, RBS, GS, RGB, 2GN or Preact
+    # (case-insensitive; the table in rgs_detectron/modeling/variants.py).
     _C.MODEL.RGSNET.VARIANT = "Res-RGS"
-    # GroupNorm groups at this width. 0 = the paper's rule: 32 at width 1x
-    # (RES2_OUT_CHANNELS 256), scaled with width (8 at 0.25x).
+    # GroupNorm groups. 0 = the paper's rule: 32 at width 1x (RES2_OUT_CHANNELS 256),
+    # scaled with width (8 at 0.25x).
     _C.MODEL.RGSNET.GN_GROUPS = 0
     # Bottleneck blocks per stage res2..res5. Empty = from MODEL.RESNETS.DEPTH
     # through the paper's depth table (26, 32, 38, 44, 50, 62, 77, 101, 152, 200).
@@ -44,90 +38,83 @@ def add_rgsnet_config(cfg):
     _C.MODEL.RGSNET.SE_REDUCTION = 0
     # How the RG shortcut is computed: "reference" (plain ops), "lean" (saves only
     # the block input and per-group statistics for backward), "auto" (lean while
-    # training, reference otherwise and when tracing/exporting).
+    # training on CUDA, reference otherwise and when tracing/exporting).
     _C.MODEL.RGSNET.SHORTCUT_IMPL = "auto"
     # COCO evaluation engine: "auto" (faster-coco-eval when installed, else pycocotools),
-    # "faster_coco_eval" or "pycocotools". Same AP either way; see docs/USAGE.md.
+    # "faster_coco_eval" or "pycocotools". Same AP either way.
     _C.TEST.COCO_EVAL_ENGINE = "auto"
+    # Training boxes that cannot be right (negative or zero size, wholly outside the
+    # image): "drop" them with a report, or "fail". See rgs_detectron/data/boxes.py.
+    _C.DATASETS.INVALID_BOXES = "drop"
     return cfg
 
 
-def _fail(key, value, expected):
-    raise ValueError(f"cfg.{key} = {value!r} is invalid: {expected}")
+def get_rgsnet_cfg(config_file=None, opts=()):
+    """Detectron2's defaults + the RGSNet keys + ``config_file`` + ``opts`` (KEY VALUE ...).
+
+    The config is returned unfrozen. A missing file, an unknown key or a bad value raises
+    a ConfigError naming the file or key.
+    """
+    cfg = add_rgsnet_config(get_cfg())
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise ConfigError(f"config file {config_file!r} does not exist")
+        try:
+            cfg.merge_from_file(config_file)
+        except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
+            raise ConfigError(f"cannot merge config file {config_file!r}: {_yacs_message(e)}") from None
+        except Exception as e:  # yaml syntax errors and the like
+            raise ConfigError(f"cannot read config file {config_file!r}: {type(e).__name__}: {e}") from None
+    opts = list(opts or [])
+    if opts:
+        if len(opts) % 2:
+            raise ConfigError(f"config overrides must be KEY VALUE pairs; got {len(opts)} words: {opts}")
+        try:
+            cfg.merge_from_list(opts)
+        except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
+            raise ConfigError(f"bad config override: {_yacs_message(e)}") from None
+    return cfg
 
 
-def canonical_variant(name):
-    """Return the canonical spelling of a variant name, or fail naming the choices."""
-    by_lower = {v.lower(): v for v in VARIANTS}
-    key = str(name).lower()
-    if key not in by_lower:
-        _fail("MODEL.RGSNET.VARIANT", name, "choose one of " + ", ".join(VARIANTS))
-    return by_lower[key]
+def _yacs_message(e):
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    if "RGSNET" in text:
+        text += " (RGSNet keys need rgs_detectron.add_rgsnet_config(cfg) first)"
+    return text
 
 
-def blocks_per_stage(cfg):
-    """Blocks in res2..res5, from the explicit list or the depth table."""
-    explicit = list(cfg.MODEL.RGSNET.BLOCKS_PER_STAGE)
-    if explicit:
-        if len(explicit) != 4 or not all(isinstance(n, int) and n >= 1 for n in explicit):
-            _fail(
-                "MODEL.RGSNET.BLOCKS_PER_STAGE",
-                explicit,
-                "give 4 positive integers (blocks in res2..res5), or [] to use MODEL.RESNETS.DEPTH",
-            )
-        return explicit
-    depth = cfg.MODEL.RESNETS.DEPTH
-    if depth not in BLOCKS_PER_STAGE:
-        _fail(
-            "MODEL.RESNETS.DEPTH",
-            depth,
-            "RGSNet depths are "
-            + ", ".join(str(d) for d in BLOCKS_PER_STAGE)
-            + "; for another layout set MODEL.RGSNET.BLOCKS_PER_STAGE to 4 block counts",
+def resolve_device(requested):
+    """The torch device string to run on.
+
+    ``"auto"``: ``"cuda"`` when CUDA is usable, else ``"cpu"``. ``"cpu"``: the CPU.
+    ``"cuda"``/``"cuda:N"``: that device, or a UserError with PyTorch's own reason why CUDA
+    cannot be used and the fix. Never falls back to the CPU silently.
+    """
+    requested = str(requested or "auto").lower()
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested.startswith("cuda"):
+        check_cuda(int(requested.split(":", 1)[1]) + 1 if ":" in requested else 1, f"device {requested!r}")
+        return requested
+    raise ConfigError(f"device {requested!r} is invalid: choose cpu, cuda, cuda:N or auto")
+
+
+def check_cuda(num_devices, what):
+    """Raise a UserError with PyTorch's reason unless ``num_devices`` CUDA devices are usable."""
+    reason = None
+    if not torch.cuda.is_available():
+        try:
+            torch.cuda.init()
+            reason = "torch.cuda.is_available() is False"
+        except Exception as e:  # PyTorch says why: no driver, driver too old, CPU-only build, ...
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    elif torch.cuda.device_count() < num_devices:
+        reason = f"{num_devices} GPU(s) needed, {torch.cuda.device_count()} visible"
+    if reason:
+        raise UserError(
+            f"{what} needs CUDA, which PyTorch {torch.__version__} cannot use here: {reason}. "
+            "Fix the NVIDIA driver or install a torch build for it (README, 'Install'), "
+            "or run on the CPU with MODEL.DEVICE cpu (--device cpu for the demo and export tools)."
         )
-    return list(BLOCKS_PER_STAGE[depth])
-
-
-def gn_groups(cfg):
-    """GroupNorm group count: explicit, or 32 scaled with the width (RES2_OUT_CHANNELS / 256)."""
-    groups = cfg.MODEL.RGSNET.GN_GROUPS
-    if not isinstance(groups, int) or groups < 0:
-        _fail("MODEL.RGSNET.GN_GROUPS", groups, "give a positive group count, or 0 for the paper's rule")
-    if groups:
-        return groups
-    res2 = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS
-    scaled = 32 * res2 // 256
-    if scaled < 1 or 32 * res2 % 256:
-        _fail(
-            "MODEL.RGSNET.GN_GROUPS",
-            groups,
-            f"the automatic rule (32 x RES2_OUT_CHANNELS / 256) gives no whole count for "
-            f"RES2_OUT_CHANNELS={res2}; set MODEL.RGSNET.GN_GROUPS explicitly",
-        )
-    return scaled
-
-
-def check_groups_divide(groups, channels, where):
-    """Fail at build time if GroupNorm cannot split ``channels`` into ``groups``."""
-    if channels % groups:
-        divisors = [g for g in range(1, channels + 1) if channels % g == 0]
-        _fail(
-            "MODEL.RGSNET.GN_GROUPS",
-            groups,
-            f"it must divide every channel count it normalizes, but {where} has {channels} "
-            f"channels (valid group counts there: {divisors})",
-        )
-
-
-def shortcut_impl(cfg):
-    impl = str(cfg.MODEL.RGSNET.SHORTCUT_IMPL).lower()
-    if impl not in SHORTCUT_IMPLS:
-        _fail("MODEL.RGSNET.SHORTCUT_IMPL", cfg.MODEL.RGSNET.SHORTCUT_IMPL, "choose one of " + ", ".join(SHORTCUT_IMPLS))
-    return impl
-
-
-def se_reduction(cfg):
-    r = cfg.MODEL.RGSNET.SE_REDUCTION
-    if not isinstance(r, int) or r < 0:
-        _fail("MODEL.RGSNET.SE_REDUCTION", r, "give 0 (no SE) or a positive reduction ratio such as 16")
-    return r

@@ -8,6 +8,7 @@ from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from detectron2.utils.events import EventStorage
 
 from rgs_detectron import VARIANTS
+from rgs_detectron.errors import ConfigError
 from rgs_detectron.modeling import build_rgsnet_backbone
 
 from common import TINY_WIDTH, randomize_frozen_bn, rgs_cfg, tiny_batch, tiny_detector_cfg
@@ -189,7 +190,7 @@ def test_depth_table(depth, expected):
 ])
 def test_bad_configs_fail_at_build_time_naming_key_value_choices(opts, words):
     cfg = rgs_cfg(*opts, "MODEL.RESNETS.OUT_FEATURES", ALL)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ConfigError) as err:
         build_rgsnet_backbone(cfg, ShapeSpec(channels=3))
     for w in words:
         assert w in str(err.value), (w, str(err.value))
@@ -200,4 +201,4 @@ def test_explicit_blocks_per_stage_and_case_insensitive_variant():
                   "MODEL.RESNETS.OUT_FEATURES", ALL)
     backbone = build_rgsnet_backbone(cfg, ShapeSpec(channels=3))
     assert [len(s) for s in backbone.stages] == [1, 1, 2, 1]
-    assert backbone.res4[1].variant == "Res-RGS"
+    assert backbone.res4[1].rule.name == "Res-RGS"

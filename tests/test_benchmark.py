@@ -1,21 +1,22 @@
-"""tools/benchmark.py runs end to end on the CPU and reports what it promises."""
-import importlib.util
+"""The benchmark runs end to end on the CPU, measures the shipped network and reports what it promises."""
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+from detectron2.modeling import build_model
+
+from rgs_detectron.cli import benchmark as benchmark_module
+from rgs_detectron.cli import timing
+from rgs_detectron.model_zoo import get_config_file
+
+from common import rgs_cfg
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("rgs_benchmark_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module
 
 
 def _numbers(tree):
@@ -27,17 +28,16 @@ def _numbers(tree):
 
 
 def test_tiny_cpu_run_writes_complete_json(benchmark, tmp_path):
-    out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
-    benchmark.main([
-        "--device", "cpu", "--batch", "1", "--height", "96", "--width", "128",
+    assert benchmark.main([
+        "--device", "cpu", "--batch", "1", "--input-size", "96", "128",
         "--iters", "1", "--warmup", "1", "--depth", "26", "--width-mult", "0.25",
         "--fpn-channels", "32", "--threads", "1", "--shortcut-impl", "lean", "--amp", "on",
-        "--output", str(out),
+        "--output", str(tmp_path),
         # a smaller box head keeps the test quick; any Detectron2 key can be overridden
-        "--opts", "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64",
-    ])
-    report = json.loads(out.read_text())
+        "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64",
+    ]) == 0
+    report = json.loads((tmp_path / "benchmark.json").read_text())
     variants = ["original", "b-RGS", "d-RGS", "Res-RGS"]
     assert list(report["results"]) == variants
     assert list(report["ratios"]) == variants
@@ -64,9 +64,22 @@ def test_plan_always_measures_the_baseline_first(benchmark):
     assert names == ["original", "Res-RGS/lean", "Res-RGS/reference", "b-RGS/lean", "b-RGS/reference"]
 
 
-def test_synthetic_batch_is_valid_and_reproducible(benchmark):
-    a = benchmark.synthetic_batch(2, 64, 96, 80, "cpu", seed=3)
-    b = benchmark.synthetic_batch(2, 64, 96, 80, "cpu", seed=3)
+def test_the_benchmarked_network_is_the_shipped_fpn_config(benchmark):
+    """Same keys as Base-RGSNet-FPN.yaml (stride in the 3x3 conv, as trained), same parameter names."""
+    args = benchmark.get_parser().parse_args(["--depth", "26", "--width-mult", "0.25", "--device", "cpu"])
+    cfg = benchmark.build_cfg(args, "Res-RGS", "auto")
+    shipped = rgs_cfg("MODEL.RGSNET.VARIANT", "Res-RGS", "MODEL.RESNETS.DEPTH", 26, "MODEL.RESNETS.NORM", "BN",
+                      "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
+                      "MODEL.RESNETS.WIDTH_PER_GROUP", 16, "MODEL.BACKBONE.FREEZE_AT", 0,
+                      "MODEL.ROI_HEADS.NUM_CLASSES", 80, "MODEL.WEIGHTS", "", "MODEL.RGSNET.GN_GROUPS", 8,
+                      base=get_config_file("Base-RGSNet-FPN.yaml"))
+    assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False and cfg.MODEL == shipped.MODEL and cfg.INPUT == shipped.INPUT
+    assert list(build_model(cfg).state_dict()) == list(build_model(shipped).state_dict())
+
+
+def test_synthetic_batch_is_valid_and_reproducible():
+    a = timing.synthetic_batch(2, 64, 96, 80, "cpu", seed=3)
+    b = timing.synthetic_batch(2, 64, 96, 80, "cpu", seed=3)
     for x, y in zip(a, b):
         assert x["image"].dtype == torch.uint8 and x["image"].shape == (3, 64, 96)
         assert torch.equal(x["image"], y["image"])

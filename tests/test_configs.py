@@ -4,13 +4,17 @@ import os
 
 import pytest
 
+from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_model
+
+from rgs_detectron.model_zoo import get_config_file, list_configs
 
 from common import rgs_cfg
 
 CONFIGS = sorted(
     p for p in glob.glob("configs/**/*.yaml", recursive=True) if not os.path.basename(p).startswith("Base-")
 )
+TRAIN_IMAGES = {"coco": 117_266, "voc": 5_011}  # with annotations: train2014 + valminusminival2014; trainval
 
 
 def test_configs_exist():
@@ -41,8 +45,20 @@ def test_c4_and_fpn_share_data_and_schedule(ds):
     assert c4.MODEL.ROI_HEADS.NUM_CLASSES == fpn.MODEL.ROI_HEADS.NUM_CLASSES
 
 
-def test_coco_schedule_is_five_epochs():
-    cfg = rgs_cfg(base="configs/coco_res_rgs_50.yaml")
-    images = 117_266  # train2014 + valminusminival2014 with annotations
-    assert cfg.SOLVER.MAX_ITER == round(5 * images / cfg.SOLVER.IMS_PER_BATCH)
-    assert tuple(cfg.DATASETS.TRAIN) == ("coco_2014_train", "coco_2014_valminusminival")
+def test_the_checkout_configs_are_the_shipped_ones():
+    assert os.path.realpath("configs") == os.path.realpath(os.path.dirname(get_config_file("coco_res_rgs_50.yaml")))
+    assert {os.path.relpath(p, "configs") for p in CONFIGS} <= set(list_configs())
+
+
+@pytest.mark.parametrize("config,epochs", [("coco_res_rgs_50.yaml", 5), ("coco_b_rgs_50_fpn.yaml", 5),
+                                           ("voc_res_rgs_50.yaml", 10), ("voc_b_rgs_50_fpn.yaml", 10)])
+@pytest.mark.parametrize("num_gpus", [1, 2, 4, 8, 16])
+def test_documented_commands_train_the_papers_epochs(config, epochs, num_gpus):
+    """``train_net --config-file CONFIG --num-gpus N`` (README) trains the paper's epochs for any N:
+    Detectron2 scales batch, LR and schedule from SOLVER.REFERENCE_WORLD_SIZE (8)."""
+    cfg = DefaultTrainer.auto_scale_workers(rgs_cfg(base=f"configs/{config}"), num_gpus)
+    images = TRAIN_IMAGES[config.split("_")[0]]
+    assert cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH / images == pytest.approx(epochs, rel=2e-3)
+    assert cfg.SOLVER.STEPS[0] * cfg.SOLVER.IMS_PER_BATCH / images == pytest.approx(epochs * 0.8, rel=2e-3)
+    assert cfg.SOLVER.BASE_LR == pytest.approx(0.02 * cfg.SOLVER.IMS_PER_BATCH / 16)
+    assert cfg.SOLVER.IMS_PER_BATCH == 2 * num_gpus

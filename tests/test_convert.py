@@ -1,10 +1,9 @@
-"""ImageNet classifier -> Detectron2 conversion (issue 4).
+"""ImageNet classifier -> Detectron2 conversion.
 
 The round trips are the contract: a classifier with random weights and random BN
 statistics, saved, converted and loaded with Detectron2's own checkpointer, must give the
 same res2..res5 as the classifier's layer1..layer4.
 """
-import importlib.util
 import os
 import pickle
 import re
@@ -12,31 +11,36 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 
-from rgs_detectron.checkpoint import (
+from rgs_detectron.cli import convert as convert_tool
+from rgs_detectron.engine import RGSCheckpointer
+from rgs_detectron.errors import ConfigError
+from rgs_detectron.imagenet import RGSNetClassifier
+from rgs_detectron.imagenet.convert import (
     ConversionError,
     apply_renames,
     convert_checkpoint,
     expected_shapes,
     map_names,
-    target_cfg,
 )
-from rgs_detectron.classification import build_classifier
-from rgs_detectron.config import BLOCKS_PER_STAGE, VARIANTS
-from rgs_detectron.modeling import build_rgsnet_backbone
+from rgs_detectron.modeling import BLOCKS_PER_DEPTH, VARIANTS, RGSNet, RGSNetSpec
+
+from common import tiny_detector_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "convert_rgsnet_to_d2.py"
-SMALL = dict(depth=26, width=0.25)  # stem 16, res2 64, 16 channels per group, GN groups 8
+SMALL = dict(depth=26, width_mult=0.25)  # stem 16, res2 64, 16 channels per group, GN groups 8
+
+
+def build_classifier(variant, depth=50, width_mult=1.0, **extra):
+    return RGSNetClassifier(RGSNetSpec.create(variant, depth, width_mult, **extra))
 
 
 class RecordingCheckpointer(DetectionCheckpointer):
@@ -68,12 +72,8 @@ def randomize(model, seed=0):
     return model.eval()
 
 
-def d2_backbone(cfg):
-    cfg = cfg.clone()
-    cfg.MODEL.RESNETS.NORM = "FrozenBN"
-    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    return build_rgsnet_backbone(cfg, ShapeSpec(channels=3)).eval()
+def d2_backbone(spec):
+    return RGSNet(spec=spec.replace(norm="FrozenBN"), out_features=["res2", "res3", "res4", "res5"]).eval()
 
 
 def load_d2(model, path):
@@ -121,7 +121,7 @@ def one_thread():
 
 
 def small_cfg(variant, **extra):
-    return target_cfg(variant=variant, **SMALL, **extra)
+    return RGSNetSpec.create(variant, **SMALL, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -157,10 +157,10 @@ def test_original_classifier_is_torchvision_resnet50():
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_and_depth_maps_onto_the_backbone(variant):
     """Names and shapes only (no weights): the map covers every layout exactly."""
-    for depth in BLOCKS_PER_STAGE:
-        desc = dict(variant=variant, depth=depth, width=0.125)
-        names, _, dropped = map_names(build_classifier(**desc).state_dict(), variant)
-        expected = expected_shapes(target_cfg(**desc))
+    for depth in BLOCKS_PER_DEPTH:
+        spec = RGSNetSpec.create(variant, depth, 0.125)
+        names, _, dropped = map_names(RGSNetClassifier(spec).state_dict(), spec)
+        expected = expected_shapes(spec)
         assert list(names) and set(names) == set(expected), (variant, depth)
         assert all(tuple(v.shape) == expected[k] for k, v in names.items())
         assert {"fc.weight", "fc.bias"} <= {n for n, _ in dropped}
@@ -172,7 +172,7 @@ def test_every_variant_and_depth_maps_onto_the_backbone(variant):
 
 @pytest.mark.parametrize("variant", ["original", "b-RGS", "d-RGS", "Res-RGS"])
 def test_round_trip_depth50(tmp_path, variant):
-    cfg = target_cfg(variant=variant, depth=50)
+    cfg = RGSNetSpec.create(variant, 50)
     round_trip(tmp_path, randomize(build_classifier(variant, 50)), cfg)
 
 
@@ -202,7 +202,7 @@ def test_torchvision_resnet50_round_trip(tmp_path):
     model.forward_features = lambda x: _torchvision_features(model, x)
     saved = {"epoch": 90, "arch": "resnet50",
              "state_dict": {"module." + k: v for k, v in model.state_dict().items()}}
-    result, _ = round_trip(tmp_path, model, target_cfg(variant="original", depth=50), saved=saved)
+    result, _ = round_trip(tmp_path, model, RGSNetSpec.create("original", 50), saved=saved)
     assert result.settings["INPUT.FORMAT"] == "RGB"
     assert result.settings["MODEL.RESNETS.STRIDE_IN_1X1"] is False
     assert result.settings["MODEL.PIXEL_MEAN"] == [123.675, 116.280, 103.530]
@@ -216,15 +216,11 @@ def _torchvision_features(m, x):
     return out
 
 
-def test_pkl_output(tmp_path):
-    model = randomize(build_classifier("b-RGS", **SMALL))
-    _, out = round_trip(tmp_path, model, small_cfg("b-RGS"), out_name="d2.pkl")
-    with open(out, "rb") as f:
-        data = pickle.load(f)
-    assert data["__author__"] == "rgs_detectron"
-    assert data["matching_heuristics"] is True
-    assert all(isinstance(v, np.ndarray) for v in data["model"].values())
-    assert "res2.1.shortcut_norm.weight" in data["model"]
+def test_pkl_output_is_refused_with_the_reason(tmp_path, small_checkpoint):
+    """Detectron2 unpickles .pkl weights with plain pickle: the converter never writes one."""
+    with pytest.raises(ConfigError, match="plain pickle"):
+        convert_checkpoint(str(small_checkpoint[0]), str(tmp_path / "d2.pkl"), small_cfg("Res-RGS"))
+    assert os.listdir(tmp_path) == []
 
 
 def test_pth_output_loads_with_weights_only(tmp_path, small_checkpoint):
@@ -257,34 +253,11 @@ def test_rename_rules(tmp_path):
 def test_apply_renames_rejects_collisions():
     with pytest.raises(ConversionError, match="map both"):
         apply_renames({"a.x": torch.zeros(1), "b.x": torch.zeros(1)}, [r"^[ab]\.="])
-    with pytest.raises(ConversionError, match="REGEX=REPLACEMENT"):
+    with pytest.raises(ConfigError, match="REGEX=REPLACEMENT"):
         apply_renames({"a": torch.zeros(1)}, ["no-equals-sign"])
 
 
 # --------------------------------------------------------------------------- loading in detectors
-
-
-def _detector_cfg(weights, **overrides):
-    cfg = small_cfg("Res-RGS")
-    m = cfg.MODEL
-    m.DEVICE = "cpu"
-    m.WEIGHTS = str(weights)
-    m.META_ARCHITECTURE = "GeneralizedRCNN"
-    m.BACKBONE.NAME = "build_rgsnet_fpn_backbone"
-    m.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    m.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    m.FPN.OUT_CHANNELS = 32
-    m.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
-    m.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
-    m.ROI_HEADS.NAME = "StandardROIHeads"
-    m.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
-    m.ROI_HEADS.NUM_CLASSES = 3
-    m.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
-    m.ROI_BOX_HEAD.NUM_FC = 2
-    m.ROI_BOX_HEAD.FC_DIM = 64
-    m.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
-    cfg.merge_from_list([x for kv in overrides.items() for x in kv])
-    return cfg
 
 
 @pytest.mark.parametrize("arch", ["FPN", "C4"])
@@ -292,14 +265,9 @@ def test_loads_into_faster_rcnn(tmp_path, small_checkpoint, arch):
     src, classifier = small_checkpoint
     out = tmp_path / "d2.pth"
     convert_checkpoint(str(src), str(out), small_cfg("Res-RGS"))
-    if arch == "FPN":
-        cfg, prefixes = _detector_cfg(out), ("backbone.bottom_up.",)
-    else:  # res2..res4 in the backbone, res5 inside the ROI head
-        cfg = _detector_cfg(
-            out, **{"MODEL.BACKBONE.NAME": "build_rgsnet_backbone", "MODEL.RESNETS.OUT_FEATURES": ["res4"],
-                    "MODEL.RPN.IN_FEATURES": ["res4"], "MODEL.ROI_HEADS.NAME": "RGSNetRes5ROIHeads",
-                    "MODEL.ROI_HEADS.IN_FEATURES": ["res4"], "MODEL.ANCHOR_GENERATOR.SIZES": [[32, 64]]})
-        prefixes = ("backbone.", "roi_heads.res5.")
+    cfg = tiny_detector_cfg("Res-RGS", arch, "MODEL.WEIGHTS", str(out), "MODEL.RESNETS.NORM", "FrozenBN")
+    # C4: res2..res4 in the backbone, res5 inside the ROI head
+    prefixes = ("backbone.bottom_up.",) if arch == "FPN" else ("backbone.", "roi_heads.res5.")
     model = build_model(cfg)
     incompatible = load_d2(model, cfg.MODEL.WEIGHTS)
     assert not incompatible.unexpected_keys
@@ -419,10 +387,10 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, small_checkpoint):
 def test_failed_write_leaves_nothing(tmp_path, small_checkpoint, monkeypatch):
     def broken_save(obj, f):
         f.write(b"half a checkpoint")
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match="no space left on device while writing .*out.pth"):
         convert_checkpoint(str(small_checkpoint[0]), str(tmp_path / "out.pth"), small_cfg("Res-RGS"))
     assert os.listdir(tmp_path) == []
 
@@ -430,15 +398,9 @@ def test_failed_write_leaves_nothing(tmp_path, small_checkpoint, monkeypatch):
 # --------------------------------------------------------------------------- command line
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("convert_rgsnet_to_d2", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_with_config_file(tmp_path, small_checkpoint):
-    """The real command line, with a yaml (which leaves INPUT.FORMAT at Detectron2's BGR)."""
+    """The real command line (the tools/ wrapper), with a yaml that leaves INPUT.FORMAT at
+    Detectron2's BGR: the printed settings merge back into a config that fits the weights."""
     config = tmp_path / "rgs.yaml"
     config.write_text(
         "MODEL:\n  RESNETS:\n    DEPTH: 26\n    STEM_OUT_CHANNELS: 16\n    RES2_OUT_CHANNELS: 64\n"
@@ -451,22 +413,78 @@ def test_cli_with_config_file(tmp_path, small_checkpoint):
     )
     assert proc.returncode == 0, proc.stderr
     assert out.exists()
-    for expected in ("Dropped fc.weight, fc.bias", "FORMAT: RGB", "PIXEL_MEAN: [123.675, 116.280, 103.530]",
-                     "PIXEL_STD: [58.395, 57.120, 57.375]", "STRIDE_IN_1X1: False", "VARIANT: Res-RGS",
-                     "DEPTH: 26", "INPUT.FORMAT = 'BGR'; these weights need RGB",
+    for expected in ("Dropped fc.weight, fc.bias", "INPUT.FORMAT = 'BGR'; these weights need 'RGB'",
                      "STRIDE_IN_1X1 = True; these weights need False"):
         assert expected in proc.stdout, expected
+    snippet = proc.stdout.split("(yaml):\n\n", 1)[1].split("\n\nor as command-line overrides", 1)[0]
+    (tmp_path / "settings.yaml").write_text(snippet)
+    from rgs_detectron import get_rgsnet_cfg
+
+    cfg = get_rgsnet_cfg(str(tmp_path / "settings.yaml"))
+    assert cfg.INPUT.FORMAT == "RGB" and cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False
+    assert list(cfg.MODEL.PIXEL_MEAN) == [123.675, 116.28, 103.53] and cfg.MODEL.WEIGHTS == str(out)
+    frozen = small_cfg("Res-RGS").replace(norm="FrozenBN")  # Detectron2's default norm for fine-tuning
+    assert RGSNetSpec.from_cfg(cfg) == frozen
+    opts = proc.stdout.rsplit("command-line overrides:\n\n", 1)[1].strip()
+    import shlex
+
+    assert RGSNetSpec.from_cfg(get_rgsnet_cfg(None, shlex.split(opts))) == frozen
 
 
-def test_cli_failures_exit_nonzero_without_traceback(tmp_path, small_checkpoint, capsys):
-    tool = _tool()
+def test_cli_failures_exit_with_status_and_one_line(tmp_path, small_checkpoint, capsys):
     out = tmp_path / "out.pth"
-    assert tool.main([str(small_checkpoint[0]), str(out), "--variant", "Res-RGS"]) == 1  # depth 50 expected
+    assert convert_tool.main([str(small_checkpoint[0]), str(out), "--variant", "Res-RGS"]) == 1  # depth 50 expected
     err = capsys.readouterr().err
-    assert err.startswith("convert_rgsnet_to_d2: error:") and "Traceback" not in err
+    assert err.startswith("convert: error:") and "Traceback" not in err
     assert "whole block" in err and not out.exists()
-    assert tool.main([str(small_checkpoint[0]), str(out)]) == 1
+    assert convert_tool.main([str(small_checkpoint[0]), str(out)]) == 2
     assert "--variant" in capsys.readouterr().err
-    assert tool.main([str(small_checkpoint[0]), str(out), "--variant", "Res-RGS", "--depth", "26",
-                      "--width", "0.25", "--rename", r"^zzz=", "MODEL.RGSNET.GN_GROUPS", "8"]) == 0
+    assert convert_tool.main([str(small_checkpoint[0]), str(out), "--variant", "Res-RGS", "MODEL.X", "1"]) == 2
+    assert "need --config-file" in capsys.readouterr().err
+    assert convert_tool.main([str(tmp_path / "missing.pth"), str(out), "--variant", "b-RGS"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert convert_tool.main([str(small_checkpoint[0]), str(out), "--variant", "Res-RGS", "--depth", "26",
+                              "--width-mult", "0.25", "--rename", r"^zzz=", "--gn-groups", "8"]) == 0
     assert "VARIANT: Res-RGS" in capsys.readouterr().out and out.exists()
+
+
+# --------------------------------------------------------------------------- warm start from a ResNet
+
+
+def test_warm_start_from_resnet_is_labelled_and_loads_strictly(tmp_path, capsys):
+    """A plain ResNet's weights start a b-RGS detector: shared layers copied, the RG norms at
+    GroupNorm's 1/0, the output saying so, and the trainer's strict load accepting the file."""
+    resnet = randomize(RGSNetClassifier(RGSNetSpec.create("original", 26, 0.25), num_classes=10))
+    src = tmp_path / "resnet26.pth"
+    torch.save({"state_dict": resnet.state_dict()}, src)
+    out = tmp_path / "b_rgs_warm.pth"
+    argv = [str(src), str(out), "--variant", "b-RGS", "--depth", "26", "--width-mult", "0.25",
+            "--warm-start-from-resnet"]
+    assert convert_tool.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "WARM START, warm start from ResNet weights (not the paper's protocol)" in printed
+    assert "start at: GroupNorm, weight 1, bias 0 (4 modules: layer1.1.shortcut_norm" in printed  # [2, 2, 2, 2]
+    saved = torch.load(out, weights_only=True)
+    assert "not the paper's protocol" in saved["__author__"]
+
+    cfg = tiny_detector_cfg("b-RGS", "FPN", "MODEL.WEIGHTS", str(out))
+    model = build_model(cfg)
+    RGSCheckpointer(model).load(str(out))  # strict: every backbone tensor is in the file
+    state = model.state_dict()
+    ref = resnet.state_dict()
+    assert torch.equal(state["backbone.bottom_up.res3.1.conv2.weight"], ref["layer2.1.conv2.weight"])
+    assert torch.equal(state["backbone.bottom_up.res2.0.shortcut.norm.running_var"],
+                       ref["layer1.0.downsample.1.running_var"])
+    assert torch.equal(state["backbone.bottom_up.res4.1.shortcut_norm.weight"], torch.ones(256))
+    assert torch.equal(state["backbone.bottom_up.res4.1.shortcut_norm.bias"], torch.zeros(256))
+
+
+def test_warm_start_refuses_a_resnet_of_another_depth(tmp_path, capsys):
+    resnet = RGSNetClassifier(RGSNetSpec.create("original", 38, 0.25))
+    src = tmp_path / "resnet38.pth"
+    torch.save(resnet.state_dict(), src)
+    argv = [str(src), str(tmp_path / "o.pth"), "--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25",
+            "--warm-start-from-resnet"]
+    assert convert_tool.main(argv) == 1
+    assert "do not fit this RGSNet's shared layers" in capsys.readouterr().err
+    assert not (tmp_path / "o.pth").exists()

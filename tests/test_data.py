@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from detectron2.data.datasets import load_coco_json
@@ -11,8 +12,7 @@ from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from rgs_detectron.data import DIGIT_CLASSES, check_dataset_files, generate_digits_dataset
 from rgs_detectron.engine import check_weights_file
-
-from common import rgs_cfg
+from rgs_detectron.errors import InputError, WeightsError
 
 
 def test_digits_dataset_is_deterministic_and_both_layouts_agree(tmp_path):
@@ -47,7 +47,8 @@ def _coco(ids):
 
 
 def _run_minival(*args):
-    return subprocess.run([sys.executable, "tools/make_coco_minival.py", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "rgs_detectron.cli.make_coco_minival", *args],
+                          capture_output=True, text=True)
 
 
 def test_minival_canonical_split(tmp_path):
@@ -65,7 +66,7 @@ def test_minival_canonical_split(tmp_path):
     assert mini["categories"] == rest["categories"]
 
     again = _run_minival("--val2014", val2014, "--val2017", val2017)
-    assert again.returncode != 0 and "--overwrite" in again.stderr
+    assert again.returncode == 2 and "--overwrite" in again.stderr
     assert _run_minival("--val2014", val2014, "--val2017", val2017, "--overwrite").returncode == 0
 
 
@@ -73,7 +74,7 @@ def test_minival_deterministic_split_without_val2017(tmp_path):
     val2014 = _write(tmp_path / "instances_val2014.json", _coco(range(1, 41)))
     outs = []
     for d in ("x", "y"):
-        r = _run_minival("--val2014", val2014, "--size", "10", "--output-dir", str(tmp_path / d))
+        r = _run_minival("--val2014", val2014, "--size", "10", "--output", str(tmp_path / d))
         assert r.returncode == 0 and "NOT the canonical" in r.stdout
         outs.append({im["id"] for im in json.load(open(tmp_path / d / "instances_minival2014.json"))["images"]})
     assert outs[0] == outs[1] and len(outs[0]) == 10
@@ -81,19 +82,19 @@ def test_minival_deterministic_split_without_val2017(tmp_path):
 
 def test_minival_missing_input(tmp_path):
     r = _run_minival("--val2014", str(tmp_path / "nope.json"))
-    assert r.returncode != 0 and "nope.json" in r.stderr and "does not exist" in r.stderr
+    assert r.returncode == 1 and "nope.json" in r.stderr and "does not exist" in r.stderr
 
 
 @pytest.mark.parametrize("name,hint", [
-    ("coco_2014_minival", "tools/make_coco_minival.py"),
-    ("coco_2014_valminusminival", "tools/make_coco_minival.py"),
+    ("coco_2014_minival", "python -m rgs_detectron.cli.make_coco_minival"),
+    ("coco_2014_valminusminival", "python -m rgs_detectron.cli.make_coco_minival"),
     ("coco_2014_train", "cocodataset.org"),
     ("voc_2007_test", "VOCtest_06-Nov-2007.tar"),
     ("voc_2007_trainval", "VOCtrainval_06-Nov-2007.tar"),
 ])
 def test_missing_dataset_files_are_named_with_a_fix(name, hint, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # Detectron2's builtin paths are relative to datasets/
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(InputError) as err:
         check_dataset_files([name])
     assert name in str(err.value) and hint in str(err.value)
 
@@ -102,14 +103,125 @@ def test_missing_digits_and_unknown_dataset(tmp_path):
     from rgs_detectron.data.builtin import register_digits
 
     register_digits(str(tmp_path), prefix="rgs_digits_missing")
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(InputError) as err:
         check_dataset_files(["rgs_digits_missing_train", "no_such_dataset"])
     msg = str(err.value)
-    assert "tools/make_digits_dataset.py" in msg and "'no_such_dataset' is not registered" in msg
+    assert "python -m rgs_detectron.cli.make_digits" in msg and "'no_such_dataset' is not registered" in msg
 
 
 def test_missing_weights_say_how_to_convert(tmp_path):
-    cfg = rgs_cfg("MODEL.WEIGHTS", str(tmp_path / "res_rgs_50.pth"))
-    with pytest.raises(FileNotFoundError) as err:
-        check_weights_file(cfg)
-    assert "tools/convert_rgsnet_to_d2.py" in str(err.value) and "res_rgs_50.pth" in str(err.value)
+    with pytest.raises(WeightsError) as err:
+        check_weights_file(str(tmp_path / "res_rgs_50.pth"))
+    assert "python -m rgs_detectron.cli.convert" in str(err.value) and "res_rgs_50.pth" in str(err.value)
+
+
+# --------------------------------------------------------------------------- nothing lost, nothing silent
+
+
+def test_digits_generator_never_deletes_what_it_did_not_write(tmp_path):
+    datasets = tmp_path / "datasets"
+    (datasets / "coco" / "annotations").mkdir(parents=True)
+    precious = datasets / "coco" / "annotations" / "instances_train2014.json"
+    precious.write_text("{}")
+    with pytest.raises(InputError, match="not a digits dataset written by this tool"):
+        generate_digits_dataset(datasets, num_train=2, num_val=1, image_size=64, min_scale=12, max_scale=24)
+    assert precious.read_text() == "{}" and sorted(os.listdir(datasets)) == ["coco"]
+    # Its own dataset, even with overwrite, and an empty folder are fine.
+    own = datasets / "rgs_digits"
+    own.mkdir()
+    generate_digits_dataset(own, num_train=2, num_val=1, image_size=64, min_scale=12, max_scale=24)
+    generate_digits_dataset(own, num_train=3, num_val=1, image_size=64, min_scale=12, max_scale=24, overwrite=True)
+    assert len(json.load(open(own / "annotations" / "instances_train.json"))["images"]) == 3
+    # A user file inside its folder makes it foreign again.
+    (own / "mine.txt").write_text("keep")
+    with pytest.raises(InputError, match="mine.txt"):
+        generate_digits_dataset(own, num_train=2, num_val=1, image_size=64, overwrite=True)
+    assert (own / "mine.txt").read_text() == "keep"
+
+
+def test_make_digits_cli_refuses_a_foreign_root_with_status_1(tmp_path):
+    (tmp_path / "other.txt").write_text("x")
+    r = subprocess.run([sys.executable, "-m", "rgs_detectron.cli.make_digits", "--root", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "make_digits: error:" in r.stderr and "Traceback" not in r.stderr
+    assert os.listdir(tmp_path) == ["other.txt"]
+
+
+def test_16_bit_png_is_scaled_not_saturated(tmp_path):
+    from PIL import Image
+
+    from rgs_detectron.data import read_image
+
+    values = np.full((32, 48), 30 * 257, dtype=np.uint16)  # 8-bit value 30 stored in 16 bits
+    values[:, :8] = 65535
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    image = read_image(str(tmp_path / "deep.png"), "BGR")
+    assert image.shape == (32, 48, 3) and image.dtype == np.uint8
+    assert image[:, 8:].mean() == pytest.approx(30, abs=0.5) and image[:, :8].min() == 255
+
+
+def test_corrupt_image_is_named(tmp_path):
+    from rgs_detectron.data import read_image
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(InputError, match="broken.jpg"):
+        read_image(str(bad))
+
+
+def test_mapper_reads_16_bit_images_and_names_bad_files(tmp_path):
+    from PIL import Image
+
+    from rgs_detectron.data.mapper import RGSDatasetMapper
+
+    from common import tiny_detector_cfg
+
+    Image.fromarray(np.full((64, 64), 100 * 257, dtype=np.uint16)).save(tmp_path / "a.png")
+    cfg = tiny_detector_cfg()
+    mapper = RGSDatasetMapper(cfg, is_train=True)
+    record = {"file_name": str(tmp_path / "a.png"), "height": 64, "width": 64, "image_id": 1,
+              "annotations": [{"bbox": [4, 4, 20, 20], "bbox_mode": 1, "category_id": 0}]}
+    out = mapper(record)
+    assert out["image"].float().mean().item() == pytest.approx(100, abs=1)
+    assert len(out["instances"]) == 1
+    (tmp_path / "b.png").write_bytes(b"nope")
+    with pytest.raises(InputError, match="b.png"):
+        mapper({**record, "file_name": str(tmp_path / "b.png")})
+
+
+def _record(*boxes, size=100):
+    return {"file_name": "img.jpg", "width": size, "height": size,
+            "annotations": [{"bbox": list(b), "bbox_mode": 1, "category_id": 0} for b in boxes]}  # XYWH_ABS
+
+
+def test_invalid_boxes_are_reported_and_dropped_never_rewritten(caplog):
+    from rgs_detectron.data.boxes import check_boxes
+
+    caplog.set_level("INFO", logger="rgs_detectron")
+    good, clipped = (10, 10, 20, 20), (90, 90, 20, 20)
+    records = [_record(good, (50, 50, -10, 5), clipped), _record((5, 5, 0, 10)), _record((150, 150, 10, 10), good)]
+    out = check_boxes(records, "DATASETS.TRAIN ['x']")
+    kept = [[a["bbox"] for a in r["annotations"]] for r in out]
+    assert kept == [[list(good), list(clipped)], [], [list(good)]]
+    assert records[0]["annotations"][1]["bbox"] == [50, 50, -10, 5]  # the input is not modified
+    text = caplog.text
+    assert "dropped 3 invalid boxes" in text and "1 negative width or height" in text
+    assert "1 zero width or height" in text and "1 wholly outside the image" in text
+    assert "1 boxes extend past their image" in text
+    with pytest.raises(InputError, match="3 invalid boxes.*DATASETS.INVALID_BOXES"):
+        check_boxes(records, "DATASETS.TRAIN ['x']", policy="fail")
+    assert check_boxes([_record(good)], "x", policy="fail")[0]["annotations"][0]["bbox"] == list(good)
+
+
+def test_corrupt_test_set_json_is_found_before_training(tmp_path):
+    from detectron2.data.datasets import register_coco_instances
+
+    (tmp_path / "images").mkdir()
+    bad = tmp_path / "instances_val.json"
+    bad.write_text('{"images": [], "annotations": [')  # truncated
+    register_coco_instances("rgs_test_corrupt_json", {}, str(bad), str(tmp_path / "images"))
+    with pytest.raises(InputError, match="instances_val.json is not valid JSON"):
+        check_dataset_files(["rgs_test_corrupt_json"])
+    bad.write_text('{"images": []}')
+    with pytest.raises(InputError, match="not a COCO annotation file: it has no annotations, categories"):
+        check_dataset_files(["rgs_test_corrupt_json"])

@@ -1,48 +1,31 @@
-"""tools/demo.py on a folder of generated images, with a corrupt file and a missing path."""
+"""The demo tool on a folder of generated images: bad inputs skipped and reported, nothing of
+the user's overwritten, strict weights, bounded drawing; and the digits demo's pictures."""
 import json
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from detectron2.data import MetadataCatalog
+from detectron2.structures import Boxes, Instances
 
-from rgs_detectron.demo import collect_inputs
+from rgs_detectron.cli import demo as demo_tool
+from rgs_detectron.cli.demo import collect_inputs
 
 from common import save_random_detector
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import demo as demo_tool  # noqa: E402  (tools/demo.py)
-
 DATASET = "rgs_test_demo_names"
 CLASS_NAMES = ["cat", "dog", "bird"]
-
-# A tiny RGS Faster R-CNN FPN; GroupNorm needs >= 32 channels at the stem and bottleneck.
-TINY_YAML = f"""\
-_BASE_: "{ROOT / 'configs' / 'Base-RGSNet-FPN.yaml'}"
-MODEL:
-  DEVICE: "cpu"
-  RESNETS: {{DEPTH: 26, STEM_OUT_CHANNELS: 32, RES2_OUT_CHANNELS: 64, WIDTH_PER_GROUP: 32, NORM: "GN"}}
-  BACKBONE: {{FREEZE_AT: 0}}
-  FPN: {{OUT_CHANNELS: 32}}
-  RPN: {{PRE_NMS_TOPK_TEST: 200, POST_NMS_TOPK_TEST: 50}}
-  ROI_HEADS: {{NUM_CLASSES: 3}}
-  ROI_BOX_HEAD: {{FC_DIM: 64}}
-DATASETS: {{TEST: ["{DATASET}"]}}
-INPUT: {{MIN_SIZE_TEST: 128, MAX_SIZE_TEST: 192}}
-"""
+SMALL_TEST = ["MODEL.ROI_HEADS.NUM_CLASSES", 3, "DATASETS.TEST", (DATASET,), "INPUT.MIN_SIZE_TEST", 128,
+              "INPUT.MAX_SIZE_TEST", 192]
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """(config file, weights file) of a random-weight tiny detector."""
-    config, weights, _ = save_random_detector(tmp_path_factory.mktemp("tiny_model"), TINY_YAML)
     MetadataCatalog.get(DATASET).thing_classes = CLASS_NAMES
+    config, weights, _ = save_random_detector(tmp_path_factory.mktemp("tiny_model"), "Res-RGS", "FPN", *SMALL_TEST)
     return config, weights
 
 
@@ -59,17 +42,17 @@ def images(tmp_path):
     return folder
 
 
-def test_demo_folder_with_corrupt_and_missing_inputs(tiny_model, images, tmp_path, capsys):
+def run_demo(tiny_model, *args):
     config, weights = tiny_model
+    return demo_tool.main(["--config-file", config, "--weights", weights, "--device", "cpu", "--no-progress",
+                           *map(str, args)])
+
+
+def test_demo_folder_with_corrupt_and_missing_inputs(tiny_model, images, tmp_path, capsys):
     out = tmp_path / "out"
     missing = str(tmp_path / "does_not_exist.jpg")
-    rc = demo_tool.main(
-        [
-            "--config-file", config, "--weights", weights,
-            "--input", str(images), missing, str(images / "*.jpg"), str(tmp_path / "*.none"),
-            "--output", str(out), "--confidence-threshold", "0.05", "--device", "cpu", "--no-progress",
-        ]
-    )
+    rc = run_demo(tiny_model, "--input", images, missing, images / "*.jpg", tmp_path / "*.none",
+                  "--output", out, "--confidence-threshold", "0.05")
     assert rc == 0
     captured = capsys.readouterr()
     assert "Processed 3 image(s)" in captured.out and "skipped 3" in captured.out
@@ -81,6 +64,7 @@ def test_demo_folder_with_corrupt_and_missing_inputs(tiny_model, images, tmp_pat
         assert drawn.size == (110, 150)
 
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True
     processed = {r["image_id"]: r for r in summary["processed"]}
     assert set(processed) == {"a", "b", "c"}  # every processed image has a record
     assert processed["b"]["height"] == 150 and processed["b"]["width"] == 110
@@ -101,29 +85,73 @@ def test_demo_folder_with_corrupt_and_missing_inputs(tiny_model, images, tmp_pat
 
 
 def test_demo_nothing_processed_fails(tiny_model, tmp_path, capsys):
-    config, weights = tiny_model
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"garbage")
     out = tmp_path / "out"
-    rc = demo_tool.main(
-        ["--config-file", config, "--weights", weights, "--input", str(bad), str(tmp_path / "missing.png"),
-         "--output", str(out), "--device", "cpu", "--no-progress"]
-    )
-    assert rc == 1
+    assert run_demo(tiny_model, "--input", bad, tmp_path / "missing.png", "--output", out) == 1
     assert "Processed 0 image(s)" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processed"] == [] and len(summary["skipped"]) == 2
     assert json.loads((out / "detections.json").read_text()) == []
 
 
-def test_demo_bad_weights_is_a_usage_error(tiny_model, images, tmp_path, capsys):
+def test_demo_never_writes_over_its_inputs(tiny_model, images, capsys):
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    assert run_demo(tiny_model, "--input", images, "--output", images) == 2
+    assert "would overwrite the input image" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before
+
+
+def test_an_image_the_model_cannot_take_is_skipped_and_the_rest_reported(tiny_model, images, tmp_path, capsys):
+    Image.fromarray(np.zeros((3, 5000, 3), dtype=np.uint8)).save(images / "sliver.png")
+    out = tmp_path / "out"
+    assert run_demo(tiny_model, "--input", images, "--output", out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["image_id"] for r in summary["processed"]} == {"a", "b", "c"}
+    assert "sliver.png" in {os.path.basename(s["input"]) for s in summary["skipped"]}
+    assert summary["complete"] is True
+
+
+def test_huge_image_is_drawn_at_a_bounded_size(tiny_model, tmp_path):
+    folder = tmp_path / "big"
+    folder.mkdir()
+    Image.new("RGB", (8000, 6000), (40, 80, 120)).save(folder / "huge.png")
+    out = tmp_path / "out"
+    assert run_demo(tiny_model, "--input", folder, "--output", out, "--confidence-threshold", "0.0") == 0
+    with Image.open(out / "huge.png") as drawn:
+        assert max(drawn.size) == 1600 and drawn.size == (1600, 1200)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processed"][0]["width"] == 8000  # detections stay in the image's own pixels
+
+
+def test_weights_of_another_variant_are_refused(tiny_model, images, tmp_path, capsys):
     config, _ = tiny_model
-    rc = demo_tool.main(
-        ["--config-file", config, "--weights", str(tmp_path / "nope.pth"), "--input", str(images),
-         "--output", str(tmp_path / "out"), "--device", "cpu"]
-    )
-    assert rc == 2
-    assert "weights file not found" in capsys.readouterr().err
+    _, other, _ = save_random_detector(tmp_path, "original", "FPN", *SMALL_TEST)
+    rc = demo_tool.main(["--config-file", config, "--weights", other, "--input", str(images),
+                         "--output", str(tmp_path / "out"), "--device", "cpu"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    message = err[err.index("demo: error:"):]  # one message, no traceback, after the log lines
+    assert "refusing a partial load" in message and "shortcut_norm" in message and "Traceback" not in message
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args,status,words", [
+    (["--weights", "nope.pth"], 1, "does not exist"),
+    (["--confidence-threshold", "1.5"], 2, "outside [0, 1]"),
+    (["--confidence-threshold", "-0.1"], 2, "outside [0, 1]"),
+])
+def test_bad_command_lines(tiny_model, images, tmp_path, capsys, args, status, words):
+    config, weights = tiny_model
+    argv = ["--config-file", config, "--weights", weights, "--input", str(images), "--output", str(tmp_path / "o"),
+            "--device", "cpu", *args]
+    if status == 2:
+        with pytest.raises(SystemExit) as e:  # argparse's own usage error
+            demo_tool.main(argv)
+        assert e.value.code == 2
+    else:
+        assert demo_tool.main(argv) == status
+    assert words in capsys.readouterr().err
 
 
 def test_collect_inputs_expands_and_deduplicates(images, tmp_path):
@@ -134,3 +162,35 @@ def test_collect_inputs_expands_and_deduplicates(images, tmp_path):
     # given order first, folders sorted, each file once; non-images in folders ignored
     assert names == ["b.jpg", "a.png", "c.png", "corrupt.png"]
     assert problems == [(str(tmp_path / "empty*"), "pattern matched no files")]
+
+
+def test_digits_demo_feeds_the_predictor_bgr(tmp_path, monkeypatch):
+    """RGSPredictor (like DefaultPredictor) takes BGR and flips for RGB models itself."""
+    from rgs_detectron.cli import digits_demo
+    from rgs_detectron.data.builtin import register_digits
+    from rgs_detectron.data.digits import generate_digits_dataset
+    from rgs_detectron.data.images import read_image
+
+    generate_digits_dataset(tmp_path / "rgs_digits", num_train=1, num_val=2, image_size=64, min_scale=12, max_scale=24)
+    register_digits(str(tmp_path), prefix="rgs_digits_bgr")
+    seen = []
+
+    class Recorder:
+        def __init__(self, cfg):
+            pass
+
+        def __call__(self, image):
+            seen.append(image)
+            empty = Instances(image.shape[:2], pred_boxes=Boxes(np.zeros((0, 4), dtype=np.float32)))
+            empty.scores, empty.pred_classes = np.zeros(0), np.zeros(0, dtype=np.int64)
+            return {"instances": empty}
+
+    monkeypatch.setattr(digits_demo, "RGSPredictor", Recorder)
+    from common import tiny_detector_cfg
+
+    cfg = tiny_detector_cfg("Res-RGS", "FPN", "DATASETS.TEST", ("rgs_digits_bgr_val",))
+    written = digits_demo.draw_predictions(cfg, str(tmp_path / "pred"), num_images=2)
+    assert len(written) == 2 and len(seen) == 2
+    files = sorted((tmp_path / "rgs_digits" / "JPEGImages").glob("val_*.jpg"))
+    assert np.array_equal(seen[0], read_image(str(files[0]), "BGR"))
+    assert not np.array_equal(seen[0], read_image(str(files[0]), "RGB"))

@@ -14,7 +14,9 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.evaluation import COCOEvaluator
 from detectron2.structures import Boxes, Instances
 
-from rgs_detectron.evaluation import (
+from rgs_detectron.errors import ConfigError
+
+from rgs_detectron.engine.evaluation import (
     RGSCOCOEvaluator,
     build_coco_evaluator,
     evaluate_on_coco,
@@ -161,7 +163,7 @@ def test_engine_selection(dataset, monkeypatch):
     name = dataset[0]
     assert resolve_engine("auto") == "faster_coco_eval"
     assert resolve_engine("PyCocoTools") == "pycocotools"
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ConfigError, match="choose one of"):
         resolve_engine("fast")
     with pytest.raises(TypeError, match="engine="):
         RGSCOCOEvaluator(name, distributed=False, use_fast_impl=True)
@@ -174,5 +176,5 @@ def test_engine_selection(dataset, monkeypatch):
     # Without the package, "auto" falls back and an explicit request fails with advice.
     monkeypatch.setitem(sys.modules, "faster_coco_eval", None)
     assert resolve_engine("auto") == "pycocotools"
-    with pytest.raises(ImportError, match="pip install faster-coco-eval"):
+    with pytest.raises(ConfigError, match="pip install faster-coco-eval"):
         RGSCOCOEvaluator(name, distributed=False, engine="faster_coco_eval")

@@ -1,43 +1,28 @@
 """TorchScript and ONNX exports of a tiny RGS Faster R-CNN reproduce eager PyTorch."""
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rgs_detectron import export as rgs_export
+from rgs_detectron.cli import export as export_tool
+from rgs_detectron.cli import exporting as rgs_export
 from rgs_detectron.modeling import ReLUGroupNorm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import export_model as export_tool  # noqa: E402  (tools/export_model.py)
-from common import save_random_detector  # noqa: E402
+from common import save_random_detector
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
 # Tiny Res-RGS Faster R-CNN FPN. SHORTCUT_IMPL "lean" on purpose: export must switch it to
 # "reference". A low score threshold keeps detections, so the comparison is not of empties.
-TINY_YAML = f"""\
-_BASE_: "{ROOT / 'configs' / 'Base-RGSNet-FPN.yaml'}"
-MODEL:
-  DEVICE: "cpu"
-  RESNETS: {{DEPTH: 26, STEM_OUT_CHANNELS: 32, RES2_OUT_CHANNELS: 64, WIDTH_PER_GROUP: 32, NORM: "GN"}}
-  BACKBONE: {{FREEZE_AT: 0}}
-  RGSNET: {{VARIANT: "Res-RGS", SHORTCUT_IMPL: "lean"}}
-  FPN: {{OUT_CHANNELS: 32}}
-  RPN: {{PRE_NMS_TOPK_TEST: 200, POST_NMS_TOPK_TEST: 50}}
-  ROI_HEADS: {{NUM_CLASSES: 3, SCORE_THRESH_TEST: 0.05}}
-  ROI_BOX_HEAD: {{FC_DIM: 64}}
-INPUT: {{MIN_SIZE_TEST: 128, MAX_SIZE_TEST: 192}}
-"""
+TINY_EXPORT = ["MODEL.RGSNET.SHORTCUT_IMPL", "lean", "MODEL.ROI_HEADS.NUM_CLASSES", 3,
+               "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.05, "INPUT.MIN_SIZE_TEST", 128, "INPUT.MAX_SIZE_TEST", 192]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(config file, weights file, frozen cfg) of a random-weight tiny detector."""
-    return save_random_detector(tmp_path_factory.mktemp("tiny_export"), TINY_YAML)
+    return save_random_detector(tmp_path_factory.mktemp("tiny_export"), "Res-RGS", "FPN", *TINY_EXPORT)
 
 
 def test_export_both_formats_match_eager(tiny, tmp_path, capsys):
@@ -86,9 +71,9 @@ def test_failed_verification_writes_nothing(tiny, tmp_path, monkeypatch, capsys)
     config, weights, _ = tiny
     real = rgs_export._trace_torchscript
 
-    def drifting(adapter, image, path):
-        run = real(adapter, image, path)
-        return lambda img: [o + 0.01 if o.is_floating_point() else o for o in run(img)]
+    def drifting(adapter, image):
+        data, run = real(adapter, image)
+        return data, (lambda img: [o + 0.01 if o.is_floating_point() else o for o in run(img)])
 
     monkeypatch.setattr(rgs_export, "_trace_torchscript", drifting)
     out = tmp_path / "exported"
@@ -97,8 +82,36 @@ def test_failed_verification_writes_nothing(tiny, tmp_path, monkeypatch, capsys)
     )
     assert rc == 1
     err = capsys.readouterr().err
-    assert "FAILED verification" in err and "pred_boxes" in err and "differs from eager" in err
+    assert "export: error: torchscript export does not match eager" in err and "pred_boxes" in err
+    assert "differs from eager" in err
     assert os.listdir(out) == []
+
+
+def test_existing_exports_are_kept_unless_overwrite(tiny, tmp_path, capsys):
+    config, weights, _ = tiny
+    out = tmp_path / "exported"
+    out.mkdir()
+    (out / "model.ts").write_bytes(b"my earlier export")
+    argv = ["--config-file", config, "--weights", weights, "--output", str(out), "--format", "torchscript"]
+    assert export_tool.main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "model.ts").read_bytes() == b"my earlier export"
+    assert export_tool.main(argv + ["--overwrite"]) == 0
+    assert torch.jit.load(str(out / "model.ts")) is not None
+
+
+def test_weights_of_another_depth_are_refused_not_exported(tiny, tmp_path, capsys):
+    config, _, _ = tiny
+    _, other, _ = save_random_detector(tmp_path, "Res-RGS", "FPN", *TINY_EXPORT, "MODEL.RESNETS.DEPTH", 38)
+    out = tmp_path / "exported"
+    assert export_tool.main(["--config-file", config, "--weights", other, "--output", str(out)]) == 1
+    assert "refusing a partial load" in capsys.readouterr().err
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_no_weights_is_refused(tiny, tmp_path, capsys):
+    config, _, _ = tiny
+    assert export_tool.main(["--config-file", config, "--output", str(tmp_path / "x"), "MODEL.WEIGHTS", ""]) == 2
+    assert "not a random model" in capsys.readouterr().err
 
 
 def test_compare_outputs_tolerates_tied_order_but_not_wrong_classes():

@@ -13,6 +13,7 @@ from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 
 from rgs_detectron import VARIANTS, add_rgsnet_config
+from rgs_detectron.cli.timing import saved_activation_bytes as _saved_bytes
 from rgs_detectron.modeling import build_rgsnet_backbone
 from rgs_detectron.modeling import shortcuts
 from rgs_detectron.modeling.shortcuts import ReLUGroupNorm, rg_shortcut_lean, rg_shortcut_reference
@@ -310,20 +311,7 @@ def test_traced_lean_backbone_matches_eager():
 
 
 def saved_activation_bytes(model, *inputs):
-    """Bytes autograd keeps for backward during one forward: distinct storages, without
-    the model's own parameters and buffers (those exist whatever autograd saves)."""
-    own = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
-    seen = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in own:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t  # keep it alive, as autograd would: no address is reused while counting
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(*inputs)
-    return sum(seen.values()), out
+    return _saved_bytes(model, lambda: model(*inputs))
 
 
 def test_lean_shortcut_saves_only_input_and_statistics():

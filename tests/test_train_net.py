@@ -1,5 +1,6 @@
-"""tools/train_net.py end to end on tiny built-in data: COCO and VOC formats, 2-process
-launch on the CPU, --eval-only, and resuming after SIGKILL."""
+"""train_net end to end on tiny built-in data: COCO and VOC formats, 2-process launch on
+the CPU, --eval-only, resuming after SIGKILL (also inside the last save), the OUTPUT_DIR
+lock, and the mistakes caught before anything is built."""
 import json
 import os
 import re
@@ -11,9 +12,12 @@ import time
 import pytest
 import torch
 
+from rgs_detectron.cli import train_net as train_net_tool
 from rgs_detectron.data import generate_digits_dataset
+from rgs_detectron.data.builtin import register_digits
 
 TINY = [
+    "MODEL.DEVICE", "cpu",
     "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS", "(100,)",
     "SOLVER.BASE_LR", "0.01", "TEST.EVAL_PERIOD", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
     "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
@@ -27,7 +31,11 @@ NUM_VAL = 6
 def datasets_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("datasets")
     generate_digits_dataset(root / "rgs_digits", num_train=16, num_val=NUM_VAL, image_size=64, min_scale=14, max_scale=28)
+    register_digits(str(root), prefix="rgs_digits_t")  # for the in-process tests (the builtin root is fixed at import)
     return str(root)
+
+
+IN_PROCESS_DATA = ["DATASETS.TRAIN", "('rgs_digits_t_train',)", "DATASETS.TEST", "('rgs_digits_t_val',)"]
 
 
 def _env(datasets_root):
@@ -35,7 +43,7 @@ def _env(datasets_root):
 
 
 def train_net(datasets_root, *opts, flags=(), config="configs/demo/digits_res_rgs.yaml", check=True, timeout=600):
-    cmd = [sys.executable, "tools/train_net.py", "--config-file", config, *flags, *opts]
+    cmd = [sys.executable, "tools/train_net.py", "--config-file", config, *flags, *opts]  # the wrapper, as users run it
     r = subprocess.run(cmd, env=_env(datasets_root), capture_output=True, text=True, timeout=timeout)
     if check:
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
@@ -115,12 +123,146 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(datasets_ro
     assert torch.load(out / "model_final.pth", weights_only=True)["iteration"] == 39
 
 
+HOLD_LOCK = """
+import sys, time
+from rgs_detectron.engine.output_lock import OutputDirLock
+OutputDirLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_one_run_per_output_dir_and_a_killed_holder_blocks_nothing(datasets_root, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    second = train_net(datasets_root, *TINY, "OUTPUT_DIR", str(tmp_path), check=False, timeout=120)
+    assert second.returncode == 1 and "is in use by another run (pid" in second.stderr, second.stderr[-2000:]
+    assert not (tmp_path / "last_checkpoint").exists()
+    holder.kill()  # SIGKILL: the kernel drops its lock
+    holder.wait()
+    train_net(datasets_root, *TINY, "OUTPUT_DIR", str(tmp_path))
+    assert (tmp_path / "model_final.pth").exists()
+
+
 def test_missing_dataset_fails_before_training(tmp_path):
     r = train_net(str(tmp_path), *TINY, "OUTPUT_DIR", str(tmp_path / "o"), check=False, timeout=120)
-    assert r.returncode != 0
-    assert "rgs_digits_train" in r.stderr and "tools/make_digits_dataset.py" in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "rgs_digits_train" in r.stderr and "python -m rgs_detectron.cli.make_digits" in r.stderr
 
 
 def test_missing_weights_fail_before_training(tmp_path, datasets_root):
     r = train_net(datasets_root, *TINY, "MODEL.WEIGHTS", str(tmp_path / "imagenet.pth"), check=False, timeout=120)
-    assert r.returncode != 0 and "tools/convert_rgsnet_to_d2.py" in r.stderr and "imagenet.pth" in r.stderr
+    assert r.returncode == 1 and "python -m rgs_detectron.cli.convert" in r.stderr and "imagenet.pth" in r.stderr
+
+
+# ------------------------------------------------------------------ caught before anything is built (in-process)
+
+
+@pytest.mark.parametrize("opts,status,words", [
+    (["SOLVER.CHECKPOINT_PERIOD", "0"], 2, "SOLVER.CHECKPOINT_PERIOD = 0 is invalid"),
+    (["SOLVER.MAX_ITER", "-5"], 2, "SOLVER.MAX_ITER = -5 is invalid"),
+    (["MODEL.ROI_HEADS.NUM_CLASSES", "3"], 2, "NUM_CLASSES = 3, but dataset 'rgs_digits_t_train' has 10 classes"),
+    (["MODEL.BACKBONE.NAME", "build_rgsnet_backbone"], 2, "FPN heads (p2..p6) need build_rgsnet_fpn_backbone"),
+    (["MODEL.RGSNET.VARIANT", "Res-RGX"], 2, "MODEL.RGSNET.VARIANT) = 'Res-RGX' is invalid"),
+    (["SOLVER.AMP.ENABLED", "True"], 2, "needs CUDA"),
+    (["MODEL.NO_SUCH_KEY", "1"], 2, "bad config override: Non-existent key: MODEL.NO_SUCH_KEY"),
+    (["DATASETS.INVALID_BOXES", "ignore"], 2, "DATASETS.INVALID_BOXES = 'ignore' is invalid"),
+])
+def test_config_mistakes_are_one_line_with_the_key(datasets_root, tmp_path, monkeypatch, capsys, opts, status, words):
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path),
+            *opts]
+    assert train_net_tool.main(argv) == status
+    err = capsys.readouterr().err
+    assert err.startswith("train_net: error:") and words in err and "Traceback" not in err, err
+    assert not list(tmp_path.iterdir())  # nothing was started
+
+
+def test_eval_only_without_weights_is_refused(datasets_root, tmp_path, monkeypatch, capsys):
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", "--eval-only", *TINY, *IN_PROCESS_DATA,
+            "OUTPUT_DIR", str(tmp_path)]
+    assert train_net_tool.main(argv) == 2
+    assert "randomly initialised model" in capsys.readouterr().err
+
+
+def test_cuda_requested_but_unusable_says_why(datasets_root, tmp_path, monkeypatch, capsys):
+    """Simulated: a driver too old for this torch build. Never a silent switch to the CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def init():
+        raise RuntimeError("The NVIDIA driver on your system is too old (found version 12020).")
+
+    monkeypatch.setattr(torch.cuda, "init", init)
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", "--num-gpus", "8", *TINY, *IN_PROCESS_DATA,
+            "MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path)]
+    assert train_net_tool.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "driver on your system is too old" in err and "MODEL.DEVICE cpu" in err and "--num-gpus 8" in err
+
+
+def test_cuda_hidden_from_a_real_process_fails_clearly(datasets_root, tmp_path):
+    env = dict(_env(datasets_root), CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, "tools/train_net.py", "--config-file", "configs/demo/digits_res_rgs.yaml",
+           *TINY, "MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path / "o")]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "needs CUDA" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resume_past_max_iter_is_refused(datasets_root, tmp_path, monkeypatch, capsys):
+    from detectron2.modeling import build_model
+
+    from rgs_detectron.engine import RGSCheckpointer
+
+    from common import tiny_detector_cfg
+
+    RGSCheckpointer(build_model(tiny_detector_cfg()), str(tmp_path)).save("model_0000019", iteration=19)
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", "--resume", *TINY, *IN_PROCESS_DATA,
+            "OUTPUT_DIR", str(tmp_path)]
+    assert train_net_tool.main(argv) == 2
+    assert "at iteration 19, past SOLVER.MAX_ITER = 6" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a diverging run, and the last save killed
+
+
+@pytest.mark.slow
+def test_divergence_says_what_to_lower(datasets_root, tmp_path):
+    r = train_net(datasets_root, *TINY, "SOLVER.BASE_LR", "1e6", "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", "30",
+                  "OUTPUT_DIR", str(tmp_path), check=False)
+    assert r.returncode == 1, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_net: error: training diverged") and "Lower SOLVER.BASE_LR (now 1000000.0)" in last
+
+
+KILL_IN_FINAL_SAVE = """
+import os, runpy, signal, sys, torch
+real_save = torch.save
+saves_of_last = []
+def save(obj, f, *a, **k):
+    if isinstance(obj, dict) and obj.get("iteration") == 5:
+        saves_of_last.append(1)
+        if len(saves_of_last) == 2:  # model_0000005 is written, model_final is being written
+            f.write(b"PK half")
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(obj, f, *a, **k)
+torch.save = save
+sys.argv = ["train_net", *sys.argv[1:]]
+runpy.run_module("rgs_detectron.cli.train_net", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_killed_while_writing_model_final_then_resume_writes_it(datasets_root, tmp_path):
+    opts = [*TINY, "SOLVER.CHECKPOINT_PERIOD", "3", "OUTPUT_DIR", str(tmp_path)]
+    cmd = [sys.executable, "-c", KILL_IN_FINAL_SAVE, "--config-file", "configs/demo/digits_res_rgs.yaml", *opts]
+    r = subprocess.run(cmd, env=_env(datasets_root), capture_output=True, text=True, timeout=600)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    assert not (tmp_path / "model_final.pth").exists()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000005.pth"
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]  # the killed write's leftover
+
+    r = train_net(datasets_root, *opts, flags=["--resume"])
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 5
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert "Evaluation results for bbox" in r.stdout + r.stderr

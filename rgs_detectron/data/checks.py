@@ -1,56 +1,87 @@
-"""Fail before training when a dataset file the config needs is missing.
+"""Fail before training when a dataset file the config needs is missing or malformed.
 
-Detectron2 only finds a missing annotation file when the data loader first opens it,
-often after the model is built, and with a bare ``FileNotFoundError``. Here every
-dataset in ``DATASETS.TRAIN``/``DATASETS.TEST`` is checked up front, and the message
-says how to get the file.
+Detectron2 finds a missing annotation file only when the data loader first opens it,
+and a corrupt one with a bare ``JSONDecodeError`` that names no file; for the test set
+that happens after training has finished. Here every dataset in ``DATASETS.TRAIN`` and
+``DATASETS.TEST`` is checked up front: its files exist, and annotation files parse. The
+message names the file and says how to get or fix it.
 """
+import json
 import os
+import xml.etree.ElementTree as ET
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from ..errors import InputError
+
+__all__ = ["check_dataset_files", "dataset_files", "load_dataset_dicts"]
+
+MINIVAL_COMMAND = (
+    "python -m rgs_detectron.cli.make_coco_minival --val2014 datasets/coco/annotations/instances_val2014.json "
+    "[--val2017 datasets/coco/annotations/instances_val2017.json]"
+)
 
 
 def _how_to_get(name, path):
     base = os.path.basename(path)
     if base in ("instances_minival2014.json", "instances_valminusminival2014.json"):
-        return (
-            "these two files are not in the official COCO download; make them from "
-            "instances_val2014.json with: python tools/make_coco_minival.py "
-            "--val2014 datasets/coco/annotations/instances_val2014.json "
-            "[--val2017 datasets/coco/annotations/instances_val2017.json]"
-        )
+        return "these two files are not in the official COCO download; make them from instances_val2014.json with: " \
+            + MINIVAL_COMMAND
     if name.startswith("coco_"):
         return (
             "download COCO 2014 (train2014.zip, val2014.zip, annotations_trainval2014.zip) from "
-            "cocodataset.org and unpack under $DETECTRON2_DATASETS/coco (see the README, 'Datasets')"
+            "cocodataset.org and unpack under $DETECTRON2_DATASETS/coco (README, 'Datasets')"
         )
     if name.startswith("voc_"):
         return (
             "download VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar and unpack so that "
-            "$DETECTRON2_DATASETS/VOC2007/{Annotations,ImageSets,JPEGImages} exist (see the README, 'Datasets')"
+            "$DETECTRON2_DATASETS/VOC2007/{Annotations,ImageSets,JPEGImages} exist (README, 'Datasets')"
         )
     if name.startswith("rgs_digits"):
-        return "generate the built-in dataset with: python tools/make_digits_dataset.py (or run the README's demo command)"
+        return "generate the built-in dataset with: python -m rgs_detectron.cli.make_digits (or run `make demo`)"
     return "check the path the dataset was registered with"
 
 
 def dataset_files(name):
     """The files and folders dataset ``name`` reads, from its registered metadata."""
     meta = MetadataCatalog.get(name)
-    paths = []
     if hasattr(meta, "json_file"):
-        paths += [meta.json_file, meta.image_root]
-    elif hasattr(meta, "dirname"):
-        paths += [
+        return [meta.json_file, meta.image_root]
+    if hasattr(meta, "dirname"):
+        return [
             os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.split}.txt"),
             os.path.join(meta.dirname, "Annotations"),
             os.path.join(meta.dirname, "JPEGImages"),
         ]
-    return paths
+    return []
 
 
-def check_dataset_files(dataset_names):
-    """Raise ``FileNotFoundError`` naming every missing file and how to get it."""
+def _parse_problem(name, path):
+    """Why an annotation file of ``name`` cannot be used, or None."""
+    meta = MetadataCatalog.get(name)
+    if hasattr(meta, "json_file") and path == meta.json_file:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            return f"{path} is not valid JSON ({e}); re-download or regenerate it"
+        missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or k not in data]
+        if missing:
+            return f"{path} is not a COCO annotation file: it has no {', '.join(missing)}"
+    elif hasattr(meta, "dirname") and path.endswith(f"{meta.split}.txt"):
+        with open(path) as f:
+            ids = [line.strip() for line in f if line.strip()]
+        for file_id in ids:
+            xml = os.path.join(meta.dirname, "Annotations", file_id + ".xml")
+            try:
+                ET.parse(xml)
+            except (OSError, ET.ParseError) as e:
+                return f"{xml} (listed in {path}) cannot be read as VOC XML ({e})"
+    return None
+
+
+def check_dataset_files(dataset_names, parse=True):
+    """Raise ``InputError`` naming every missing (and, with ``parse``, unreadable) file and the fix."""
     problems = []
     for name in dataset_names:
         if name not in DatasetCatalog.list():
@@ -62,8 +93,22 @@ def check_dataset_files(dataset_names):
         for path in dataset_files(name):
             if not os.path.exists(path):
                 problems.append(f"dataset '{name}' needs {path}, which does not exist: {_how_to_get(name, path)}")
+            elif parse and os.path.isfile(path):
+                problem = _parse_problem(name, path)
+                if problem:
+                    problems.append(f"dataset '{name}': {problem}")
     if problems:
-        raise FileNotFoundError(
-            "missing dataset files (set $DETECTRON2_DATASETS to the folder that holds the datasets; "
-            f"now '{os.getenv('DETECTRON2_DATASETS', 'datasets')}'):\n  - " + "\n  - ".join(problems)
+        raise InputError(
+            "dataset files missing or unusable (datasets are found under $DETECTRON2_DATASETS, now "
+            f"'{os.getenv('DETECTRON2_DATASETS', 'datasets')}'):\n  - " + "\n  - ".join(problems)
         )
+
+
+def load_dataset_dicts(name):
+    """``DatasetCatalog.get(name)``, with a failure that names the dataset and its files."""
+    try:
+        return DatasetCatalog.get(name)
+    except Exception as e:
+        files = ", ".join(dataset_files(name)) or "its registered files"
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load dataset '{name}' from {files}: {type(e).__name__}: {detail}") from None

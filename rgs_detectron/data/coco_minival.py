@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..fileio import atomic_write
+from ..utils.fileio import atomic_write
 
 MINIVAL_NAME = "instances_minival2014.json"
 VALMINUS_NAME = "instances_valminusminival2014.json"

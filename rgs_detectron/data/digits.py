@@ -22,6 +22,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError
+
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SPLITS = ("train", "val")
 _DONE_MARK = ".complete"
@@ -102,10 +104,15 @@ def generate_digits_dataset(
     Deterministic for a given seed. Written into a temporary folder beside ``root`` and
     moved into place at the end, so an interrupted run never leaves a half dataset
     that looks complete. An existing complete dataset is kept unless ``overwrite``.
+
+    Nothing this function did not write is ever deleted: ``root`` must be missing, empty,
+    or a dataset it wrote itself (its ``.complete`` marker and only its own folders);
+    anything else is refused with an InputError, files untouched.
     """
     root = os.path.abspath(root)
     if is_complete(root) and not overwrite:
         return root
+    _check_replaceable(root)
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".rgs_digits_", dir=parent)
@@ -140,8 +147,8 @@ def generate_digits_dataset(
                 json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
         with open(os.path.join(tmp, _DONE_MARK), "w") as f:
             json.dump({"seed": seed, "num_train": num_train, "num_val": num_val, "image_size": image_size}, f)
-        if os.path.exists(root):
-            shutil.rmtree(root)
+        if os.path.exists(root) and os.listdir(root):
+            shutil.rmtree(root)  # ours: _check_replaceable said so
         os.replace(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -151,3 +158,22 @@ def generate_digits_dataset(
 
 def is_complete(root):
     return os.path.isfile(os.path.join(root, _DONE_MARK))
+
+
+_OWN_ENTRIES = {"JPEGImages", "Annotations", "ImageSets", "annotations", _DONE_MARK}
+
+
+def _check_replaceable(root):
+    if not os.path.exists(root):
+        return
+    if not os.path.isdir(root):
+        raise InputError(f"{root} exists and is not a folder; choose another place for the digits dataset")
+    entries = set(os.listdir(root))
+    if not entries:
+        return
+    if not is_complete(root) or not entries <= _OWN_ENTRIES:
+        raise InputError(
+            f"{root} is not empty and is not a digits dataset written by this tool (no {_DONE_MARK} marker, or "
+            f"other files in it: {', '.join(sorted(entries - _OWN_ENTRIES)[:5]) or 'none'}); nothing was changed. "
+            "Give an empty or new folder (the default is $DETECTRON2_DATASETS/rgs_digits)."
+        )

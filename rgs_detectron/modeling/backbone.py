@@ -1,8 +1,18 @@
-"""RGSNet backbones, registered in Detectron2's ``BACKBONE_REGISTRY``.
+"""RGSNet backbones: Detectron2's ResNet made of RGSNet blocks, from an ``RGSNetSpec``.
 
-The stem and the stage bookkeeping (output names, strides, freezing) are Detectron2's
-own ``BasicStem`` and ``ResNet``; only the blocks differ. Outputs are ``res2``..``res5``
+The stem and the stage bookkeeping (output names, strides, freezing) are Detectron2's own
+``BasicStem`` and ``ResNet``; only the blocks differ. Outputs are ``res2``..``res5``
 (strides 4..32), so Detectron2's FPN, RPN and ROI-head configs work unchanged.
+
+Three ways in, one description:
+
+* yacs configs: the registered builders ``build_rgsnet_backbone``,
+  ``build_rgsnet_fpn_backbone`` and ``build_retinanet_rgsnet_fpn_backbone``
+  (``MODEL.BACKBONE.NAME``), which read ``RGSNetSpec.from_cfg``;
+* LazyConfig: ``L(RGSNet)(variant="Res-RGS", depth=50, norm="FrozenBN",
+  out_features=[...], freeze_at=2)``, the keywords of ``RGSNetSpec.create``;
+* Python: :func:`make_rgsnet_stages`, config-free, in the style of
+  ``ResNet.make_default_stages``.
 """
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
@@ -10,91 +20,89 @@ from detectron2.modeling.backbone import FPN
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 
-from ..config import (
-    blocks_per_stage,
-    canonical_variant,
-    check_groups_divide,
-    gn_groups,
-    se_reduction,
-    shortcut_impl,
-)
-from .blocks import make_block_kwargs
+from ..errors import ConfigError
+from .blocks import PreactBottleneckBlock, RGSBottleneckBlock
+from .spec import RGSNetSpec
 
 __all__ = [
+    "RGSNet",
+    "make_rgsnet_stages",
     "build_rgsnet_backbone",
     "build_rgsnet_fpn_backbone",
     "build_retinanet_rgsnet_fpn_backbone",
-    "rgsnet_stage_kwargs",
 ]
 
+_STAGE_INDEX = {"res2": 2, "res3": 3, "res4": 4, "res5": 5}
 
-def rgsnet_stage_kwargs(cfg):
-    """Validated arguments shared by the backbone stages and the C4 res5 head.
 
-    Returns (block_class, common kwargs, blocks per stage, channel widths).
+def make_rgsnet_stages(spec: RGSNetSpec, first=2, last=5):
+    """The blocks of stages ``res{first}``..``res{last}``, as lists (``ResNet(stem, stages)``).
+
+    The first block of each stage changes the width and (except in res2, or res5 when
+    dilated) halves the resolution; the first stage's input is the stem's output.
     """
-    res = cfg.MODEL.RESNETS
-    variant = canonical_variant(cfg.MODEL.RGSNET.VARIANT)
-    num_blocks = blocks_per_stage(cfg)
-    groups = gn_groups(cfg)
-    if res.RES5_DILATION not in (1, 2):
-        raise ValueError(f"cfg.MODEL.RESNETS.RES5_DILATION = {res.RES5_DILATION!r} is invalid: choose 1 or 2")
-    if any(res.DEFORM_ON_PER_STAGE):
-        raise ValueError(
-            "cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = "
-            f"{list(res.DEFORM_ON_PER_STAGE)!r} is invalid: RGSNet blocks have no deformable "
-            "variant; set it to [False, False, False, False]"
+    block_class = PreactBottleneckBlock if spec.rule.preact else RGSBottleneckBlock
+    widths = spec.stage_widths()
+    stages = []
+    for stage in range(first, last + 1):
+        i = stage - 2
+        bottleneck_channels, out_channels = widths[i]
+        in_channels = spec.stem_channels if stage == 2 else widths[i - 1][1]
+        dilation = spec.res5_dilation if stage == 5 else 1
+        first_stride = 1 if stage == 2 or dilation > 1 else 2
+        n = spec.blocks_per_stage[i]
+        extra = {}
+        if spec.rule.preact:
+            # He et al.: the stem's BN-ReLU is the first block's pre-activation.
+            extra["preactivate_input_per_block"] = [stage != 2] + [True] * (n - 1)
+        stages.append(
+            ResNet.make_stage(
+                block_class, n, in_channels=in_channels, out_channels=out_channels,
+                bottleneck_channels=bottleneck_channels, stride_per_block=[first_stride] + [1] * (n - 1),
+                dilation=dilation, spec=spec, **extra,
+            )
         )
-    block_class, extra = make_block_kwargs(variant, groups, se_reduction(cfg), shortcut_impl(cfg))
-    common = dict(
-        block_class=block_class,
-        num_groups=res.NUM_GROUPS,
-        norm=res.NORM,
-        stride_in_1x1=res.STRIDE_IN_1X1,
-        **extra,
-    )
-    bottleneck = res.NUM_GROUPS * res.WIDTH_PER_GROUP
-    widths = [(bottleneck * 2**i, res.RES2_OUT_CHANNELS * 2**i) for i in range(4)]
-    if variant != "Preact":
-        # Validate every channel count a GroupNorm will meet, before building anything.
-        for i, (bottle, out) in enumerate(widths):
-            check_groups_divide(groups, out, f"res{i + 2} (output)")
-            check_groups_divide(groups, bottle, f"res{i + 2} (bottleneck)")
-    return common, num_blocks, widths
+    return stages
+
+
+class RGSNet(ResNet):
+    """Detectron2's ``ResNet`` with the blocks of an RGSNet.
+
+    Args:
+        out_features, freeze_at: as ``ResNet`` (stages past the last output are not built).
+        spec: an :class:`RGSNetSpec`; or, instead, its description as keywords
+            (``variant``, ``depth``, ``width_mult``, ``norm``, ... of ``RGSNetSpec.create``).
+    """
+
+    def __init__(self, *, out_features=None, freeze_at=0, spec=None, **description):
+        if spec is None:
+            spec = RGSNetSpec.create(**description)
+        elif description:
+            raise ConfigError(f"give RGSNet either spec= or its description {sorted(description)}, not both")
+        if spec.stem != "imagenet":
+            raise ConfigError(
+                f"stem = {spec.stem!r}: the small-image stem is for 28-32 pixel classification; "
+                "detection backbones use the ImageNet stem (stem='imagenet')"
+            )
+        unknown = [f for f in out_features or [] if f != "stem" and f not in _STAGE_INDEX]
+        if unknown:
+            raise ConfigError(f"MODEL.RESNETS.OUT_FEATURES has {unknown}: choose from stem, res2, res3, res4, res5")
+        last = max([_STAGE_INDEX.get(f, 0) for f in out_features or ["res5"]])
+        stem = BasicStem(in_channels=spec.in_channels, out_channels=spec.stem_channels, norm=spec.norm)
+        super().__init__(stem, make_rgsnet_stages(spec, 2, last) if last else [], out_features=out_features,
+                         freeze_at=freeze_at)
+        self.spec = spec
 
 
 @BACKBONE_REGISTRY.register()
-def build_rgsnet_backbone(cfg, input_shape):
-    """RGSNet bottom-up backbone: Detectron2's ResNet with RGSNet blocks.
-
-    ``MODEL.RGSNET.VARIANT`` picks the block; everything else follows ``MODEL.RESNETS``
-    and ``MODEL.BACKBONE.FREEZE_AT`` exactly as for ``build_resnet_backbone``.
-    """
-    res = cfg.MODEL.RESNETS
-    common, num_blocks, widths = rgsnet_stage_kwargs(cfg)
-    stem = BasicStem(in_channels=input_shape.channels, out_channels=res.STEM_OUT_CHANNELS, norm=res.NORM)
-
-    out_features = res.OUT_FEATURES
-    last_stage = max({"res2": 2, "res3": 3, "res4": 4, "res5": 5}.get(f, 0) for f in out_features)
-    stages = []
-    in_channels = res.STEM_OUT_CHANNELS
-    for idx, stage_idx in enumerate(range(2, last_stage + 1)):
-        dilation = res.RES5_DILATION if stage_idx == 5 else 1
-        first_stride = 1 if idx == 0 or (stage_idx == 5 and dilation == 2) else 2
-        bottleneck_channels, out_channels = widths[idx]
-        stages.append(
-            ResNet.make_stage(
-                num_blocks=num_blocks[idx],
-                stride_per_block=[first_stride] + [1] * (num_blocks[idx] - 1),
-                in_channels=in_channels,
-                out_channels=out_channels,
-                bottleneck_channels=bottleneck_channels,
-                dilation=dilation,
-                **common,
-            )
-        )
-        in_channels = out_channels
-    return ResNet(stem, stages, out_features=out_features, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
+def build_rgsnet_backbone(cfg, input_shape: ShapeSpec):
+    """RGSNet bottom-up backbone; ``MODEL.RGSNET`` picks the blocks, everything else follows
+    ``MODEL.RESNETS`` and ``MODEL.BACKBONE.FREEZE_AT`` as for ``build_resnet_backbone``."""
+    return RGSNet(
+        spec=RGSNetSpec.from_cfg(cfg, in_channels=input_shape.channels),
+        out_features=cfg.MODEL.RESNETS.OUT_FEATURES,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+    )
 
 
 def _fpn(cfg, bottom_up, top_block):

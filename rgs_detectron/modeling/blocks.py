@@ -1,26 +1,29 @@
-"""Bottleneck blocks for every variant of the paper (DESIGN.md section 2).
+"""Bottleneck blocks for every variant, driven by the table in ``variants.py``.
 
-Residual branch (unchanged from ResNet except where a variant says otherwise)::
+Residual branch ``F`` (ResNet's, except where a variant's row says otherwise)::
 
-    a = ReLU(BN1(conv1x1(x)))
-    b = BN2(conv3x3(a)) + inner(a)      # inner = GN(a) for d-RGS / Res-RGS, else 0
-    F = BN3(conv1x1(ReLU(b)))           # times SE(F) when SE is on
+    a = ReLU(BN1(conv1x1(x)))                 # then a = GN(a) if relu_gn (2GN)
+    b = ReLU(BN2(conv3x3(a)) + inner(a))      # inner(a) = GN(a) if inner_rg, else 0
+                                              # then b = GN(b) if relu_gn
+    F = BN3(conv1x1(b))                       # times SE(F) when SE is on
 
-Block outputs (identity-shape blocks; projection blocks replace the shortcut by
-``BN(conv1x1_stride(x))`` and then apply the same post-sum function):
+Block output: ``f(F + h(x))`` with ``h`` and ``f`` from the row; projection blocks use
+``h(x) = BN(conv1x1_stride(x))`` in every variant.
 
-    original  ReLU(F + x)          RBS  F + BN(ReLU(x))
-    b-RGS     F + GN(ReLU(x))      GS   F + GN(x)
-    d-RGS     F_inner + GN(ReLU(x))
-    Res-RGS   F_inner + GN(ReLU(x)) + x
-    RGB       GN(ReLU(F + x))      2GN  original with GN after both inner ReLUs
+Decisions (docs/ARCHITECTURE.md):
 
-Decision: the inner RG shortcut exists only where the 3x3 conv keeps the shape (stride
-1); in a block whose 3x3 conv is strided it is left out.
+* The inner RG shortcut sits *before* the residual path's own ReLU, which stays where
+  ResNet has it: ``b = ReLU(BN2(conv3x3(a)) + GN(a))``. ``GN(ReLU(a)) = GN(a)`` since
+  ``a`` is already a ReLU output.
+* The inner RG shortcut exists only where the 3x3 conv keeps the shape (stride 1): with
+  the stride in the 3x3 conv (``stride_in_1x1=False``) it is absent from the first block
+  of res3, res4 and res5.
+* RBS's shortcut norm is a BatchNorm of the block's BN kind (FrozenBN when the backbone
+  is frozen, SyncBN when synced), and a trainable ``BN`` when ``norm`` is not a BN at all
+  (GN): RBS means ReLU + *Batch*Norm whatever the rest of the network uses.
 
-Parameter names of the shared layers (``conv1..3`` with their ``norm``, ``shortcut``)
-are Detectron2's, so ``original`` is interchangeable with ``build_resnet_backbone``.
-Added layers: ``shortcut_norm``, ``inner_norm``, ``output_norm``, ``relu_norm1/2``, ``se``.
+Parameter names of the shared layers (``conv1..3`` with their ``norm``, ``shortcut``) are
+Detectron2's, so ``original`` is interchangeable with ``build_resnet_backbone``.
 """
 import fvcore.nn.weight_init as weight_init
 import torch.nn.functional as F
@@ -28,23 +31,17 @@ from torch import nn
 
 from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 
-from ..config import check_groups_divide
 from .shortcuts import ReLUGroupNorm
 
-__all__ = [
-    "RGSBottleneckBlock", "PreactBottleneckBlock", "SqueezeExcitation", "make_block_kwargs",
-    "add_rgs_layers", "rgs_block_forward",
-]
+__all__ = ["RGSBottleneckBlock", "PreactBottleneckBlock", "SqueezeExcitation", "add_variant_layers",
+           "variant_forward", "preact_forward", "batch_norm_kind"]
 
-# Per variant: the op on the identity-shape shortcut, whether the 3x3 conv gets the inner
-# RG shortcut, whether the block ends with ReLU. Shared with the ImageNet classifier.
-SHORTCUT_KIND = {
-    "original": None, "2GN": None, "RGB": None,
-    "b-RGS": "RG", "d-RGS": "RG", "Res-RGS": "RG",
-    "RBS": "RB", "GS": "G",
-}
-INNER_RG_VARIANTS = {"d-RGS", "Res-RGS"}
-POST_RELU_VARIANTS = {"original", "2GN"}
+_BN_KINDS = ("BN", "SyncBN", "FrozenBN", "nnSyncBN", "naiveSyncBN")
+
+
+def batch_norm_kind(norm):
+    """The BatchNorm flavour that goes with ``norm`` (for RBS's shortcut): itself, or "BN"."""
+    return norm if isinstance(norm, str) and norm in _BN_KINDS else "BN"
 
 
 class SqueezeExcitation(nn.Module):
@@ -62,133 +59,105 @@ class SqueezeExcitation(nn.Module):
         return x * s.sigmoid()
 
 
+def add_variant_layers(block, spec, *, projection, stride_3x3, out_channels, bottleneck_channels, batch_norm):
+    """Give ``block`` the layers its variant's row adds to a ResNet bottleneck.
+
+    Shared by the Detectron2 block and the torchvision-named ImageNet block, so both hold
+    the same layers under the same names and compute the same :func:`variant_forward`.
+    ``batch_norm(channels)`` makes RBS's BatchNorm. Group counts were validated by the spec.
+    """
+    rule = spec.rule
+    groups = spec.gn_groups
+    block.rule = rule
+    # The nonlinear shortcut replaces the identity only where shapes match.
+    block.shortcut_op = "projection" if projection else rule.shortcut
+    if block.shortcut_op == "RG":
+        block.shortcut_norm = ReLUGroupNorm(groups, out_channels, impl=spec.shortcut_impl)
+    elif block.shortcut_op == "G":
+        block.shortcut_norm = nn.GroupNorm(groups, out_channels)
+    elif block.shortcut_op == "RB":
+        block.shortcut_norm = batch_norm(out_channels)
+    block.keep_identity = rule.keep_identity and not projection
+    block.has_inner = rule.inner_rg and stride_3x3 == 1
+    if block.has_inner:
+        block.inner_norm = ReLUGroupNorm(groups, bottleneck_channels, impl=spec.shortcut_impl)
+    if rule.relu_gn:
+        block.relu_norm1 = nn.GroupNorm(groups, bottleneck_channels)
+        block.relu_norm2 = nn.GroupNorm(groups, bottleneck_channels)
+    if rule.post == "rg":
+        block.output_norm = ReLUGroupNorm(groups, out_channels, impl=spec.shortcut_impl)
+    block.se = SqueezeExcitation(out_channels, spec.se_reduction) if spec.se_reduction else None
+
+
+def variant_forward(block, x, conv_bn1, conv_bn2, conv_bn3, projection):
+    """The equations of the module docstring; ``conv_bnK`` compute BN(convK(.))."""
+    rule = block.rule
+    a = F.relu_(conv_bn1(x))
+    if rule.relu_gn:
+        a = block.relu_norm1(a)
+    b = conv_bn2(a)
+    if block.has_inner:
+        b = b + block.inner_norm(a)
+    b = F.relu_(b)
+    if rule.relu_gn:
+        b = block.relu_norm2(b)
+    out = conv_bn3(b)
+    if block.se is not None:
+        out = block.se(out)
+
+    op = block.shortcut_op
+    if op == "projection":
+        out = out + projection(x)
+    elif op == "identity":
+        out = out + x
+    elif op == "RG":  # GN(ReLU(x)), with the identity fused in for Res-RGS
+        out = out + block.shortcut_norm(x, add_identity=block.keep_identity)
+    else:
+        h = block.shortcut_norm(F.relu(x) if op == "RB" else x)
+        out = out + (h + x if block.keep_identity else h)
+
+    if rule.post == "relu":
+        out = F.relu_(out)
+    elif rule.post == "rg":
+        out = block.output_norm(out)
+    return out
+
+
 class RGSBottleneckBlock(CNNBlockBase):
-    """One bottleneck block of any non-preactivation variant (see the module docstring)."""
+    """One bottleneck block of any non-preactivation variant of ``spec``."""
 
-    def __init__(
-        self,
-        in_channels,
-        out_channels,
-        *,
-        bottleneck_channels,
-        variant="Res-RGS",
-        gn_groups=32,
-        stride=1,
-        num_groups=1,
-        norm="BN",
-        stride_in_1x1=False,
-        dilation=1,
-        se_reduction=0,
-        shortcut_impl="auto",
-    ):
+    def __init__(self, in_channels, out_channels, *, bottleneck_channels, spec, stride=1, dilation=1):
         super().__init__(in_channels, out_channels, stride)
+        norm = spec.norm
         projection = in_channels != out_channels
-        if projection:
-            self.shortcut = Conv2d(
-                in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
-                norm=get_norm(norm, out_channels),
-            )
-        else:
-            self.shortcut = None
-
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.shortcut = (
+            Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
+                   norm=get_norm(norm, out_channels))
+            if projection else None
+        )
+        stride_1x1, stride_3x3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
         self.conv1 = Conv2d(
             in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, bias=False,
             norm=get_norm(norm, bottleneck_channels),
         )
         self.conv2 = Conv2d(
             bottleneck_channels, bottleneck_channels, kernel_size=3, stride=stride_3x3,
-            padding=1 * dilation, bias=False, groups=num_groups, dilation=dilation,
+            padding=1 * dilation, bias=False, groups=spec.num_groups, dilation=dilation,
             norm=get_norm(norm, bottleneck_channels),
         )
         self.conv3 = Conv2d(
-            bottleneck_channels, out_channels, kernel_size=1, bias=False,
-            norm=get_norm(norm, out_channels),
+            bottleneck_channels, out_channels, kernel_size=1, bias=False, norm=get_norm(norm, out_channels),
         )
         for layer in [self.conv1, self.conv2, self.conv3, self.shortcut]:
             if layer is not None:
                 weight_init.c2_msra_fill(layer)
-
-        add_rgs_layers(
-            self, variant, projection=projection, stride_3x3=stride_3x3, out_channels=out_channels,
-            bottleneck_channels=bottleneck_channels, gn_groups=gn_groups, se_reduction=se_reduction,
-            shortcut_impl=shortcut_impl, shortcut_bn=lambda c: get_norm(norm, c),
-            where=f"a block with {in_channels}->{out_channels} channels ({variant})",
+        add_variant_layers(
+            self, spec, projection=projection, stride_3x3=stride_3x3, out_channels=out_channels,
+            bottleneck_channels=bottleneck_channels, batch_norm=lambda c: get_norm(batch_norm_kind(norm), c),
         )
 
     def forward(self, x):
-        return rgs_block_forward(self, x, self.conv1, self.conv2, self.conv3, self.shortcut)
-
-
-def add_rgs_layers(block, variant, *, projection, stride_3x3, out_channels, bottleneck_channels,
-                   gn_groups, se_reduction, shortcut_impl, shortcut_bn, where):
-    """Give ``block`` the layers its variant adds to a ResNet bottleneck.
-
-    Shared by the Detectron2 block and the torchvision-named ImageNet block, so both hold
-    the same layers under the same names and take the same branches in
-    :func:`rgs_block_forward`. ``shortcut_bn(channels)`` makes RBS's BatchNorm.
-    """
-
-    def gn(channels, what, cls=ReLUGroupNorm):
-        check_groups_divide(gn_groups, channels, f"{what} of {where}")
-        if cls is ReLUGroupNorm:
-            return ReLUGroupNorm(gn_groups, channels, impl=shortcut_impl)
-        return cls(gn_groups, channels)
-
-    block.variant = variant
-    # The nonlinear shortcut replaces the identity only where shapes match.
-    kind = None if projection else SHORTCUT_KIND[variant]
-    block.shortcut_kind = kind
-    if kind == "RG":
-        block.shortcut_norm = gn(out_channels, "the shortcut")
-    elif kind == "G":
-        block.shortcut_norm = gn(out_channels, "the shortcut", nn.GroupNorm)
-    elif kind == "RB":
-        block.shortcut_norm = shortcut_bn(out_channels)
-    block.has_identity = projection or kind is None or variant == "Res-RGS"
-    block.has_inner = variant in INNER_RG_VARIANTS and stride_3x3 == 1
-    if block.has_inner:
-        block.inner_norm = gn(bottleneck_channels, "the 3x3 conv")
-    if variant == "2GN":
-        block.relu_norm1 = gn(bottleneck_channels, "the 1x1 conv", nn.GroupNorm)
-        block.relu_norm2 = gn(bottleneck_channels, "the 3x3 conv", nn.GroupNorm)
-    if variant == "RGB":
-        block.output_norm = gn(out_channels, "the output")
-    block.post_relu = variant in POST_RELU_VARIANTS
-    block.se = SqueezeExcitation(out_channels, se_reduction) if se_reduction else None
-
-
-def rgs_block_forward(block, x, conv_bn1, conv_bn2, conv_bn3, projection):
-    """The equations of the module docstring; ``conv_bnK`` compute BN(convK(.))."""
-    a = F.relu_(conv_bn1(x))
-    if block.variant == "2GN":
-        a = block.relu_norm1(a)
-    b = conv_bn2(a)
-    if block.has_inner:
-        b = b + block.inner_norm(a)  # GN(ReLU(a)) == GN(a): a is already a ReLU output
-    b = F.relu_(b)
-    if block.variant == "2GN":
-        b = block.relu_norm2(b)
-    out = conv_bn3(b)
-    if block.se is not None:
-        out = block.se(out)
-
-    if projection is not None:
-        out = out + projection(x)
-    elif block.shortcut_kind == "RG":
-        out = out + block.shortcut_norm(x, add_identity=block.has_identity)
-    elif block.shortcut_kind == "RB":
-        out = out + block.shortcut_norm(F.relu(x))
-    elif block.shortcut_kind == "G":
-        out = out + block.shortcut_norm(x)
-    else:
-        out = out + x
-
-    if block.post_relu:
-        out = F.relu_(out)
-    elif block.variant == "RGB":
-        out = block.output_norm(out)  # GN(ReLU(F + h(x)))
-    return out
+        return variant_forward(self, x, self.conv1, self.conv2, self.conv3, self.shortcut)
 
 
 class PreactBottleneckBlock(CNNBlockBase):
@@ -196,61 +165,44 @@ class PreactBottleneckBlock(CNNBlockBase):
 
     ``norm_k`` precede ``conv_k``; the identity is added with no post-activation. A
     projection shortcut sees the pre-activated input ``ReLU(norm1(x))``.
+
+    ``preactivate_input=False`` is He et al.'s first unit after the stem: the stem's own
+    BN-ReLU is its pre-activation, so the block has no ``norm1`` and both paths see ``x``.
     """
 
-    def __init__(
-        self,
-        in_channels,
-        out_channels,
-        *,
-        bottleneck_channels,
-        stride=1,
-        num_groups=1,
-        norm="BN",
-        stride_in_1x1=False,
-        dilation=1,
-        se_reduction=0,
-        **unused,
-    ):
+    def __init__(self, in_channels, out_channels, *, bottleneck_channels, spec, stride=1, dilation=1,
+                 preactivate_input=True):
         super().__init__(in_channels, out_channels, stride)
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.norm1 = get_norm(norm, in_channels)
+        norm = spec.norm
+        stride_1x1, stride_3x3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
+        self.norm1 = get_norm(norm, in_channels) if preactivate_input else None
         self.conv1 = Conv2d(in_channels, bottleneck_channels, 1, stride=stride_1x1, bias=False)
         self.norm2 = get_norm(norm, bottleneck_channels)
         self.conv2 = Conv2d(
             bottleneck_channels, bottleneck_channels, 3, stride=stride_3x3, padding=dilation,
-            bias=False, groups=num_groups, dilation=dilation,
+            bias=False, groups=spec.num_groups, dilation=dilation,
         )
         self.norm3 = get_norm(norm, bottleneck_channels)
         self.conv3 = Conv2d(bottleneck_channels, out_channels, 1, bias=False)
         self.shortcut = (
-            Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-            if in_channels != out_channels
-            else None
+            Conv2d(in_channels, out_channels, 1, stride=stride, bias=False) if in_channels != out_channels else None
         )
         for layer in [self.conv1, self.conv2, self.conv3, self.shortcut]:
             if layer is not None:
                 weight_init.c2_msra_fill(layer)
-        self.se = SqueezeExcitation(out_channels, se_reduction) if se_reduction else None
+        self.se = SqueezeExcitation(out_channels, spec.se_reduction) if spec.se_reduction else None
 
     def forward(self, x):
-        pre = F.relu(self.norm1(x))
-        out = self.conv1(pre)
-        out = self.conv2(F.relu_(self.norm2(out)))
-        out = self.conv3(F.relu_(self.norm3(out)))
-        if self.se is not None:
-            out = self.se(out)
-        identity = self.shortcut(pre) if self.shortcut is not None else x
-        return out + identity
+        return preact_forward(self, x, self.norm1, self.conv1, self.norm2, self.conv2, self.norm3, self.conv3,
+                              self.shortcut)
 
 
-def make_block_kwargs(variant, gn_groups, se_reduction, shortcut_impl):
-    """The block class and the variant-specific constructor arguments."""
-    if variant == "Preact":
-        return PreactBottleneckBlock, {"se_reduction": se_reduction}
-    return RGSBottleneckBlock, {
-        "variant": variant,
-        "gn_groups": gn_groups,
-        "se_reduction": se_reduction,
-        "shortcut_impl": shortcut_impl,
-    }
+def preact_forward(block, x, norm1, conv1, norm2, conv2, norm3, conv3, projection):
+    """Pre-activation block; shared with the ImageNet classifier's torchvision-named block."""
+    pre = F.relu(norm1(x)) if norm1 is not None else x
+    out = conv1(pre)
+    out = conv2(F.relu_(norm2(out)))
+    out = conv3(F.relu_(norm3(out)))
+    if block.se is not None:
+        out = block.se(out)
+    return out + (projection(pre) if projection is not None else x)

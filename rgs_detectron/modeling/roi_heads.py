@@ -2,33 +2,35 @@
 from torch import nn
 
 from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
-from .backbone import rgsnet_stage_kwargs
+from ..errors import ConfigError
+from .backbone import make_rgsnet_stages
+from .spec import RGSNetSpec
 
-__all__ = ["RGSNetRes5ROIHeads"]
+__all__ = ["RGSNetRes5ROIHeads", "make_rgsnet_res5"]
+
+
+def make_rgsnet_res5(spec=None, **description):
+    """res5 of an RGSNet as one ``nn.Sequential``, for ``Res5ROIHeads(res5=...)``.
+
+    Takes a spec or its description (the keywords of ``RGSNetSpec.create``), so a
+    LazyConfig C4 model writes ``res5=L(make_rgsnet_res5)(variant="Res-RGS", norm="FrozenBN")``.
+    The block count follows the depth (not a fixed 3), so converted ImageNet weights for
+    res5 load into the head.
+    """
+    if spec is None:
+        spec = RGSNetSpec.create(**description)
+    elif description:
+        raise ConfigError(f"give make_rgsnet_res5 either spec= or its description {sorted(description)}, not both")
+    return nn.Sequential(*make_rgsnet_stages(spec, 5, 5)[0])
 
 
 @ROI_HEADS_REGISTRY.register()
 class RGSNetRes5ROIHeads(Res5ROIHeads):
-    """Detectron2's ``Res5ROIHeads`` with res5 made of the configured RGSNet variant.
-
-    The number of res5 blocks follows the variant's depth (``MODEL.RGSNET``), not a
-    fixed 3, so converted ImageNet weights for res5 load into the head.
-    """
+    """Detectron2's ``Res5ROIHeads`` with res5 made of the configured RGSNet variant."""
 
     @classmethod
     def _build_res5_block(cls, cfg):
-        common, num_blocks, widths = rgsnet_stage_kwargs(cfg)
-        bottleneck_channels, out_channels = widths[3]
-        n = num_blocks[3]
-        blocks = ResNet.make_stage(
-            num_blocks=n,
-            stride_per_block=[2] + [1] * (n - 1),
-            in_channels=out_channels // 2,
-            out_channels=out_channels,
-            bottleneck_channels=bottleneck_channels,
-            **common,
-        )
-        return nn.Sequential(*blocks), out_channels
+        res5 = make_rgsnet_res5(RGSNetSpec.from_cfg(cfg))
+        return res5, res5[-1].out_channels

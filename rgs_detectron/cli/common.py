@@ -1,0 +1,54 @@
+"""What every command line here shares: error reporting, exit status, config and device set-up."""
+import argparse
+import sys
+
+from ..config import get_rgsnet_cfg, resolve_device
+from ..errors import UserError
+
+__all__ = ["run_tool", "add_config_args", "load_cfg", "probability"]
+
+
+def run_tool(main, argv=None, prog=None):
+    """Call ``main(argv)``; a UserError becomes one line on stderr and its exit status."""
+    prog = prog or main.__module__.rsplit(".", 1)[-1]
+    try:
+        return main(argv) or 0
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def add_config_args(parser, *, device=True):
+    """``--config-file``, ``--device`` and trailing KEY VALUE overrides, as Detectron2's tools."""
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="detector config (yaml)")
+    if device:
+        parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (a GPU when usable)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                        help="config overrides, last on the line (e.g. MODEL.RGSNET.VARIANT b-RGS)")
+    return parser
+
+
+def load_cfg(args, *, weights=None, freeze=True):
+    """The config of ``args`` (file + overrides), ``weights`` and ``args.device`` applied."""
+    cfg = get_rgsnet_cfg(args.config_file, args.opts)
+    if weights is not None:
+        cfg.MODEL.WEIGHTS = weights
+    if getattr(args, "device", None):
+        cfg.MODEL.DEVICE = resolve_device(args.device)
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def probability(text):
+    """argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
+    return value

@@ -1,0 +1,312 @@
+"""Export a trained detector to TorchScript or ONNX, verified against eager PyTorch.
+
+Both formats are traced through Detectron2's ``TracingAdapter`` (docs/ARCHITECTURE.md, "Dependencies":
+tracing matches eager exactly; ONNX needs ``dynamo=False`` at opset 17). The exported
+model takes one ``uint8`` image tensor ``(3, H, W)`` in ``cfg.INPUT.FORMAT`` channel
+order, already resized the way the user wants (the test-time resize is not part of the
+graph), with any H and W. It returns, for GeneralizedRCNN models, a tuple
+``(pred_boxes (N, 4) x1y1x2y2 in that image's pixels, pred_classes (N,), scores (N,),
+image_size (2,))`` - the fields of Detectron2's ``Instances``, sorted by name, then the size.
+
+Every export is checked before it is kept: the serialized model is loaded back and run
+on a sample image and on a second image of another height and width (proving the dynamic
+shape), and must reproduce eager outputs: TorchScript within ``TORCHSCRIPT_ATOL``, ONNX
+Runtime within ``ONNX_ATOL``, same counts and classes. Only then is it written, with
+``atomic_write``, so a failed export leaves nothing; an existing export is replaced only
+with ``overwrite``. Weights load strictly (``RGSCheckpointer``), never a random model.
+"""
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from detectron2.data import transforms as T
+from detectron2.export import TracingAdapter
+from detectron2.export.flatten import InstancesSchema
+from detectron2.modeling import GeneralizedRCNN, build_model
+
+from ..data.images import read_image
+from ..engine.checkpointer import RGSCheckpointer, check_weights_file
+from ..errors import ConfigError, UserError
+from ..utils.fileio import atomic_write
+
+__all__ = [
+    "FORMATS",
+    "ONNX_ATOL",
+    "ONNX_OPSET",
+    "TORCHSCRIPT_ATOL",
+    "ExportResult",
+    "ExportVerificationError",
+    "build_export_model",
+    "export_model",
+    "sample_images",
+]
+
+FORMATS = ("torchscript", "onnx")
+FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+ONNX_OPSET = 17
+# Max absolute difference allowed on boxes (pixels) and scores. Tracing replays the very
+# same kernels, so TorchScript is held to (near) equality; ONNX Runtime has its own kernels.
+TORCHSCRIPT_ATOL = 1e-4
+ONNX_ATOL = 1e-3
+
+logger = logging.getLogger(__name__)
+
+# Repeated on every call by torch.jit and the TorchScript-based ONNX exporter (deprecated
+# in PyTorch 2.x, working in 2.14); docs/USAGE.md says it once instead.
+_DEPRECATION_NOTICES = [
+    (r".*torch\.jit\.\w+` is deprecated", FutureWarning),
+    (r".*legacy TorchScript-based ONNX", DeprecationWarning),
+    (r".*feature will be removed", DeprecationWarning),
+]
+
+
+class ExportVerificationError(UserError):
+    """The exported file does not reproduce the eager model; nothing was written."""
+
+
+@dataclass
+class ExportResult:
+    format: str
+    path: str
+    checks: list = field(default_factory=list)  # one dict per verified image
+
+    @property
+    def compared_detections(self):
+        return sum(c["detections"] for c in self.checks)
+
+
+def build_export_model(cfg):
+    """The detector in eval mode with weights loaded, RG shortcut on its plain reference ops.
+
+    ``ReLUGroupNorm`` falls back to the reference path under tracing anyway; forcing it in
+    the config makes the traced graph independent of that runtime check.
+    """
+    if not cfg.MODEL.WEIGHTS:
+        raise ConfigError("MODEL.WEIGHTS is empty: give trained weights (--weights), not a random model")
+    check_weights_file(cfg.MODEL.WEIGHTS)
+    cfg = cfg.clone()
+    cfg.defrost()
+    if "RGSNET" in cfg.MODEL:
+        cfg.MODEL.RGSNET.SHORTCUT_IMPL = "reference"
+    model = build_model(cfg)
+    RGSCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    return model.eval()
+
+
+def _test_resize(cfg, image_hwc):
+    aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)
+    return aug.get_transform(image_hwc).apply_image(image_hwc)
+
+
+def _synthetic_image(height, width, seed=0):
+    """Noise with a few flat rectangles: structure for the RPN, deterministic."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 64, (height, width, 3), dtype=np.uint8)
+    for _ in range(6):
+        h, w = rng.integers(height // 6, height // 2), rng.integers(width // 6, width // 2)
+        y, x = rng.integers(0, height - h), rng.integers(0, width - w)
+        image[y : y + h, x : x + w] = rng.integers(64, 256, 3, dtype=np.uint8)
+    return image
+
+
+def sample_images(cfg, image_path=None):
+    """Two ``uint8 (3, H, W)`` tensors of different heights and widths, as the model sees them.
+
+    The first is ``image_path`` (or a synthetic image) after the test-time resize; the
+    second is the same content at about 3/4 of the height and 9/10 of the width, sizes
+    that are not multiples of the backbone stride, so padding is exercised too.
+    """
+    if image_path:
+        image = read_image(image_path, format=cfg.INPUT.FORMAT)
+    else:
+        short = cfg.INPUT.MIN_SIZE_TEST
+        image = _synthetic_image(short, int(round(short * 4 / 3)))
+    first = torch.as_tensor(np.ascontiguousarray(_test_resize(cfg, image).transpose(2, 0, 1)))
+    h, w = first.shape[1:]
+    size = (max(32, int(h * 0.75) | 1), max(32, int(w * 0.9) | 1))  # odd, so never stride-aligned
+    second = F.interpolate(first[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+    return [first, second.round().clamp(0, 255).to(torch.uint8)]
+
+
+def _inference_func(model):
+    if isinstance(model, GeneralizedRCNN):
+        # Boxes stay in the input image's coordinates: no rescaling to an "original" size
+        # that the exported graph could not know.
+        def inference(model, inputs):
+            return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
+
+        return inference
+    return None
+
+
+def _adapter(model, image):
+    # eval(): a fresh nn.Module is in training mode, and torch.onnx.export restores the
+    # adapter's mode afterwards, which would switch the detector to training too.
+    return TracingAdapter(model, [{"image": image}], _inference_func(model)).eval()
+
+
+def _output_names(adapter, image):
+    """Names of the flattened outputs: the Instances field names, then "image_size"."""
+    with torch.no_grad():
+        flat = adapter(image)
+    schema = adapter.outputs_schema
+    while not isinstance(schema, InstancesSchema) and getattr(schema, "schemas", None) and len(schema.schemas) == 1:
+        schema = schema.schemas[0]
+    if isinstance(schema, InstancesSchema) and len(schema.keys) + 1 == len(flat):
+        return list(schema.keys) + ["image_size"]
+    return [f"output_{i}" for i in range(len(flat))]
+
+
+def _as_numpy(outputs):
+    return [o.detach().cpu().numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outputs]
+
+
+def _greedy_order(ref_boxes, ref_classes, boxes, classes):
+    """Index of the closest same-class exported detection for each eager one, or None.
+
+    Detections with (nearly) tied scores may come out in a different order from another
+    runtime; pairing them up keeps such a tie from counting as a mismatch.
+    """
+    taken, order = set(), []
+    for box, cls in zip(ref_boxes, ref_classes):
+        best, best_d = None, np.inf
+        for j in range(len(boxes)):
+            if j not in taken and classes[j] == cls:
+                d = np.abs(boxes[j] - box).max()
+                if d < best_d:
+                    best, best_d = j, d
+        if best is None:
+            return None
+        taken.add(best)
+        order.append(best)
+    return np.asarray(order, dtype=np.int64)
+
+
+def compare_outputs(names, reference, exported, atol):
+    """Check exported outputs against eager ones; return a summary dict or raise."""
+    ref, out = dict(zip(names, _as_numpy(reference))), dict(zip(names, _as_numpy(exported)))
+    for name in names:
+        if ref[name].shape != out[name].shape:
+            raise ExportVerificationError(
+                f"output {name!r} has shape {out[name].shape}, eager gives {ref[name].shape}"
+            )
+    per_detection = [n for n in names if n != "image_size" and ref[n].ndim >= 1]
+    if "pred_boxes" in ref and "pred_classes" in ref and len(ref["pred_boxes"]):
+        in_order = all(
+            np.abs(ref[n].astype(np.float64) - out[n].astype(np.float64)).max() <= atol for n in per_detection
+        )
+        if not in_order:
+            order = _greedy_order(ref["pred_boxes"], ref["pred_classes"], out["pred_boxes"], out["pred_classes"])
+            if order is None:
+                raise ExportVerificationError("detected classes differ from eager")
+            out = {n: (v[order] if n in per_detection else v) for n, v in out.items()}
+    diffs = {}
+    for name in names:
+        a, b = ref[name], out[name]
+        if a.dtype.kind in "iub":
+            if not np.array_equal(a, b):
+                raise ExportVerificationError(f"output {name!r} differs from eager")
+        else:
+            d = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
+            diffs[name] = d
+            if not d <= atol:
+                raise ExportVerificationError(
+                    f"output {name!r} differs from eager by up to {d:.3g} (allowed {atol:g})"
+                )
+    count = len(ref["pred_boxes"]) if "pred_boxes" in ref else len(ref[names[0]])
+    return {"detections": int(count), "max_abs_diff": diffs}
+
+
+def _trace_torchscript(adapter, image):
+    """(serialized bytes, a runner of the model loaded back from them)."""
+    traced = torch.jit.trace(adapter, (image,), check_trace=False)  # we check ourselves
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    data = buffer.getvalue()
+    loaded = torch.jit.load(io.BytesIO(data), map_location=image.device)
+    return data, (lambda img: loaded(img))
+
+
+def _trace_onnx(adapter, image, names):
+    per_detection = {n: {0: "detections"} for n in names if n != "image_size"}
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        adapter,
+        (image,),
+        buffer,
+        opset_version=ONNX_OPSET,
+        dynamo=False,
+        input_names=["image"],
+        output_names=names,
+        dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection},
+    )
+    import onnx
+    import onnxruntime
+
+    data = buffer.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return data, (lambda img: session.run(None, {"image": img.cpu().numpy()}))
+
+
+def export_model(model, images, output_dir, formats=FORMATS, overwrite=False):
+    """Trace ``model`` on ``images[0]``, verify on every image, then write each format.
+
+    Returns one ExportResult per format. Raises ExportVerificationError (writing no file of
+    that format) when an export does not reproduce eager outputs, and ConfigError before
+    any work when an output exists and ``overwrite`` is False.
+    """
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ConfigError(f"unknown export format(s) {sorted(unknown)}: choose from {', '.join(FORMATS)}")
+    existing = [os.path.join(output_dir, FILE_NAMES[f]) for f in formats
+                if os.path.exists(os.path.join(output_dir, FILE_NAMES[f]))]
+    if existing and not overwrite:
+        raise ConfigError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
+    os.makedirs(output_dir, exist_ok=True)
+    device = next(model.parameters()).device
+    images = [img.to(device) for img in images]
+    adapter = _adapter(model, images[0])
+    names = _output_names(adapter, images[0])
+    with torch.no_grad():
+        eager = [adapter(img) for img in images]
+
+    results = []
+    for fmt in formats:
+        atol = TORCHSCRIPT_ATOL if fmt == "torchscript" else ONNX_ATOL
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # thousands, all expected
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+            for message, category in _DEPRECATION_NOTICES:
+                warnings.filterwarnings("ignore", message=message, category=category)
+            if fmt == "torchscript":
+                data, run = _trace_torchscript(adapter, images[0])
+            else:
+                data, run = _trace_onnx(adapter, images[0], names)
+        checks = []
+        for img, ref in zip(images, eager):
+            with torch.no_grad():
+                got = run(img)
+            try:
+                check = compare_outputs(names, ref, got, atol)
+            except ExportVerificationError as e:
+                raise ExportVerificationError(
+                    f"{fmt} export does not match eager PyTorch on a {tuple(img.shape[1:])} image: {e}"
+                ) from None
+            checks.append({"image_size": tuple(img.shape[1:]), **check})
+        final = os.path.join(output_dir, FILE_NAMES[fmt])
+        atomic_write(final, lambda f, d=data: f.write(d))
+        result = ExportResult(fmt, final, checks)
+        if result.compared_detections == 0:
+            logger.warning(
+                f"{fmt}: the eager model found nothing on the sample images, so only empty outputs "
+                "were compared; give a real --sample-image or lower the score threshold to check more"
+            )
+        results.append(result)
+    return results

@@ -1,0 +1,91 @@
+"""Train or evaluate an RGSNet detector with Detectron2 (yaml configs).
+
+    python -m rgs_detectron.cli.train_net --config-file configs/coco_res_rgs_50.yaml --num-gpus 8
+    python -m rgs_detectron.cli.train_net --config-file ... --eval-only MODEL.WEIGHTS out/model_final.pth
+    python -m rgs_detectron.cli.train_net --config-file ... --resume     # from OUTPUT_DIR/last_checkpoint
+
+Detectron2's ``default_argument_parser`` (``--num-gpus``, ``--num-machines``,
+``--machine-rank``, ``--dist-url``, trailing KEY VALUE overrides). Before anything is
+built, the config, device, datasets and weights are checked (``engine/preflight.py``)
+and ``OUTPUT_DIR`` is locked against a second run. ``MODEL.DEVICE cuda`` (Detectron2's
+default) without usable CUDA fails with PyTorch's reason; the CPU is used only with
+``MODEL.DEVICE cpu`` (``--num-gpus N`` then starts N CPU processes on gloo).
+"""
+import sys
+
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from ..config import get_rgsnet_cfg
+from ..engine.checkpointer import RGSCheckpointer
+from ..engine.output_lock import OutputDirLock
+from ..engine.preflight import preflight
+from ..engine.trainer import RGSTrainer, check_resume_point
+from ..errors import UserError
+from .common import run_tool
+
+__all__ = ["main", "setup", "run"]
+
+
+def setup(args):
+    """The frozen config of ``args``."""
+    cfg = get_rgsnet_cfg(args.config_file, args.opts)
+    cfg.freeze()
+    return cfg
+
+
+def run(cfg, args):
+    """Train (or evaluate) in this process; returns the evaluation results."""
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="rgs_detectron")
+    if args.eval_only:
+        model = RGSTrainer.build_model(cfg)
+        RGSCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = RGSTrainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = RGSTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def _worker(cfg, args):
+    """``run`` in a process of a multi-process launch: a user error ends it with its exit status."""
+    try:
+        return run(cfg, args)
+    except UserError as e:
+        if comm.get_world_size() == 1:
+            raise
+        print(f"train_net (rank {comm.get_rank()}): error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+def _main(argv):
+    args = default_argument_parser().parse_args(argv)
+    cfg = setup(args)
+    checkpointer = RGSCheckpointer(None, cfg.OUTPUT_DIR)
+    resuming = args.resume and checkpointer.has_checkpoint()
+    preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus)
+    if resuming and not args.eval_only:  # as the trainer will see it, scaled to the world size
+        scaled = DefaultTrainer.auto_scale_workers(cfg, args.num_gpus * args.num_machines)
+        check_resume_point(checkpointer.last_iteration(), scaled.SOLVER.MAX_ITER, cfg.OUTPUT_DIR)
+    with OutputDirLock(cfg.OUTPUT_DIR):
+        try:
+            launch(_worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                   dist_url=args.dist_url, args=(cfg, args))
+        except Exception as e:  # a worker of a multi-process launch ended with an error above
+            if type(e).__name__ == "ProcessExitedException":
+                return getattr(e, "exit_code", 1) or 1
+            raise
+    return 0
+
+
+def main(argv=None):
+    return run_tool(_main, argv, "train_net")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Find boxes that cannot be right, once per dataset, and say so.
+
+Left alone, Detectron2 quietly changes them: a box with a negative width or height comes
+out of the augmentation as the box around its corners (another, valid box), and
+zero-size boxes or boxes wholly outside the image are dropped later without a word.
+Here they are counted and reported before training, then dropped
+(``DATASETS.INVALID_BOXES: "drop"``, the default) or refused (``"fail"``); valid boxes are
+never rewritten. Boxes that only extend past the image edge are valid: Detectron2 clips
+them, and they are counted in the report.
+"""
+import logging
+
+from detectron2.structures import BoxMode
+
+from ..errors import ConfigError, InputError
+
+__all__ = ["check_boxes", "INVALID_BOX_POLICIES"]
+
+INVALID_BOX_POLICIES = ("drop", "fail")
+logger = logging.getLogger(__name__)
+
+
+def _problem(ann, width, height):
+    if "bbox" not in ann:
+        return None
+    x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
+    if x1 < x0 or y1 < y0:
+        return "negative width or height"
+    if x1 == x0 or y1 == y0:
+        return "zero width or height"
+    if width and height and (x0 >= width or y0 >= height or x1 <= 0 or y1 <= 0):
+        return "wholly outside the image"
+    if width and height and (x0 < 0 or y0 < 0 or x1 > width or y1 > height):
+        return "clipped"  # valid
+    return None
+
+
+def check_boxes(dataset_dicts, what, policy="drop"):
+    """Return ``dataset_dicts`` with invalid boxes dropped (or raise, with ``"fail"``).
+
+    ``what`` names the data in the report (e.g. the dataset names). The input records
+    are not modified; records that needed no change are returned as they are.
+    """
+    if policy not in INVALID_BOX_POLICIES:
+        raise ConfigError(f"DATASETS.INVALID_BOXES = {policy!r} is invalid: choose one of {INVALID_BOX_POLICIES}")
+    counts, examples, out = {}, {}, []
+    for record in dataset_dicts:
+        annotations = record.get("annotations")
+        if not annotations:
+            out.append(record)
+            continue
+        keep = []
+        for ann in annotations:
+            problem = _problem(ann, record.get("width"), record.get("height"))
+            if problem:
+                counts[problem] = counts.get(problem, 0) + 1
+                examples.setdefault(problem, f"{record.get('file_name')} bbox {list(ann['bbox'])}")
+            if problem in (None, "clipped"):
+                keep.append(ann)
+        out.append(record if len(keep) == len(annotations) else {**record, "annotations": keep})
+    clipped = counts.pop("clipped", 0)
+    if clipped:
+        logger.info(f"{what}: {clipped} boxes extend past their image and are clipped to it")
+    if not counts:
+        return out
+    total = sum(counts.values())
+    lines = "; ".join(f"{n} {problem} (e.g. {examples[problem]})" for problem, n in counts.items())
+    if policy == "fail":
+        raise InputError(
+            f"{what} has {total} invalid boxes: {lines}. Fix the annotations, or set DATASETS.INVALID_BOXES "
+            "drop to train without them."
+        )
+    logger.warning(f"{what}: dropped {total} invalid boxes: {lines} (DATASETS.INVALID_BOXES fail refuses them)")
+    return out

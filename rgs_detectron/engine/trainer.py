@@ -1,0 +1,149 @@
+"""The trainer behind ``train_net``: Detectron2's ``DefaultTrainer`` with this project's guarantees.
+
+* Evaluators chosen by each test dataset's ``evaluator_type`` (COCO, VOC).
+* DDP that also works for CPU models (Detectron2 passes ``device_ids=[rank]``
+  unconditionally, which gloo on the CPU rejects).
+* ``RGSCheckpointer``: atomic checkpoints, strict backbone loads, safe reads; temporary
+  files a killed save left behind are removed when training starts.
+* Data read by ``RGSDatasetMapper`` (16-bit PNGs, named unreadable files) and training
+  boxes checked once (``DATASETS.INVALID_BOXES``).
+* ``model_final.pth`` exists after every finished run, also one resumed after a kill that
+  hit its last save; a resume past ``SOLVER.MAX_ITER`` and a diverged run fail with
+  the key to change.
+"""
+import logging
+import os
+import weakref
+
+from torch.nn.parallel import DistributedDataParallel
+
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data.build import filter_images_with_only_crowd_annotations, get_detection_dataset_dicts
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.evaluation import PascalVOCDetectionEvaluator
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from ..data.boxes import check_boxes
+from ..data.checks import dataset_files
+from ..data.mapper import RGSDatasetMapper
+from ..errors import ConfigError, InputError, UserError
+from .checkpointer import RGSCheckpointer
+from .evaluation import build_coco_evaluator
+
+__all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "check_resume_point", "TrainingDiverged"]
+
+
+class TrainingDiverged(UserError):
+    pass
+
+
+def create_ddp_model(model, **kwargs):
+    """Wrap in DDP when there is more than one process; CPU models get no ``device_ids``."""
+    if comm.get_world_size() == 1:
+        return model
+    if next(model.parameters()).is_cuda:
+        kwargs.setdefault("device_ids", [comm.get_local_rank()])
+    return DistributedDataParallel(model, **kwargs)
+
+
+def build_evaluator(cfg, dataset_name, output_folder=None):
+    """COCO or VOC evaluator for ``dataset_name``, from its ``evaluator_type`` metadata."""
+    output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    if evaluator_type == "coco":
+        return build_coco_evaluator(cfg, dataset_name, output_folder)
+    if evaluator_type == "pascal_voc":
+        return PascalVOCDetectionEvaluator(dataset_name)
+    raise ConfigError(
+        f"no evaluator for dataset '{dataset_name}' (evaluator_type={evaluator_type!r}); "
+        "RGSNet's trainer evaluates COCO-format ('coco') and VOC-format ('pascal_voc') datasets"
+    )
+
+
+def load_train_dicts(cfg):
+    """Training records of ``DATASETS.TRAIN``: loaded (errors name the files), boxes checked."""
+    names = list(cfg.DATASETS.TRAIN)
+    try:
+        dicts = get_detection_dataset_dicts(
+            names,
+            filter_empty=False,
+            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+        )
+    except Exception as e:
+        files = "; ".join(", ".join(dataset_files(n)) for n in names)
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load training data {names} ({files}): {type(e).__name__}: {detail}") from None
+    dicts = check_boxes(dicts, f"DATASETS.TRAIN {names}", cfg.DATASETS.INVALID_BOXES)
+    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        dicts = filter_images_with_only_crowd_annotations(dicts)
+    if not dicts:
+        raise InputError(f"DATASETS.TRAIN {names} has no image with a usable annotation")
+    return dicts
+
+
+def check_resume_point(last_iteration, max_iter, output_dir):
+    """A resume must have steps left, or be exactly at the end (to finish an interrupted last save)."""
+    if last_iteration + 1 > max_iter:
+        raise ConfigError(
+            f"the last checkpoint in {output_dir!r} is at iteration {last_iteration}, past SOLVER.MAX_ITER = "
+            f"{max_iter}: that run is complete. Raise SOLVER.MAX_ITER to train on, or evaluate it with --eval-only."
+        )
+
+
+class RGSTrainer(DefaultTrainer):
+    """``DefaultTrainer`` for RGSNet detectors (see the module docstring)."""
+
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_cls(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = RGSCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return build_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=RGSDatasetMapper(cfg, True), dataset=load_train_dicts(cfg))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=RGSDatasetMapper(cfg, False))
+
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        check_resume_point(self.start_iter - 1, self.max_iter, self.cfg.OUTPUT_DIR)
+
+    def train(self):
+        removed = self.checkpointer.clean_stale_temp_files()
+        if removed:
+            logging.getLogger(__name__).info(f"Removed temporary files of an interrupted save: {removed}")
+        try:
+            results = super().train()
+        except FloatingPointError as e:
+            raise TrainingDiverged(
+                f"training diverged: {str(e).splitlines()[0]} Lower SOLVER.BASE_LR (now {self.cfg.SOLVER.BASE_LR}), "
+                f"lengthen SOLVER.WARMUP_ITERS (now {self.cfg.SOLVER.WARMUP_ITERS}) or enable "
+                "SOLVER.CLIP_GRADIENTS.ENABLED; from scratch, use MODEL.RESNETS.NORM BN or GN with "
+                "MODEL.BACKBONE.FREEZE_AT 0."
+            ) from None
+        final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
+        if comm.is_main_process() and self.iter >= self.max_iter and not os.path.isfile(final):
+            # A resume of a run killed while writing model_final has no step left to save it.
+            self.checkpointer.save("model_final", iteration=self.max_iter - 1)
+        return results

@@ -1,0 +1,34 @@
+"""The errors a user can fix, and the exit status each one means for a command line.
+
+Every command line in ``rgs_detectron.cli`` prints a :class:`UserError` as one message
+(no traceback) and exits with its ``exit_code``: 2 when the command line or the config
+it names is wrong (as argparse does), 1 when the work itself failed (a missing or
+corrupt input file, incompatible weights, a full disk, a diverged run). Anything else
+is a bug and keeps its traceback.
+"""
+
+__all__ = ["UserError", "ConfigError", "InputError", "WeightsError", "DiskFullError"]
+
+
+class UserError(Exception):
+    """Something the user can fix; the message says what and how."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError, ValueError):
+    """A config key, config file or command-line option is invalid (exit status 2)."""
+
+    exit_code = 2
+
+
+class InputError(UserError):
+    """An input file or folder is missing, unreadable or malformed (exit status 1)."""
+
+
+class WeightsError(InputError):
+    """A weights file cannot be used for this model (exit status 1)."""
+
+
+class DiskFullError(UserError, OSError):
+    """No space left on the device while writing a file (exit status 1)."""

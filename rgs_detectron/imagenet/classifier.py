@@ -1,0 +1,144 @@
+"""Torchvision-style ImageNet RGSNet: the layout that classification checkpoints use.
+
+This module defines the checkpoint format that ``rgs_detectron.imagenet.convert`` turns
+into Detectron2 weights. Names follow torchvision's ``ResNet`` (``conv1``/``bn1`` stem,
+``layer1``..``layer4``, blocks with ``conv1..3``/``bn1..3``/``downsample.0/1``, ``fc``), so
+for ``variant="original"`` the state dict is exactly torchvision's ``resnet50()``. Layers
+a variant adds carry the same names as in the Detectron2 blocks (``shortcut_norm``,
+``inner_norm``, ``output_norm``, ``relu_norm1/2``, ``se.fc1/fc2``), and both blocks share
+``add_variant_layers``/``variant_forward``, so the two cannot compute different things.
+Preact adds ``final_norm``, the BN-ReLU before pooling that ends a pre-activation network.
+
+The stride sits in the 3x3 conv (torchvision's "ResNet v1.5", Detectron2's
+``STRIDE_IN_1X1: False``) and the norms are trainable BatchNorms; a spec that says
+otherwise is refused. ``spec.stem == "small"`` gives the CIFAR-style stem (conv3x3 stride
+1, BN, ReLU, no max-pool) for 28-32 pixel images; its ``conv1`` is 3x3, which the
+converter recognises and refuses for detection.
+"""
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..modeling.blocks import SqueezeExcitation, add_variant_layers, preact_forward, variant_forward
+from ..modeling.spec import RGSNetSpec
+
+__all__ = ["RGSNetClassifier", "Bottleneck", "PreactBottleneck"]
+
+
+class Bottleneck(nn.Module):
+    """Torchvision-named bottleneck computing what ``RGSBottleneckBlock`` computes."""
+
+    def __init__(self, in_channels, bottleneck_channels, out_channels, *, spec, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, bottleneck_channels, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(bottleneck_channels)
+        self.conv2 = nn.Conv2d(bottleneck_channels, bottleneck_channels, 3, stride=stride, padding=1,
+                               groups=spec.num_groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(bottleneck_channels)
+        self.conv3 = nn.Conv2d(bottleneck_channels, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        projection = in_channels != out_channels
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                          nn.BatchNorm2d(out_channels))
+            if projection else None
+        )
+        add_variant_layers(self, spec, projection=projection, stride_3x3=stride, out_channels=out_channels,
+                           bottleneck_channels=bottleneck_channels, batch_norm=nn.BatchNorm2d)
+
+    def forward(self, x):
+        return variant_forward(
+            self, x, lambda t: self.bn1(self.conv1(t)), lambda t: self.bn2(self.conv2(t)),
+            lambda t: self.bn3(self.conv3(t)), self.downsample,
+        )
+
+
+class PreactBottleneck(nn.Module):
+    """Torchvision-named pre-activation bottleneck, as ``PreactBottleneckBlock``."""
+
+    def __init__(self, in_channels, bottleneck_channels, out_channels, *, spec, stride=1, preactivate_input=True):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels) if preactivate_input else None
+        self.conv1 = nn.Conv2d(in_channels, bottleneck_channels, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(bottleneck_channels)
+        self.conv2 = nn.Conv2d(bottleneck_channels, bottleneck_channels, 3, stride=stride, padding=1,
+                               groups=spec.num_groups, bias=False)
+        self.bn3 = nn.BatchNorm2d(bottleneck_channels)
+        self.conv3 = nn.Conv2d(bottleneck_channels, out_channels, 1, bias=False)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False))
+            if in_channels != out_channels else None
+        )
+        self.se = SqueezeExcitation(out_channels, spec.se_reduction) if spec.se_reduction else None
+
+    def forward(self, x):
+        return preact_forward(self, x, self.bn1, self.conv1, self.bn2, self.conv2, self.bn3, self.conv3,
+                              self.downsample)
+
+
+class RGSNetClassifier(nn.Module):
+    """Image classifier for any RGSNet spec, named like torchvision's ``ResNet``.
+
+    Args:
+        spec: the architecture (``RGSNetSpec.create(variant, depth, width_mult, ...)``).
+        num_classes: outputs of ``fc``.
+    """
+
+    def __init__(self, spec: RGSNetSpec, num_classes=1000):
+        super().__init__()
+        for field, want in (("norm", "BN"), ("stride_in_1x1", False), ("res5_dilation", 1)):
+            if getattr(spec, field) != want:
+                raise ConfigError(
+                    f"{field} = {getattr(spec, field)!r}: the torchvision-layout classifier has {field} = {want!r}"
+                )
+        self.spec = spec
+        preact = spec.rule.preact
+        if spec.stem == "small":
+            self.conv1 = nn.Conv2d(spec.in_channels, spec.stem_channels, 3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(spec.in_channels, spec.stem_channels, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(spec.stem_channels)
+        self.relu = nn.ReLU(inplace=True)
+        in_channels = spec.stem_channels
+        for i, (n, (bottleneck, out)) in enumerate(zip(spec.blocks_per_stage, spec.stage_widths())):
+            blocks = []
+            for j in range(n):
+                kwargs = dict(spec=spec, stride=2 if (i > 0 and j == 0) else 1)
+                if preact:
+                    kwargs["preactivate_input"] = not (i == 0 and j == 0)  # the stem's BN-ReLU (He et al.)
+                blocks.append((PreactBottleneck if preact else Bottleneck)(in_channels, bottleneck, out, **kwargs))
+                in_channels = out
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        # Pre-activation blocks end un-normalized; ResNet v2 adds BN-ReLU before pooling.
+        self.final_norm = nn.BatchNorm2d(in_channels) if preact else None
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(in_channels, num_classes)
+        self._init_weights()
+
+    def _init_weights(self):
+        """torchvision's initialization: He-normal convs, norms at weight 1 / bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x):
+        """Outputs of ``layer1``..``layer4`` (Detectron2's ``res2``..``res5``)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        features = {}
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            x = getattr(self, name)(x)
+            features[name] = x
+        return features
+
+    def forward(self, x):
+        x = self.forward_features(x)["layer4"]
+        if self.final_norm is not None:
+            x = F.relu(self.final_norm(x))
+        return self.fc(self.avgpool(x).flatten(1))

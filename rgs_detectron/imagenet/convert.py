@@ -1,0 +1,331 @@
+"""Convert ImageNet classification checkpoints (RGSNet or torchvision ResNet) to Detectron2.
+
+The input is a torchvision-style state dict (``RGSNetClassifier``'s layout); the output is
+the dict Detectron2's ``DetectionCheckpointer`` reads::
+
+    {"model": {name: tensor}, "__author__": "rgs_detectron", "matching_heuristics": True}
+
+Names in ``model`` are those of the bottom-up backbone (``stem.conv1.weight``,
+``res2.0.conv1.norm.running_mean``, ...), like every ImageNet checkpoint Detectron2 ships.
+``matching_heuristics`` is True so the checkpointer finds them wherever the backbone sits
+in the detector: ``backbone.bottom_up.*`` (FPN), ``backbone.*`` plus ``roi_heads.res5.*``
+(C4). With False it would require the full detector's names and load nothing.
+
+Safety and validation, in order: the input is read with ``torch.load(weights_only=True)``
+only (a pickle that would run code is refused, never executed); names go through an
+explicit map (after optional ``--rename`` rules); every tensor is checked by name and
+shape against the target backbone built from the same ``RGSNetSpec`` the user fine-tunes
+with; the output is written atomically, so a failure never leaves a file behind.
+
+The output is a ``.pth`` read with ``torch.load(weights_only=True)``; ``.pkl`` is refused:
+Detectron2 unpickles ``.pkl`` weights with plain ``pickle``, which can run code, so this
+project never writes them (its checkpointer reads them only through a restricted loader).
+"""
+import logging
+import os
+import pickle
+import re
+from collections import OrderedDict
+
+import torch
+
+from ..errors import ConfigError, InputError
+from ..modeling.backbone import RGSNet
+from ..modeling.spec import RGSNetSpec
+from ..modeling.variants import twin_of
+from ..utils.fileio import atomic_write
+from ..utils.names import short_list
+from .classifier import RGSNetClassifier
+from .conversion_report import (
+    ConversionResult,
+    config_conflicts,
+    mismatch_message,
+    required_settings,
+)
+from .warm_start import LABEL, warm_start_from_resnet
+
+__all__ = [
+    "ConversionError",
+    "load_state_dict",
+    "apply_renames",
+    "classifier_to_d2_name",
+    "map_names",
+    "expected_shapes",
+    "save_d2_checkpoint",
+    "convert_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class ConversionError(InputError, ValueError):
+    """The checkpoint cannot be converted as asked; nothing was written."""
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def load_state_dict(path):
+    """Read a tensor-only state dict from a ``.pth``/``.pth.tar``/``.pt`` file.
+
+    Accepts the state dict itself or one under ``state_dict``/``model``; strips the
+    ``module.`` prefix that (Distributed)DataParallel adds. Never unpickles arbitrary
+    objects: ``weights_only=True`` refuses them before anything runs.
+    """
+    if not os.path.isfile(path):
+        raise ConversionError(f"input checkpoint {path!r} does not exist or is not a file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower():
+            raise ConversionError(
+                f"{path!r} is not a plain tensor checkpoint: it holds Python objects other than "
+                "tensors and containers (for example numpy arrays or classes that would run code "
+                "when unpickled). It was refused and not executed. Re-save only the state dict "
+                "(torch.save(model.state_dict(), path)) from a source you trust."
+            ) from None
+        raise ConversionError(f"{path!r} cannot be read as a PyTorch checkpoint ({e})") from None
+    except Exception as e:  # truncated zip, garbage, empty file, ...
+        raise ConversionError(
+            f"{path!r} cannot be read as a PyTorch checkpoint; is it truncated or corrupt? "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})"
+        ) from None
+
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise ConversionError(f"{path!r} holds no state dict (found {type(obj).__name__})")
+    not_tensors = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise ConversionError(f"{path!r}: these entries are not tensors: {short_list(not_tensors)}")
+    return OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in obj.items())
+
+
+# ----------------------------------------------------------------------------- renaming
+
+
+def parse_rename(text):
+    """``"REGEX=REPLACEMENT"`` -> (compiled regex, replacement). Splits at the first ``=``."""
+    pattern, sep, repl = text.partition("=")
+    if not sep or not pattern:
+        raise ConfigError(f"--rename {text!r} must look like REGEX=REPLACEMENT")
+    try:
+        return re.compile(pattern), repl
+    except re.error as e:
+        raise ConfigError(f"--rename {text!r}: bad regular expression ({e})") from None
+
+
+def apply_renames(state_dict, rules):
+    """Apply ``re.sub`` rules in order to every name.
+
+    A name that a rule turns into the empty string is dropped (for tensors that belong to
+    neither network, e.g. a momentum encoder). Returns (new dict, new -> old name,
+    [(old name, why dropped)]).
+    """
+    rules = [parse_rename(r) if isinstance(r, str) else r for r in rules]
+    out, origin, dropped = OrderedDict(), {}, []
+    for name, value in state_dict.items():
+        new = name
+        for pattern, repl in rules:
+            try:
+                new = pattern.sub(repl, new)
+            except (re.error, IndexError) as e:
+                raise ConfigError(f"--rename {pattern.pattern!r}={repl!r} failed on {name!r}: {e}") from None
+        if not new:
+            dropped.append((name, "renamed to nothing by --rename"))
+            continue
+        if new in out:
+            raise ConversionError(f"rename rules map both {origin[new]!r} and {name!r} to {new!r}")
+        out[new] = value
+        origin[new] = name
+    return out, origin, dropped
+
+
+# ----------------------------------------------------------------------------- name map
+
+_STEM = re.compile(r"^conv1\.weight$|^bn1\.(?P<bn>\w+)$")
+_BLOCK = re.compile(r"^layer(?P<stage>[1-4])\.(?P<idx>\d+)\.(?P<rest>.+)$")
+
+
+def classifier_to_d2_name(name, preact=False):
+    """Map one classifier name to its Detectron2 backbone name.
+
+    Returns (new name or None, why dropped). ``conv1``/``bn1`` -> ``stem.conv1[.norm]``;
+    ``layerN.i`` -> ``res{N+1}.i``; ``bnK`` -> ``convK.norm`` (Preact: ``normK``, since
+    its norms precede the convs); ``downsample.0/1`` -> ``shortcut``/``shortcut.norm``;
+    the layers a variant adds keep their names. Unrecognized names pass through
+    unchanged and are then reported as unknown by the shape check.
+    """
+    if name.endswith(".num_batches_tracked") or name == "num_batches_tracked":
+        return None, "BN step counter, unused by Detectron2's norms"
+    if name.startswith("fc."):
+        return None, "classifier head (not part of the backbone)"
+    if name.startswith("final_norm."):
+        return None, "Preact's BN before pooling (res5 is the last block's raw output)"
+    m = _STEM.match(name)
+    if m:
+        return ("stem.conv1.weight" if m.group("bn") is None else f"stem.conv1.norm.{m.group('bn')}"), None
+    m = _BLOCK.match(name)
+    if not m:
+        return name, None
+    prefix = f"res{int(m.group('stage')) + 1}.{m.group('idx')}."
+    rest = m.group("rest")
+    bn = re.match(r"^bn([1-3])\.(.+)$", rest)
+    if bn:
+        rest = f"norm{bn.group(1)}.{bn.group(2)}" if preact else f"conv{bn.group(1)}.norm.{bn.group(2)}"
+    elif rest.startswith("downsample.0."):
+        rest = "shortcut." + rest[len("downsample.0."):]
+    elif rest.startswith("downsample.1."):
+        rest = "shortcut.norm." + rest[len("downsample.1."):]
+    return prefix + rest, None
+
+
+def map_names(state_dict, spec: RGSNetSpec):
+    """Rename a classifier state dict; returns (converted, new -> old name, [(old, why dropped)])."""
+    converted, origin, dropped = OrderedDict(), {}, []
+    for name, value in state_dict.items():
+        new, why = classifier_to_d2_name(name, spec.rule.preact)
+        if new is None:
+            dropped.append((name, why))
+            continue
+        if new in converted:
+            raise ConversionError(f"both {origin[new]!r} and {name!r} map to {new!r}")
+        converted[new] = value
+        origin[new] = name
+    return converted, origin, dropped
+
+
+# ----------------------------------------------------------------------------- target
+
+
+def expected_shapes(spec: RGSNetSpec):
+    """Names and shapes of the whole backbone (res2..res5) as FrozenBN would load it.
+
+    Torchvision-style weights put the stride in the 3x3 conv, which decides where d-RGS and
+    Res-RGS have an ``inner_norm``, so the layout is taken with ``stride_in_1x1=False``
+    whatever the spec says (a contradicting config is reported). Built on the meta
+    device: no memory and no initialization, only the names and shapes.
+    """
+    target = spec.replace(norm="FrozenBN", stride_in_1x1=False, stem="imagenet")
+    with torch.device("meta"):
+        backbone = RGSNet(spec=target, out_features=["res2", "res3", "res4", "res5"])
+    return OrderedDict((k, tuple(v.shape)) for k, v in backbone.state_dict().items())
+
+
+def _refuse_small_stem(state, input_path):
+    stem = state.get("conv1.weight")
+    if stem is not None and stem.ndim == 4 and tuple(stem.shape[-2:]) != (7, 7):
+        raise ConversionError(
+            f"{input_path!r} has a {stem.shape[-2]}x{stem.shape[-1]} conv1: it was trained with the small-image "
+            "stem (for 28-32 pixel inputs, no max-pool), which Detectron2 backbones do not have. Pretrain with "
+            "the ImageNet stem (train_classifier --stem imagenet, the default) to get weights for detection."
+        )
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def save_d2_checkpoint(tensors, path, overwrite=False, author="rgs_detectron"):
+    """Write ``{"model", "__author__", "matching_heuristics"}`` atomically with ``torch.save``."""
+    if path.endswith(".pkl"):
+        raise ConfigError(
+            f"output {path!r}: .pkl weights are unpickled by Detectron2 with plain pickle, which can run "
+            "code; write a .pth (read with torch.load(weights_only=True)) instead"
+        )
+    model = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in tensors.items())
+    payload = {"model": model, "__author__": author, "matching_heuristics": True}
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def write(f):
+        torch.save(payload, f)
+        if not overwrite and os.path.exists(path):
+            raise ConversionError(f"output {path!r} appeared while converting; not overwritten")
+
+    atomic_write(path, write)
+    return path
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _warm_started(state, spec):
+    """The state dict of an RGSNetClassifier for ``spec`` warm-started from ResNet ``state``."""
+    fc = state.get("fc.weight")
+    torch.manual_seed(0)  # the initial values of new SE layers, if any
+    classifier = RGSNetClassifier(spec.replace(norm="BN", stride_in_1x1=False, res5_dilation=1, stem="imagenet"),
+                                  num_classes=fc.shape[0] if fc is not None else 1000)
+    report = warm_start_from_resnet(classifier, state)
+    return classifier.state_dict(), report
+
+
+def convert_checkpoint(input_path, output_path, spec: RGSNetSpec, *, cfg=None, renames=(), allow_partial=False,
+                       overwrite=False, warm_start=False):
+    """Convert ``input_path`` for the backbone ``spec`` describes and write ``output_path``.
+
+    ``cfg``, when the target came from a config file, is checked for settings that
+    contradict torchvision-style weights (reported as notes). ``warm_start``: the input
+    is a plain ResNet whose tensors initialise ``spec``'s shared layers, the variant's
+    own layers starting at stated values (``warm_start.py``; not the paper's protocol,
+    and the output file and report say so). Raises
+    :class:`ConversionError` (nothing written) on unreadable input, unknown, missing or
+    mis-shaped tensors (unless ``allow_partial``), or an existing output (unless
+    ``overwrite``).
+    """
+    if output_path.endswith(".pkl"):
+        save_d2_checkpoint({}, output_path)  # raises: explains why not .pkl
+    if os.path.exists(output_path) and not overwrite:
+        raise ConversionError(f"output {output_path!r} exists; pass --overwrite to replace it")
+    if os.path.exists(output_path) and os.path.exists(input_path) and os.path.samefile(output_path, input_path):
+        raise ConversionError("the output would replace the input checkpoint; choose another name")
+    expected = expected_shapes(spec)
+
+    state = load_state_dict(input_path)
+    _refuse_small_stem(state, input_path)
+    state, renamed_from, dropped_by_rules = apply_renames(state, renames)
+    notes, author = [], "rgs_detectron"
+    if warm_start:
+        state, report = _warm_started(state, spec)
+        renamed_from = {n: renamed_from.get(n, n) for n in state}
+        notes += report.lines()
+        author = f"rgs_detectron, {spec.variant} {LABEL}"
+    converted, origin, dropped = map_names(state, spec)
+    dropped = dropped_by_rules + [(renamed_from[n], why) for n, why in dropped]
+
+    def source(name):  # the name as the input file spells it
+        return renamed_from.get(origin[name], origin[name])
+
+    def label(name):
+        return name if source(name) == name else f"{source(name)} (-> {name})"
+
+    unknown = [n for n in converted if n not in expected]
+    misshaped = [n for n in converted if n in expected and tuple(converted[n].shape) != expected[n]]
+    missing = [n for n in expected if n not in converted]
+    if (unknown or misshaped or missing) and not allow_partial:
+        raise ConversionError(
+            mismatch_message(input_path, spec.variant, converted, expected, unknown, missing, misshaped, source,
+                             label)
+        )
+    keep = OrderedDict((n, converted[n]) for n in expected if n in converted and n not in misshaped)
+    if not keep:
+        raise ConversionError(f"no tensor of {input_path!r} matches the target backbone; nothing was written")
+    twin = twin_of(spec.rule)
+    if twin:
+        notes.append(f"{spec.variant} and {twin} have exactly the same tensors, so the names cannot tell them "
+                     f"apart: fine-tune with the variant the checkpoint was trained as")
+    if cfg is not None:
+        notes += config_conflicts(cfg)
+    written = save_d2_checkpoint(keep, output_path, overwrite=overwrite, author=author)
+    logger.info("Wrote %d tensors for %s to %s", len(keep), spec.variant, written)
+    return ConversionResult(
+        output=written,
+        tensors=keep,
+        dropped=dropped,
+        skipped=[label(n) for n in unknown + misshaped],
+        missing=list(missing),
+        settings=required_settings(spec, weights=output_path),
+        notes=notes,
+    )

@@ -1,0 +1,115 @@
+"""Warm start: an RGS variant initialised from a plain (torchvision-layout) ResNet's weights.
+
+NOT the paper's protocol: the paper pretrains every variant from scratch on ImageNet
+(90 epochs). A warm start copies the ResNet's tensors into the layers that the variant
+shares with ResNet (stem, every conv and BN of the residual branches, the projection
+shortcuts, and ``fc`` when the class count matches) and leaves the layers the variant
+adds at their stated initial values:
+
+* GroupNorms (``shortcut_norm`` of b-/d-/Res-RGS and GS, ``inner_norm``, ``output_norm``,
+  ``relu_norm1/2``): weight 1, bias 0, as when training from scratch;
+* RBS's BatchNorm ``shortcut_norm``: weight 1, bias 0, running mean 0, running var 1;
+* squeeze-and-excitation ``se.fc1/fc2``: PyTorch's default initialisation (seeded).
+
+The result computes a different function from the ResNet (the identity shortcut became
+``GN(ReLU(x))``), so it is a starting point for further training — on ImageNet with
+``train_classifier --warm-start``, or directly in detection after conversion — that is
+far cheaper than 90 ImageNet epochs. Results from it must be labelled as such.
+"""
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import List
+
+import torch
+
+from ..errors import ConfigError, InputError
+
+__all__ = ["warm_start_from_resnet", "WarmStartReport", "LABEL"]
+
+LABEL = "warm start from ResNet weights (not the paper's protocol)"
+
+
+@dataclass
+class WarmStartReport:
+    copied: int = 0
+    initialised: List[str] = field(default_factory=list)  # "name: how" per new layer group
+    dropped: List[str] = field(default_factory=list)
+
+    def lines(self):
+        out = [f"WARM START, {LABEL}: copied {self.copied} tensors from the ResNet; the variant's own layers "
+               f"start at: {'; '.join(self.initialised) or 'nothing new'}"]
+        out += [f"not used from the ResNet: {line}" for line in self.dropped]
+        return out
+
+
+def _how(module):
+    kind = type(module).__name__
+    if kind in ("GroupNorm", "ReLUGroupNorm"):
+        return "GroupNorm, weight 1, bias 0"
+    if "BatchNorm" in kind:
+        return "BatchNorm, weight 1, bias 0, running mean 0, running var 1"
+    if kind == "SqueezeExcitation":
+        return "squeeze-and-excitation, PyTorch's default initialisation"
+    if kind == "Linear":
+        return "classifier, PyTorch's default initialisation (class count differs from the ResNet's)"
+    return f"{kind}, its default initialisation"
+
+
+def warm_start_from_resnet(model, resnet_state):
+    """Copy ``resnet_state`` (a torchvision-layout ResNet state dict) into ``model``.
+
+    ``model`` is an ``RGSNetClassifier`` of the same depth and widths. Every tensor of the
+    ResNet must find its place (``fc`` may differ in class count); every tensor of
+    ``model`` must come from the ResNet unless its variant adds it. Returns a report.
+    """
+    if model.spec.rule.preact:
+        raise ConfigError("a warm start from ResNet weights needs ResNet's residual branches; Preact has others")
+    target = model.state_dict()
+    modules = dict(model.named_modules())
+    added = set(model.spec.rule.added_layers()) | {"se"}
+
+    def owner(name):  # the module a tensor belongs to, and whether the variant adds it
+        module_name = name.rsplit(".", 1)[0]
+        parts = module_name.split(".")
+        for i in range(len(parts), 0, -1):
+            if parts[i - 1] in added:
+                return ".".join(parts[:i]), True
+        return module_name, False
+
+    report = WarmStartReport()
+    update = OrderedDict()
+    unknown = []
+    for name, value in resnet_state.items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        if name not in target:
+            unknown.append(name)
+        elif tuple(value.shape) == tuple(target[name].shape):
+            update[name] = value
+        elif name.startswith("fc."):
+            report.dropped.append(f"{name} {tuple(value.shape)} (the model has {tuple(target[name].shape)})")
+        else:
+            unknown.append(f"{name} {tuple(value.shape)} vs {tuple(target[name].shape)}")
+    missing = [n for n in target if n not in update and not n.endswith("num_batches_tracked")
+               and not owner(n)[1] and not n.startswith("fc.")]
+    if unknown or missing:
+        raise InputError(
+            "the ResNet weights do not fit this RGSNet's shared layers (check depth and width): "
+            + (f"unknown or mis-shaped: {', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}; " if unknown else "")
+            + (f"missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}" if missing else "")
+        )
+    with torch.no_grad():
+        for name, value in update.items():
+            target[name].copy_(value)
+    report.copied = len(update)
+    groups = OrderedDict()
+    for name in target:
+        if name in update or name.endswith("num_batches_tracked"):
+            continue
+        module_name, _ = owner(name)
+        groups.setdefault(_how(modules[module_name]), set()).add(module_name)
+    report.initialised = [
+        f"{how} ({len(names)} modules: {', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''})"
+        for how, names in groups.items()
+    ]
+    return report

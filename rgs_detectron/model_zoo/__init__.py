@@ -1,0 +1,49 @@
+"""The configs that ship with rgs_detectron, found the way ``detectron2.model_zoo`` finds its own.
+
+    from rgs_detectron import model_zoo
+    cfg = model_zoo.get_config("coco_res_rgs_50.yaml")           # a CfgNode, RGSNet keys added
+    lazy = model_zoo.get_config("lazy/coco_res_rgs_50_fpn.py")   # a LazyConfig (omegaconf)
+    path = model_zoo.get_config_file("coco_res_rgs_50.yaml")     # the file, inside the installed package
+
+The configs are package data (``rgs_detectron/model_zoo/configs``; a checkout's top-level
+``configs`` is a link to that folder), so this works from a plain ``pip install`` with
+no checkout at hand.
+"""
+import os
+from importlib import resources
+
+from detectron2.config import LazyConfig
+
+from ..config import get_rgsnet_cfg
+from ..errors import ConfigError
+
+__all__ = ["get_config_file", "get_config", "list_configs"]
+
+
+def _root():
+    return str(resources.files(__name__) / "configs")
+
+
+def list_configs():
+    """Every shipped config, as the name ``get_config`` takes."""
+    root, names = _root(), []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        names += [os.path.relpath(os.path.join(folder, f), root) for f in files if f.endswith((".yaml", ".py"))]
+    return sorted(n for n in names if not os.path.basename(n).startswith(("Base-", "_")))
+
+
+def get_config_file(config_path):
+    """The absolute path of a shipped config, e.g. ``get_config_file("coco_res_rgs_50.yaml")``."""
+    path = os.path.join(_root(), config_path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{config_path!r} is not a shipped config; choose one of: {', '.join(list_configs())}")
+    return path
+
+
+def get_config(config_path):
+    """A ready config: a CfgNode (RGSNet keys added) for ``.yaml``, a LazyConfig for ``.py``."""
+    path = get_config_file(config_path)
+    if path.endswith(".py"):
+        return LazyConfig.load(path)
+    return get_rgsnet_cfg(path)

@@ -1,0 +1,276 @@
+"""``RGSNetSpec``: the one resolved, validated description of an RGSNet.
+
+Everything that builds or reads an RGSNet takes a spec: the Detectron2 backbone and C4
+head, the ImageNet classifier, the checkpoint converter, the benchmark and the tables.
+A spec is made from a Detectron2 config (:meth:`RGSNetSpec.from_cfg`) or from keyword
+arguments (:meth:`RGSNetSpec.create`, also what LazyConfig calls), and validated in
+exactly one place, ``__post_init__``: an invalid value fails there, naming the field,
+its config key, the value and the valid choices.
+
+Decisions where the paper is silent (docs/ARCHITECTURE.md lists them all):
+
+* Depths are counted as ResNet counts them, ``3 x blocks + 2``; the paper's depths map to
+  blocks per stage through :data:`BLOCKS_PER_DEPTH` (depth 44, whose layout the paper does
+  not give, is ``[3, 4, 4, 3]``).
+* ``gn_groups=0`` means the paper's rule: 32 groups at width 1x (res2 output 256),
+  scaled with the width (8 at 0.25x, as the paper; 64 at 2x, our extrapolation).
+  Only variants that have a GroupNorm need a valid count.
+"""
+import dataclasses
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Tuple
+
+from ..errors import ConfigError
+from .variants import Variant, get_variant
+
+__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS"]
+
+# Bottleneck blocks per stage (res2..res5) for the depths the paper trains (Table 8, Sec. 4.4).
+BLOCKS_PER_DEPTH = {
+    26: (2, 2, 2, 2),
+    32: (2, 3, 3, 2),
+    38: (3, 3, 3, 3),
+    44: (3, 4, 4, 3),
+    50: (3, 4, 6, 3),
+    62: (3, 4, 10, 3),
+    77: (3, 4, 15, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3),
+}
+SHORTCUT_IMPLS = ("auto", "reference", "lean")
+# "imagenet": conv7x7/2 + BN + ReLU + max-pool/2 (ResNet's, the only one detection uses).
+# "small": conv3x3/1 + BN + ReLU, no pool, for 28-32 pixel images as CIFAR ResNets use.
+STEMS = ("imagenet", "small")
+NORMS = ("BN", "SyncBN", "FrozenBN", "GN", "nnSyncBN", "naiveSyncBN", "LN", "")
+
+# Field -> the Detectron2 config key it comes from, so that errors name both.
+CFG_KEYS = {
+    "variant": "MODEL.RGSNET.VARIANT",
+    "blocks_per_stage": "MODEL.RGSNET.BLOCKS_PER_STAGE",
+    "stem_channels": "MODEL.RESNETS.STEM_OUT_CHANNELS",
+    "res2_out_channels": "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    "num_groups": "MODEL.RESNETS.NUM_GROUPS",
+    "width_per_group": "MODEL.RESNETS.WIDTH_PER_GROUP",
+    "gn_groups": "MODEL.RGSNET.GN_GROUPS",
+    "se_reduction": "MODEL.RGSNET.SE_REDUCTION",
+    "shortcut_impl": "MODEL.RGSNET.SHORTCUT_IMPL",
+    "stride_in_1x1": "MODEL.RESNETS.STRIDE_IN_1X1",
+    "norm": "MODEL.RESNETS.NORM",
+    "res5_dilation": "MODEL.RESNETS.RES5_DILATION",
+}
+
+
+def _invalid(field, value, expected):
+    key = CFG_KEYS.get(field)
+    where = f"{field} ({key})" if key else field
+    return ConfigError(f"{where} = {value!r} is invalid: {expected}")
+
+
+def _positive_int(field, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _invalid(field, value, "give a positive integer")
+
+
+def blocks_for_depth(depth, key="MODEL.RESNETS.DEPTH"):
+    """Blocks per stage for one of the paper's depths, or a ConfigError listing them."""
+    if depth not in BLOCKS_PER_DEPTH:
+        raise ConfigError(
+            f"{key} = {depth!r} is invalid: RGSNet depths are {', '.join(map(str, BLOCKS_PER_DEPTH))}; "
+            "for another layout give 4 block counts (MODEL.RGSNET.BLOCKS_PER_STAGE / blocks_per_stage)"
+        )
+    return BLOCKS_PER_DEPTH[depth]
+
+
+def _scaled(base, width_mult, field):
+    value = base * width_mult
+    if value < 1 or abs(value - round(value)) > 1e-9:
+        raise ConfigError(
+            f"width_mult = {width_mult} gives {value:g} for {field} (from {base}); give {field} explicitly"
+        )
+    return int(round(value))
+
+
+@dataclass(frozen=True)
+class RGSNetSpec:
+    """An RGSNet's architecture, resolved and validated (see the module docstring).
+
+    ``blocks_per_stage`` are the bottleneck blocks in res2..res5; bottleneck widths are
+    ``num_groups * width_per_group * 2**i`` and stage outputs ``res2_out_channels * 2**i``
+    for stage ``i`` = 0..3, as in Detectron2's ResNet.
+    """
+
+    variant: str = "Res-RGS"
+    blocks_per_stage: Tuple[int, int, int, int] = BLOCKS_PER_DEPTH[50]
+    stem_channels: int = 64
+    res2_out_channels: int = 256
+    num_groups: int = 1
+    width_per_group: int = 64
+    gn_groups: int = 0
+    se_reduction: int = 0
+    shortcut_impl: str = "auto"
+    stride_in_1x1: bool = False
+    norm: str = "BN"
+    res5_dilation: int = 1
+    stem: str = "imagenet"
+    in_channels: int = 3
+
+    # ------------------------------------------------------------------ validation
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen)
+        set_("variant", get_variant(self.variant, key=f"variant ({CFG_KEYS['variant']})").name)
+        blocks = self.blocks_per_stage
+        if (
+            not isinstance(blocks, (list, tuple))
+            or len(blocks) != 4
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in blocks)
+        ):
+            raise _invalid("blocks_per_stage", blocks, "give 4 positive integers (blocks in res2..res5)")
+        set_("blocks_per_stage", tuple(blocks))
+        for name in ("stem_channels", "res2_out_channels", "num_groups", "width_per_group", "in_channels"):
+            _positive_int(name, getattr(self, name))
+        if isinstance(self.se_reduction, bool) or not isinstance(self.se_reduction, int) or self.se_reduction < 0:
+            raise _invalid("se_reduction", self.se_reduction, "give 0 (no SE) or a positive reduction such as 16")
+        impl = str(self.shortcut_impl).lower()
+        if impl not in SHORTCUT_IMPLS:
+            raise _invalid("shortcut_impl", self.shortcut_impl, "choose one of " + ", ".join(SHORTCUT_IMPLS))
+        set_("shortcut_impl", impl)
+        if not isinstance(self.stride_in_1x1, bool):
+            raise _invalid("stride_in_1x1", self.stride_in_1x1, "give True or False")
+        if not (callable(self.norm) or self.norm in NORMS):
+            raise _invalid("norm", self.norm, "choose one of " + ", ".join(repr(n) for n in NORMS))
+        if self.res5_dilation not in (1, 2):
+            raise _invalid("res5_dilation", self.res5_dilation, "choose 1 or 2")
+        if self.stem not in STEMS:
+            raise _invalid("stem", self.stem, "choose one of " + ", ".join(STEMS))
+        set_("gn_groups", self._checked_gn_groups())
+
+    def _checked_gn_groups(self):
+        groups = self.gn_groups
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 0:
+            raise _invalid("gn_groups", groups, "give a positive group count, or 0 for the paper's rule")
+        if not self.rule.uses_group_norm:
+            return groups  # unused: this variant has no GroupNorm
+        if groups == 0:
+            scaled, rest = divmod(32 * self.res2_out_channels, 256)
+            if scaled < 1 or rest:
+                raise _invalid(
+                    "gn_groups", 0,
+                    f"the paper's rule (32 x res2_out_channels / 256) gives no whole count for "
+                    f"res2_out_channels={self.res2_out_channels}; give the group count explicitly",
+                )
+            groups = scaled
+        for i, (bottleneck, out) in enumerate(self.stage_widths()):
+            sites = {"out": ("output", out), "bottleneck": ("bottleneck", bottleneck)}
+            for site in self.rule.group_norm_sites():
+                what, channels = sites[site]
+                if channels % groups:
+                    valid = [g for g in range(1, channels + 1) if channels % g == 0]
+                    raise _invalid(
+                        "gn_groups", groups,
+                        f"{self.variant} has GroupNorms on res{i + 2}'s {what} ({channels} channels), "
+                        f"which {groups} groups do not divide; valid counts there: {valid}",
+                    )
+        return groups
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def create(cls, variant="Res-RGS", depth=50, width_mult=1.0, *, blocks_per_stage=None, stem_channels=None,
+               res2_out_channels=None, width_per_group=None, **fields):
+        """A spec from keyword arguments, as the paper describes models.
+
+        ``depth`` picks blocks per stage from :data:`BLOCKS_PER_DEPTH` unless
+        ``blocks_per_stage`` is given. ``width_mult`` (the paper's 0.25x/0.5x/1x/2x) scales
+        the stem (64), res2 output (256) and bottleneck per group (64) channels; an
+        explicit ``stem_channels``/``res2_out_channels``/``width_per_group`` wins. Other
+        keywords are fields of the spec.
+        """
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown RGSNet spec argument(s) {sorted(unknown)}; "
+                              f"known: depth, width_mult, {', '.join(f.name for f in dataclasses.fields(cls))}")
+        return cls(
+            variant=variant,
+            blocks_per_stage=blocks_per_stage if blocks_per_stage is not None else blocks_for_depth(depth, "depth"),
+            stem_channels=stem_channels or _scaled(64, width_mult, "stem_channels"),
+            res2_out_channels=res2_out_channels or _scaled(256, width_mult, "res2_out_channels"),
+            width_per_group=width_per_group or _scaled(64, width_mult, "width_per_group"),
+            **fields,
+        )
+
+    @classmethod
+    def from_cfg(cls, cfg, in_channels=None):
+        """The spec a Detectron2 config describes (``MODEL.RESNETS`` + ``MODEL.RGSNET``)."""
+        if "RGSNET" not in cfg.MODEL:
+            raise ConfigError(
+                "this config has no MODEL.RGSNET node: call rgs_detectron.add_rgsnet_config(cfg) before "
+                "merging an RGSNet config (rgs_detectron.model_zoo.get_config does both)"
+            )
+        res, rgs = cfg.MODEL.RESNETS, cfg.MODEL.RGSNET
+        if any(res.DEFORM_ON_PER_STAGE):
+            raise ConfigError(
+                f"MODEL.RESNETS.DEFORM_ON_PER_STAGE = {list(res.DEFORM_ON_PER_STAGE)!r} is invalid: RGSNet "
+                "blocks have no deformable variant; set it to [False, False, False, False]"
+            )
+        explicit = list(rgs.BLOCKS_PER_STAGE)
+        return cls(
+            variant=rgs.VARIANT,
+            blocks_per_stage=explicit if explicit else blocks_for_depth(res.DEPTH),
+            stem_channels=res.STEM_OUT_CHANNELS,
+            res2_out_channels=res.RES2_OUT_CHANNELS,
+            num_groups=res.NUM_GROUPS,
+            width_per_group=res.WIDTH_PER_GROUP,
+            gn_groups=rgs.GN_GROUPS,
+            se_reduction=rgs.SE_REDUCTION,
+            shortcut_impl=rgs.SHORTCUT_IMPL,
+            stride_in_1x1=res.STRIDE_IN_1X1,
+            norm=res.NORM,
+            res5_dilation=res.RES5_DILATION,
+            in_channels=in_channels or len(cfg.MODEL.PIXEL_MEAN),
+        )
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def rule(self) -> Variant:
+        """The variant's row of the table in ``variants.py``."""
+        return get_variant(self.variant)
+
+    @property
+    def depth(self):
+        """ResNet's count: three convs per bottleneck, plus the stem conv and the classifier."""
+        return 3 * sum(self.blocks_per_stage) + 2
+
+    def stage_widths(self):
+        """``(bottleneck_channels, out_channels)`` of res2..res5."""
+        bottleneck = self.num_groups * self.width_per_group
+        return [(bottleneck * 2**i, self.res2_out_channels * 2**i) for i in range(4)]
+
+    def architecture_settings(self):
+        """The Detectron2 config keys that weights of this architecture depend on.
+
+        ``MODEL.RESNETS.DEPTH`` when the blocks are one of the paper's depths, else
+        ``MODEL.RGSNET.BLOCKS_PER_STAGE``; ``GN_GROUPS`` only for variants with GroupNorm.
+        Feeding these to ``from_cfg`` on Detectron2's defaults gives this spec back (with
+        the defaults' norm, shortcut implementation and dilation).
+        """
+        out = OrderedDict()
+        depth = next((d for d, b in BLOCKS_PER_DEPTH.items() if b == self.blocks_per_stage), None)
+        if depth is not None:
+            out["MODEL.RESNETS.DEPTH"] = depth
+        else:
+            out["MODEL.RGSNET.BLOCKS_PER_STAGE"] = list(self.blocks_per_stage)
+        for field in ("stem_channels", "res2_out_channels", "num_groups", "width_per_group", "stride_in_1x1",
+                      "variant"):
+            out[CFG_KEYS[field]] = getattr(self, field)
+        if self.rule.uses_group_norm:
+            out[CFG_KEYS["gn_groups"]] = self.gn_groups
+        out[CFG_KEYS["se_reduction"]] = self.se_reduction
+        return out

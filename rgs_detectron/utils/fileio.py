@@ -1,0 +1,87 @@
+"""Writing files so that nothing half-written is ever left under the final name.
+
+Temporary files are named ``.NAME.PID.RANDOM.tmp`` beside the final file, so that the
+ones a killed process left behind can be recognised and removed later
+(:func:`remove_stale_temp_files`) without touching those of a live writer.
+"""
+import errno
+import os
+import re
+import uuid
+
+from ..errors import DiskFullError
+
+__all__ = ["atomic_write", "temp_path", "remove_stale_temp_files"]
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def temp_path(path):
+    """A fresh hidden name beside ``path`` (same folder, so ``os.replace`` is an atomic rename)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write(path, write_fn, mode="wb"):
+    """Call ``write_fn(file)`` on a temporary file beside ``path``, flush it to disk, then
+    rename it to ``path``. If ``write_fn`` raises, ``path`` keeps its old content and the
+    temporary file is removed. A full disk raises :class:`DiskFullError` naming ``path``.
+    The file gets the usual permissions (0666 less the umask).
+    """
+    tmp = temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if _is_disk_full(e):
+            raise DiskFullError(
+                errno.ENOSPC, f"no space left on device while writing {path!r}; the previous version "
+                "(if any) is unchanged. Free space or choose another folder."
+            ) from None
+        raise
+
+
+def _is_disk_full(e):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "file write failed" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def remove_stale_temp_files(folder):
+    """Remove this module's temporary files in ``folder`` whose writing process is gone."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for entry in os.listdir(folder):
+        m = _TEMP.match(entry)
+        if m and not _alive(int(m.group("pid"))):
+            try:
+                os.remove(os.path.join(folder, entry))
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
