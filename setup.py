@@ -15,8 +15,9 @@ setup(
     entry_points={
         "console_scripts": [
             f"rgs-{name.replace('_', '-')}=rgs_detectron.cli.{name}:main"
-            for name in ("train_net", "convert", "demo", "export", "analyze", "benchmark", "backbone_table",
-                         "make_digits", "make_coco_minival", "digits_demo", "compare_coco_eval")
+            for name in ("train_net", "train_classifier", "convert", "demo", "export", "analyze", "benchmark",
+                         "backbone_table", "make_digits", "make_coco_minival", "digits_demo", "pretrain_study",
+                         "compare_coco_eval")
         ]
     },
 )

@@ -6,8 +6,8 @@
     python -m rgs_detectron.cli.convert in.pth out.pth --config-file configs/my.yaml [KEY VALUE ...]
     python -m rgs_detectron.cli.convert resnet50.pth b-RGS-50-warm.pth --variant b-RGS --warm-start-from-resnet
 
-The target backbone is described by options (``RGSNetSpec.create``) or by the config you
-will fine-tune with. See docs/CONVERT.md. Exit status: 0 written, 1 the checkpoint cannot
+The target backbone is described by options (``RGSNetSpec.create``), by the config you
+will fine-tune with, or, for ``train_classifier`` checkpoints, by the checkpoint itself. See docs/CONVERT.md. Exit status: 0 written, 1 the checkpoint cannot
 be converted (nothing written), 2 usage error.
 """
 import argparse
@@ -16,7 +16,7 @@ import sys
 from ..config import get_rgsnet_cfg
 from ..errors import ConfigError
 from ..imagenet.conversion_report import settings_opts, settings_yaml
-from ..imagenet.convert import convert_checkpoint
+from ..imagenet.convert import convert_checkpoint, recorded_spec
 from ..modeling.spec import RGSNetSpec
 from ..modeling.variants import VARIANTS
 from .common import run_tool
@@ -66,8 +66,14 @@ def target(args):
         return RGSNetSpec.from_cfg(cfg), cfg
     if args.opts:
         raise ConfigError(f"KEY VALUE overrides {args.opts} need --config-file")
+    if not description:
+        spec = recorded_spec(args.input)
+        if spec is not None:  # a train_classifier checkpoint says what it is
+            print(f"Architecture recorded in {args.input}: {spec.variant}-{spec.depth}, {spec}")
+            return spec, None
     if "variant" not in description:
-        raise ConfigError("give --variant (and --depth/--width-mult if not 50 / 1x) or --config-file")
+        raise ConfigError("give --variant (and --depth/--width-mult if not 50 / 1x) or --config-file "
+                          "(only train_classifier checkpoints record their architecture)")
     return RGSNetSpec.create(**description), None
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "expected_shapes",
     "save_d2_checkpoint",
     "convert_checkpoint",
+    "recorded_spec",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,14 @@ def load_state_dict(path):
     if not_tensors:
         raise ConversionError(f"{path!r}: these entries are not tensors: {short_list(not_tensors)}")
     return OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in obj.items())
+
+
+def recorded_spec(path):
+    """The ``RGSNetSpec`` a ``train_classifier`` checkpoint records, or None for other checkpoints."""
+    load_state_dict(path)  # the same checks and messages as a conversion
+    record = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    spec = record.get("rgsnet_spec") if isinstance(record, dict) else None
+    return RGSNetSpec(**spec) if isinstance(spec, dict) else None
 
 
 # ----------------------------------------------------------------------------- renaming

@@ -1,0 +1,101 @@
+"""Pretrain an RGSNet classifier (torchvision layout): the weights the detection configs start from.
+
+    # the paper's ImageNet recipe on 8 GPUs (one machine), then on 2 machines x 8 GPUs
+    torchrun --nproc_per_node 8 -m rgs_detectron.cli.train_classifier --dataset imagenet \\
+        --data-root /data/imagenet --recipe imagenet --variant Res-RGS --depth 50 --amp --channels-last \\
+        --output output/imagenet_res_rgs_50
+    torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port 29500 --nproc_per_node 8 \\
+        -m rgs_detectron.cli.train_classifier ... (same options)
+
+    # the paper's CIFAR recipe, shortened, on Fashion-MNIST (Debian's dataset-fashion-mnist), one CPU
+    python -m rgs_detectron.cli.train_classifier --dataset fashion_mnist --data-root datasets \\
+        --recipe cifar --epochs 16 --variant b-RGS --depth 26 --width-mult 0.25 --output output/fm_b_rgs
+
+    # a warm start from torchvision's ResNet-50 (NOT the paper's protocol; labelled as such)
+    ... --variant b-RGS --warm-start resnet50-0676ba61.pth --recipe imagenet --epochs 10
+
+Then ``python -m rgs_detectron.cli.convert OUTPUT/model_final.pth OUT.pth`` (the checkpoint
+records its architecture). ``--batch-size`` is the global batch over all processes; the
+learning rate scales linearly with it. ``--stem small`` (3x3 conv, no max-pool) suits
+28-32 pixel images but cannot be converted for detection. Kill it at any moment and rerun
+with ``--resume``. Exit status: 0 done, 1 failed (data, weights), 2 usage error.
+"""
+import argparse
+import sys
+
+from detectron2.utils.logger import setup_logger
+
+from ..errors import ConfigError
+from ..imagenet.datasets import DATASETS, build_datasets
+from ..imagenet.pretrain import PretrainOptions, pretrain
+from ..imagenet.recipes import RECIPES, get_recipe
+from ..modeling.spec import STEMS, RGSNetSpec
+from ..modeling.variants import VARIANTS
+from .common import run_tool
+
+
+def get_parser():
+    p = argparse.ArgumentParser(prog="train_classifier", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", required=True, choices=DATASETS)
+    d.add_argument("--data-root", help="dataset folder (imagenet: with train/ and val/; not needed for digits)")
+    d.add_argument("--download", action="store_true", help="let torchvision download CIFAR or Fashion-MNIST")
+    d.add_argument("--image-size", type=int, help="input size (imagenet 224; small datasets 32)")
+    d.add_argument("--limit-train", type=int, help="train on a fixed random subset of this many images")
+    d.add_argument("--limit-val", type=int, help="evaluate on a fixed random subset of this many images")
+    m = p.add_argument_group("model (RGSNetSpec)")
+    m.add_argument("--variant", default="Res-RGS", help="one of: " + ", ".join(VARIANTS))
+    m.add_argument("--depth", type=int, default=50)
+    m.add_argument("--width-mult", type=float, default=1.0)
+    m.add_argument("--stem", choices=STEMS, default="imagenet")
+    m.add_argument("--gn-groups", type=int, default=0, help="GroupNorm groups (0: 32 scaled with width)")
+    m.add_argument("--se-reduction", type=int, default=0)
+    m.add_argument("--warm-start", metavar="RESNET.pth",
+                   help="initialise from a plain ResNet's weights (not the paper's protocol; labelled in the outputs)")
+    t = p.add_argument_group("training")
+    t.add_argument("--recipe", choices=RECIPES, default="imagenet")
+    t.add_argument("--epochs", type=int, help="shorten or lengthen the recipe (milestones scale along)")
+    t.add_argument("--batch-size", type=int, help="global batch (learning rate scales linearly)")
+    t.add_argument("--lr", type=float, help="learning rate, instead of the recipe's scaled one")
+    t.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    t.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on the CPU)")
+    t.add_argument("--channels-last", action="store_true")
+    t.add_argument("--workers", type=int, default=2, help="data loading processes per training process")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--output", required=True, help="folder for checkpoints, metrics and logs")
+    t.add_argument("--resume", action="store_true", help="continue the run in --output")
+    t.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _main(argv):
+    args = get_parser().parse_args(argv)
+    setup_logger(args.output, name="rgs_detectron", abbrev_name="rgs")
+    if args.stem == "small" and args.dataset == "imagenet":
+        raise ConfigError("--stem small is for 28-32 pixel images; ImageNet models use --stem imagenet")
+    spec = RGSNetSpec.create(args.variant, args.depth, args.width_mult, stem=args.stem, gn_groups=args.gn_groups,
+                             se_reduction=args.se_reduction)
+    recipe = get_recipe(args.recipe).scaled(args.epochs, args.batch_size, args.lr)
+    train, val, num_classes, image_size = build_datasets(
+        args.dataset, args.data_root, args.image_size, download=args.download, limit_train=args.limit_train,
+        limit_val=args.limit_val, seed=args.seed)
+    description = (f"{args.dataset} at {image_size}x{image_size} ({len(train)} train / {len(val)} eval images), "
+                   f"{recipe.describe()}, seed {args.seed}")
+    options = PretrainOptions(output=args.output, recipe=recipe, device=args.device, amp=args.amp,
+                              channels_last=args.channels_last, workers=args.workers, seed=args.seed,
+                              resume=args.resume, warm_start=args.warm_start, progress=not args.no_progress,
+                              description=description)
+    final = pretrain(spec, train, val, num_classes, options)
+    print(f"{spec.variant}-{spec.depth} ({args.width_mult:g}x): eval top-1 {final.get('val_top1', float('nan')):.2f}% "
+          f"(error {100 - final.get('val_top1', float('nan')):.2f}%), top-5 {final.get('val_top5', float('nan')):.2f}%; "
+          f"{args.output}/model_final.pth")
+    return 0
+
+
+def main(argv=None):
+    return run_tool(_main, argv, "train_classifier")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Pretraining the classifier: one loop for one process, many GPUs or many machines.
+
+Run as one process, or by ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``): then ``DistributedDataParallel`` over NCCL on GPUs, gloo on the CPU, each
+process taking ``batch_size / world_size`` images of every global batch and a fixed shard
+of the evaluation set (no padding, so top-1/top-5 are exact).
+
+What a run leaves in its output folder (written by rank 0, each file atomically):
+
+* ``last.pth``: everything needed to resume (weights, optimizer, scheduler, AMP scaler,
+  epoch, metrics so far), rewritten after every epoch; ``--resume`` continues from it
+  and a run killed at any moment resumes at the next epoch after the last complete one;
+* ``model_final.pth``: the weights with their ``RGSNetSpec``, class count, recipe and
+  final metrics: the file the converter takes as it is;
+* ``metrics.json`` (one record per epoch), ``log.txt``, TensorBoard events in ``tensorboard/``.
+
+Each epoch's randomness (data order, augmentation) is seeded from ``(seed, epoch)``, so a
+resumed run sees the same batches the uninterrupted run would have.
+"""
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from ..config import resolve_device
+from ..engine.output_lock import OutputDirLock
+from ..errors import ConfigError, UserError
+from ..utils.fileio import atomic_write
+from .classifier import RGSNetClassifier
+from .convert import load_state_dict
+from .recipes import Recipe
+from .warm_start import LABEL, warm_start_from_resnet
+
+__all__ = ["PretrainOptions", "pretrain"]
+
+logger = logging.getLogger("rgs_detectron.pretrain")
+
+
+@dataclass
+class PretrainOptions:
+    output: str
+    recipe: Recipe  # already scaled to the run's epochs and batch size
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    workers: int = 2
+    seed: int = 0
+    resume: bool = False
+    warm_start: Optional[str] = None
+    progress: bool = True
+    log_period: int = 50
+    description: str = ""  # dataset and settings, recorded in the checkpoints
+
+
+class _Distributed:
+    def __init__(self, device_request):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device = resolve_device(device_request)
+        if device == "cuda":
+            device = f"cuda:{self.local_rank}"
+            torch.cuda.set_device(self.local_rank)
+        self.device = torch.device(device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+    def sum(self, values):
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(tensor)
+        return tensor.tolist()
+
+
+def _loader(dataset, batch_size, sampler, workers, seed, device):
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=device.type == "cuda", drop_last=sampler is not None and hasattr(sampler, "set_epoch"),
+                      generator=torch.Generator().manual_seed(seed), persistent_workers=False)
+
+
+def _topk_correct(logits, targets, ks=(1, 5)):
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hits = top.eq(targets[:, None])
+    return [hits[:, :k].any(dim=1).sum().item() for k in ks]
+
+
+class _Run:
+    """One pretraining run (see the module docstring)."""
+
+    def __init__(self, spec, train_set, val_set, num_classes, options: PretrainOptions):
+        self.spec, self.options, self.num_classes = spec, options, num_classes
+        self.dist = _Distributed(options.device)
+        recipe = options.recipe
+        if recipe.batch_size % self.dist.world:
+            raise ConfigError(f"--batch-size {recipe.batch_size} must divide among {self.dist.world} processes")
+        self.batch = recipe.batch_size // self.dist.world
+        torch.manual_seed(options.seed)  # the same initial weights in every process
+        self.model = RGSNetClassifier(spec, num_classes=num_classes)
+        self.warm_start_lines = []
+        if options.warm_start:
+            report = warm_start_from_resnet(self.model, load_state_dict(options.warm_start))
+            self.warm_start_lines = report.lines()
+        memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        self.model.to(self.dist.device, memory_format=memory_format)
+        self.net = (DistributedDataParallel(self.model, device_ids=[self.dist.local_rank]
+                                            if self.dist.device.type == "cuda" else None)
+                    if self.dist.world > 1 else self.model)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                         weight_decay=recipe.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(recipe.milestones), recipe.gamma)
+        cuda_amp = options.amp and self.dist.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp)
+        self.amp_dtype = (torch.float16 if cuda_amp else torch.bfloat16) if options.amp else None
+        self.memory_format = memory_format
+        self.sampler = DistributedSampler(train_set, num_replicas=self.dist.world, rank=self.dist.rank,
+                                          shuffle=True, seed=options.seed, drop_last=True)
+        self.train_set = train_set
+        self.val_shard = Subset(val_set, range(self.dist.rank, len(val_set), self.dist.world))
+        self.val_size = len(val_set)
+        self.history, self.start_epoch = [], 0
+        self.writer = None
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _record(self):
+        return {"rgsnet_spec": dataclasses.asdict(self.spec), "num_classes": self.num_classes,
+                "recipe": dataclasses.asdict(self.options.recipe), "description": self.options.description,
+                "warm_start": (f"{self.options.warm_start}: {LABEL}" if self.options.warm_start else None)}
+
+    def _save(self, name, state):
+        path = os.path.join(self.options.output, name)
+        atomic_write(path, lambda f: torch.save(state, f))
+        return path
+
+    def _resume(self):
+        path = os.path.join(self.options.output, "last.pth")
+        if not os.path.exists(path):
+            return
+        if not self.options.resume:
+            raise ConfigError(f"{self.options.output!r} holds a run (last.pth): pass --resume to continue it, "
+                              "or choose another --output")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("rgsnet_spec") != dataclasses.asdict(self.spec) or state.get("num_classes") != self.num_classes:
+            raise ConfigError(f"{path} was made for another network ({state.get('rgsnet_spec')}); resume with "
+                              "the same --variant/--depth/--width-mult/--stem or choose another --output")
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.history = list(state["history"])
+        self.start_epoch = state["epoch"] + 1
+        logger.info(f"Resuming from {path}: epoch {self.start_epoch + 1} of {self.options.recipe.epochs}")
+
+    # ------------------------------------------------------------------ epochs
+
+    def _train_epoch(self, epoch):
+        seed = self.options.seed * 1000 + epoch
+        torch.manual_seed(seed + self.dist.rank)
+        self.sampler.set_epoch(epoch)
+        loader = _loader(self.train_set, self.batch, self.sampler, self.options.workers, seed, self.dist.device)
+        self.net.train()
+        totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.options.recipe.epochs}", unit="batch",
+                   disable=not (self.options.progress and self.dist.main), leave=False)
+        for step, (images, targets) in enumerate(bar):
+            images = images.to(self.dist.device, non_blocking=True, memory_format=self.memory_format)
+            targets = targets.to(self.dist.device, non_blocking=True)
+            with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                logits = self.net(images)
+                loss = F.cross_entropy(logits, targets)
+            if not math.isfinite(loss.item()):
+                raise UserError(
+                    f"pretraining diverged (loss {loss.item()}) in epoch {epoch + 1}: lower the learning rate "
+                    f"(--lr, now {self.optimizer.param_groups[0]['lr']:g}) or use the recipe's batch size"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            n = targets.numel()
+            totals[0] += loss.item() * n
+            totals[1] += (logits.argmax(1) == targets).sum().item()
+            totals[2] += n
+            if self.dist.main and step % self.options.log_period == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                if self.writer:
+                    self.writer.add_scalar("train/loss", loss.item(), epoch * len(loader) + step)
+        loss_sum, correct, count = self.dist.sum(totals)
+        return {"train_loss": loss_sum / count, "train_top1": 100.0 * correct / count}
+
+    @torch.no_grad()
+    def _evaluate(self):
+        self.net.eval()
+        loader = _loader(self.val_shard, self.batch, None, self.options.workers, 0, self.dist.device)
+        totals = [0.0, 0.0, 0.0, 0.0]  # loss sum, top-1, top-5, count
+        for images, targets in loader:
+            images = images.to(self.dist.device, memory_format=self.memory_format)
+            targets = targets.to(self.dist.device)
+            with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                logits = self.model(images).float()
+            top1, top5 = _topk_correct(logits, targets)
+            totals = [totals[0] + F.cross_entropy(logits, targets, reduction="sum").item(), totals[1] + top1,
+                      totals[2] + top5, totals[3] + targets.numel()]
+        loss_sum, top1, top5, count = self.dist.sum(totals)
+        assert int(count) == self.val_size, (count, self.val_size)
+        return {"val_loss": loss_sum / count, "val_top1": 100.0 * top1 / count, "val_top5": 100.0 * top5 / count}
+
+    def run(self):
+        o = self.options
+        self._resume()
+        if self.dist.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(os.path.join(o.output, "tensorboard"))
+            logger.info(o.recipe.describe())
+            for line in self.warm_start_lines:
+                logger.info(line)
+            logger.info(f"{len(self.train_set)} training and {self.val_size} evaluation images; "
+                        f"{self.dist.world} process(es) on {self.dist.device.type}, {self.batch} images each per step")
+        for epoch in range(self.start_epoch, o.recipe.epochs):
+            start = time.perf_counter()
+            metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **self._train_epoch(epoch)}
+            self.scheduler.step()
+            metrics.update(self._evaluate())
+            metrics["seconds"] = round(time.perf_counter() - start, 1)
+            self.history.append(metrics)
+            if self.dist.main:
+                for key in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr"):
+                    self.writer.add_scalar(key.replace("_", "/", 1), metrics[key], epoch + 1)
+                self._save("last.pth", {"state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                        "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                                        "epoch": epoch, "history": self.history, **self._record()})
+                atomic_write(os.path.join(o.output, "metrics.json"),
+                             lambda f: json.dump(self.history, f, indent=1), mode="w")
+                logger.info(f"epoch {epoch + 1}/{o.recipe.epochs}: train loss {metrics['train_loss']:.4f} "
+                            f"top-1 {metrics['train_top1']:.2f} | eval top-1 {metrics['val_top1']:.2f} top-5 "
+                            f"{metrics['val_top5']:.2f} | {metrics['seconds']:.0f} s")
+        final = self.history[-1] if self.history else {}
+        if self.dist.main:
+            path = self._save("model_final.pth", {"state_dict": self.model.state_dict(), "metrics": final,
+                                                  **self._record()})
+            logger.info(f"Wrote {path}")
+            self.writer.close()
+        if self.dist.world > 1:
+            dist.barrier()
+        return final
+
+
+def pretrain(spec, train_set, val_set, num_classes, options: PretrainOptions):
+    """Train ``RGSNetClassifier(spec)``; return the last epoch's metrics (see the module docstring)."""
+    os.makedirs(options.output, exist_ok=True)
+    lock = OutputDirLock(options.output).acquire() if int(os.environ.get("RANK", "0")) == 0 else None
+    try:
+        return _Run(spec, train_set, val_set, num_classes, options).run()
+    finally:
+        if lock:
+            lock.release()
