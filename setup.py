@@ -6,7 +6,7 @@ setup(
     description="RGSNet backbones (ResNets with a nonlinear ReLU + GroupNorm shortcut) for Detectron2",
     packages=find_packages(include=["rgs_detectron", "rgs_detectron.*"]),
     # The configs ship inside the package (rgs_detectron.model_zoo finds them).
-    package_data={"rgs_detectron.model_zoo": ["configs/*.yaml", "configs/*/*.yaml", "configs/*/*.py", "configs/*.py"]},
+    package_data={"rgs_detectron.model_zoo": ["configs/*.yaml", "configs/*/*.yaml", "configs/*/*.py", "configs/*/*/*.py"]},
     python_requires=">=3.11,<3.13",
     # torch, torchvision and Detectron2 are installed by tools/setup_env.sh (Detectron2 is
     # not on PyPI under its own name); the rest is pinned in requirements/.

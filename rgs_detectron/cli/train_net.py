@@ -22,7 +22,8 @@ from ..config import get_rgsnet_cfg
 from ..engine.checkpointer import RGSCheckpointer
 from ..engine.output_lock import OutputDirLock
 from ..engine.preflight import preflight
-from ..engine.trainer import RGSTrainer, check_resume_point
+from ..engine.guarded_run import check_resume_point
+from ..engine.trainer import RGSTrainer
 from ..errors import UserError
 from .common import run_tool
 

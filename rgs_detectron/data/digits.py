@@ -3,8 +3,9 @@
 The digits are scikit-learn's bundled ``load_digits`` (1,797 8x8 scans, shipped inside
 the package, so nothing is downloaded). Each canvas gets 1-4 digits at random positions
 and scales on a noisy background; the class is the digit (10 classes). The same images
-are described twice: a COCO-JSON file per split and a PASCAL VOC tree, so both
-Detectron2 evaluators can be exercised on data that exists on any machine.
+are described twice: a COCO-JSON file per split (boxes, and the outline of each digit's
+ink as a polygon, for Mask R-CNN) and a PASCAL VOC tree (boxes), so both Detectron2
+evaluators can be exercised on data that exists on any machine.
 
 Layout under ``root`` (default ``$DETECTRON2_DATASETS/rgs_digits``)::
 
@@ -27,6 +28,7 @@ from ..errors import InputError
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SPLITS = ("train", "val")
 _DONE_MARK = ".complete"
+FORMAT_VERSION = 2  # 2: COCO annotations carry the digit's outline as a polygon (for Mask R-CNN)
 
 
 def _digit_images():
@@ -64,9 +66,22 @@ def _render(rng, digits, labels, size, max_objects, min_scale, max_scale):
         if len(xs) == 0:
             continue
         tight = (x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1)
-        objects.append((tight, int(labels[k])))
+        objects.append((tight, int(labels[k]), _ink_polygons(patch > 0.2, x0, y0, tight)))
     rgb = np.clip(canvas[..., None] * color[None, None, :], 0, 1)
     return Image.fromarray((rgb * 255).astype(np.uint8)), objects
+
+
+def _ink_polygons(ink, x0, y0, box):
+    """The outlines of a digit's ink (one polygon per connected piece) in image coordinates, COCO style."""
+    import cv2
+
+    contours, _ = cv2.findContours(ink.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygons = [[float(v) for point in c[:, 0, :] for v in (point[0] + x0 + 0.5, point[1] + y0 + 0.5)]
+                for c in contours if len(c) >= 3]
+    if not polygons:
+        bx0, by0, bx1, by1 = box
+        polygons = [[float(v) for v in (bx0, by0, bx1, by0, bx1, by1, bx0, by1)]]
+    return polygons
 
 
 def _voc_xml(file_id, size, objects):
@@ -75,7 +90,7 @@ def _voc_xml(file_id, size, objects):
     sz = ET.SubElement(ann, "size")
     for tag, v in (("width", size), ("height", size), ("depth", 3)):
         ET.SubElement(sz, tag).text = str(v)
-    for (x0, y0, x1, y1), label in objects:
+    for (x0, y0, x1, y1), label, _ in objects:
         obj = ET.SubElement(ann, "object")
         ET.SubElement(obj, "name").text = CLASS_NAMES[label]
         ET.SubElement(obj, "pose").text = "Unspecified"
@@ -134,19 +149,20 @@ def generate_digits_dataset(
                 _voc_xml(file_id, image_size, objects).write(os.path.join(tmp, "Annotations", f"{file_id}.xml"))
                 ids.append(file_id)
                 images.append({"id": image_id, "file_name": f"{file_id}.jpg", "width": image_size, "height": image_size})
-                for (x0, y0, x1, y1), label in objects:
+                for (x0, y0, x1, y1), label, polygon in objects:  # polygon: a list of polygons
                     ann_id += 1
                     w, h = x1 - x0, y1 - y0
                     annotations.append({
                         "id": ann_id, "image_id": image_id, "category_id": label + 1,
-                        "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0,
+                        "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0, "segmentation": polygon,
                     })
             with open(os.path.join(tmp, "ImageSets", "Main", f"{split}.txt"), "w") as f:
                 f.write("\n".join(ids) + "\n")
             with open(os.path.join(tmp, "annotations", f"instances_{split}.json"), "w") as f:
                 json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
         with open(os.path.join(tmp, _DONE_MARK), "w") as f:
-            json.dump({"seed": seed, "num_train": num_train, "num_val": num_val, "image_size": image_size}, f)
+            json.dump({"format": FORMAT_VERSION, "seed": seed, "num_train": num_train, "num_val": num_val,
+                       "image_size": image_size}, f)
         if os.path.exists(root) and os.listdir(root):
             shutil.rmtree(root)  # ours: _check_replaceable said so
         os.replace(tmp, root)
@@ -157,6 +173,15 @@ def generate_digits_dataset(
 
 
 def is_complete(root):
+    """A finished dataset of this format (an older format is replaced, being this tool's own)."""
+    try:
+        with open(os.path.join(root, _DONE_MARK)) as f:
+            return json.load(f).get("format") == FORMAT_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _written_by_this_tool(root):
     return os.path.isfile(os.path.join(root, _DONE_MARK))
 
 
@@ -171,7 +196,7 @@ def _check_replaceable(root):
     entries = set(os.listdir(root))
     if not entries:
         return
-    if not is_complete(root) or not entries <= _OWN_ENTRIES:
+    if not _written_by_this_tool(root) or not entries <= _OWN_ENTRIES:
         raise InputError(
             f"{root} is not empty and is not a digits dataset written by this tool (no {_DONE_MARK} marker, or "
             f"other files in it: {', '.join(sorted(entries - _OWN_ENTRIES)[:5]) or 'none'}); nothing was changed. "

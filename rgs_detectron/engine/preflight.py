@@ -16,7 +16,7 @@ from ..data.checks import check_dataset_files
 from ..errors import ConfigError
 from .checkpointer import check_weights_file
 
-__all__ = ["preflight"]
+__all__ = ["preflight", "lazy_preflight"]
 
 
 def _check_solver(cfg, eval_only):
@@ -99,3 +99,42 @@ def preflight(cfg, *, eval_only=False, resuming=False, num_gpus=1):
     _check_classes(cfg, train + test)
     if not resuming:
         check_weights_file(cfg.MODEL.WEIGHTS)
+
+
+def _lazy_names(node):
+    """Dataset names of a LazyConfig dataloader node (``dataset.names``), as a list."""
+    try:
+        names = node.dataset.names
+    except (AttributeError, KeyError):
+        return []
+    if names is None:
+        return []
+    return [names] if isinstance(names, str) else list(names)
+
+
+def lazy_preflight(cfg, *, eval_only=False, resuming=False, num_gpus=1):
+    """``preflight`` for a LazyConfig: nodes present, device, datasets and weights."""
+    needed = ["model", "train", "dataloader"] + ([] if eval_only else ["optimizer", "lr_multiplier"])
+    missing = [n for n in needed if n not in cfg]
+    if not eval_only and "dataloader" in cfg and "train" not in cfg.dataloader:
+        missing.append("dataloader.train")
+    if missing:
+        raise ConfigError(f"the LazyConfig has no {', '.join(missing)}: a training config needs model, dataloader, "
+                          "optimizer, lr_multiplier and train (see detectron2's model_zoo/configs/common/)")
+    device = str(cfg.train.get("device", "cuda"))
+    if device.startswith("cuda"):
+        check_cuda(max(num_gpus, 1), f"train.device {device!r} with --num-gpus {num_gpus}")
+    elif cfg.train.get("amp", {}).get("enabled", False) and not eval_only:
+        raise ConfigError("train.amp.enabled=True needs CUDA (Detectron2's AMPTrainer); with train.device=cpu set it False")
+    if not eval_only and cfg.train.max_iter < 1:
+        raise ConfigError(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")
+    weights = cfg.train.get("init_checkpoint", "")
+    if eval_only and not weights and not resuming:
+        raise ConfigError("--eval-only needs trained weights: train.init_checkpoint is empty, which would evaluate a "
+                          "randomly initialised model. Pass train.init_checkpoint=path/to/model_final.pth.")
+    train = [] if eval_only else _lazy_names(cfg.dataloader.train)
+    test = _lazy_names(cfg.dataloader.test) if "test" in cfg.dataloader else []
+    check_dataset_files(train, parse=False)
+    check_dataset_files(test, parse=True)
+    if not resuming:
+        check_weights_file(weights, what="train.init_checkpoint")

@@ -27,24 +27,31 @@ from detectron2.utils.logger import setup_logger
 from ..data.boxes import check_boxes
 from ..data.checks import dataset_files
 from ..data.mapper import RGSDatasetMapper
-from ..errors import ConfigError, InputError, UserError
+from ..errors import ConfigError, InputError
 from .checkpointer import RGSCheckpointer
 from .evaluation import build_coco_evaluator
+from .guarded_run import check_resume_point, run_guarded
 
-__all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "check_resume_point", "TrainingDiverged"]
-
-
-class TrainingDiverged(UserError):
-    pass
+__all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "load_train_dicts"]
 
 
-def create_ddp_model(model, **kwargs):
-    """Wrap in DDP when there is more than one process; CPU models get no ``device_ids``."""
+def create_ddp_model(model, *, fp16_compression=False, **kwargs):
+    """Wrap in DDP when there is more than one process; CPU models get no ``device_ids``.
+
+    ``fp16_compression`` (LazyConfig's ``train.ddp``) compresses gradients on CUDA, as
+    Detectron2's own ``create_ddp_model`` does.
+    """
     if comm.get_world_size() == 1:
         return model
-    if next(model.parameters()).is_cuda:
+    cuda = next(model.parameters()).is_cuda
+    if cuda:
         kwargs.setdefault("device_ids", [comm.get_local_rank()])
-    return DistributedDataParallel(model, **kwargs)
+    ddp = DistributedDataParallel(model, **kwargs)
+    if fp16_compression and cuda:
+        from torch.distributed.algorithms.ddp_comm_hooks import default as comm_hooks
+
+        ddp.register_comm_hook(state=None, hook=comm_hooks.fp16_compress_hook)
+    return ddp
 
 
 def build_evaluator(cfg, dataset_name, output_folder=None):
@@ -81,15 +88,6 @@ def load_train_dicts(cfg):
     if not dicts:
         raise InputError(f"DATASETS.TRAIN {names} has no image with a usable annotation")
     return dicts
-
-
-def check_resume_point(last_iteration, max_iter, output_dir):
-    """A resume must have steps left, or be exactly at the end (to finish an interrupted last save)."""
-    if last_iteration + 1 > max_iter:
-        raise ConfigError(
-            f"the last checkpoint in {output_dir!r} is at iteration {last_iteration}, past SOLVER.MAX_ITER = "
-            f"{max_iter}: that run is complete. Raise SOLVER.MAX_ITER to train on, or evaluate it with --eval-only."
-        )
 
 
 class RGSTrainer(DefaultTrainer):
@@ -130,20 +128,9 @@ class RGSTrainer(DefaultTrainer):
         check_resume_point(self.start_iter - 1, self.max_iter, self.cfg.OUTPUT_DIR)
 
     def train(self):
-        removed = self.checkpointer.clean_stale_temp_files()
-        if removed:
-            logging.getLogger(__name__).info(f"Removed temporary files of an interrupted save: {removed}")
-        try:
-            results = super().train()
-        except FloatingPointError as e:
-            raise TrainingDiverged(
-                f"training diverged: {str(e).splitlines()[0]} Lower SOLVER.BASE_LR (now {self.cfg.SOLVER.BASE_LR}), "
-                f"lengthen SOLVER.WARMUP_ITERS (now {self.cfg.SOLVER.WARMUP_ITERS}) or enable "
-                "SOLVER.CLIP_GRADIENTS.ENABLED; from scratch, use MODEL.RESNETS.NORM BN or GN with "
-                "MODEL.BACKBONE.FREEZE_AT 0."
-            ) from None
-        final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
-        if comm.is_main_process() and self.iter >= self.max_iter and not os.path.isfile(final):
-            # A resume of a run killed while writing model_final has no step left to save it.
-            self.checkpointer.save("model_final", iteration=self.max_iter - 1)
-        return results
+        s = self.cfg.SOLVER
+        fix = (f"Lower SOLVER.BASE_LR (now {s.BASE_LR}), lengthen SOLVER.WARMUP_ITERS (now {s.WARMUP_ITERS}) or "
+               "enable SOLVER.CLIP_GRADIENTS.ENABLED; from scratch, use MODEL.RESNETS.NORM BN or GN with "
+               "MODEL.BACKBONE.FREEZE_AT 0.")
+        return run_guarded(lambda: (super(RGSTrainer, self).train(), self.iter), self.checkpointer,
+                           self.cfg.OUTPUT_DIR, self.max_iter, fix)

@@ -14,5 +14,5 @@ from .backbone import (
 from .blocks import PreactBottleneckBlock, RGSBottleneckBlock
 from .roi_heads import RGSNetRes5ROIHeads, make_rgsnet_res5
 from .shortcuts import ReLUGroupNorm
-from .spec import BLOCKS_PER_DEPTH, RGSNetSpec
+from .spec import BLOCKS_PER_DEPTH, RGSNetSpec, stage_channels
 from .variants import VARIANTS, Variant, get_variant

@@ -24,7 +24,7 @@ from typing import Tuple
 from ..errors import ConfigError
 from .variants import Variant, get_variant
 
-__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS"]
+__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS", "stage_channels"]
 
 # Bottleneck blocks per stage (res2..res5) for the depths the paper trains (Table 8, Sec. 4.4).
 BLOCKS_PER_DEPTH = {
@@ -274,3 +274,17 @@ class RGSNetSpec:
             out[CFG_KEYS["gn_groups"]] = self.gn_groups
         out[CFG_KEYS["se_reduction"]] = self.se_reduction
         return out
+
+
+def stage_channels(spec: RGSNetSpec, stage: str) -> int:
+    """Output channels of ``stage`` ("stem", "res2".."res5") of ``spec``.
+
+    For LazyConfigs whose heads must know the backbone's width:
+    ``in_channels=L(stage_channels)(spec="${rgsnet}", stage="res4")``.
+    """
+    if stage == "stem":
+        return spec.stem_channels
+    index = {"res2": 0, "res3": 1, "res4": 2, "res5": 3}.get(stage)
+    if index is None:
+        raise ConfigError(f"stage = {stage!r} is invalid: choose stem, res2, res3, res4 or res5")
+    return spec.stage_widths()[index][1]

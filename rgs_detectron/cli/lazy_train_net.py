@@ -1,0 +1,93 @@
+"""Train or evaluate a detector from a LazyConfig (``.py``) file, as Detectron2's
+``tools/lazyconfig_train_net.py`` does, with this project's guarantees.
+
+    python -m rgs_detectron.cli.lazy_train_net --config-file configs/lazy/coco_res_rgs_50_fpn.py --num-gpus 8
+    python -m rgs_detectron.cli.lazy_train_net --config-file ... --eval-only train.init_checkpoint=out/model_final.pth
+    python -m rgs_detectron.cli.lazy_train_net --config-file ... --resume
+    python -m rgs_detectron.cli.lazy_train_net --config-file ... rgsnet.variant=b-RGS train.device=cpu
+
+Overrides are LazyConfig's ``key=value``. Any Detectron2 LazyConfig works, RGSNet or not.
+Before anything is built the nodes, device, datasets and weights are checked and
+``train.output_dir`` is locked against a second run; checkpoints are atomic, weight loads
+strict for the backbone and safe, and ``model_final.pth`` is always written (see
+``engine/lazy_trainer.py``). Exit status: 0 done, 1 failed, 2 usage error.
+"""
+import sys
+
+from detectron2.config import LazyConfig
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from ..engine.checkpointer import RGSCheckpointer
+from ..engine.guarded_run import check_resume_point
+from ..engine.lazy_trainer import lazy_model, lazy_test, lazy_train
+from ..engine.output_lock import OutputDirLock
+from ..engine.preflight import lazy_preflight
+from ..engine.trainer import create_ddp_model
+from ..errors import ConfigError, UserError
+from .common import run_tool
+
+__all__ = ["main", "load_lazy_config"]
+
+
+def load_lazy_config(path, overrides=()):
+    """The LazyConfig of ``path`` with ``key=value`` overrides, or a ConfigError naming the problem."""
+    try:
+        cfg = LazyConfig.load(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist") from None
+    except Exception as e:
+        raise ConfigError(f"cannot load LazyConfig {path!r}: {type(e).__name__}: {e}") from None
+    try:
+        return LazyConfig.apply_overrides(cfg, list(overrides))
+    except Exception as e:
+        raise ConfigError(f"bad override in {list(overrides)} (LazyConfig overrides are key=value): {e}") from None
+
+
+def run(cfg, args):
+    default_setup(cfg, args)
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="rgs_detectron")
+    if args.eval_only:
+        model = lazy_model(cfg)
+        checkpointer = RGSCheckpointer(create_ddp_model(model), cfg.train.output_dir)
+        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+        return lazy_test(cfg, model)
+    return lazy_train(cfg, resume=args.resume)
+
+
+def _worker(cfg, args):
+    try:
+        return run(cfg, args)
+    except UserError as e:
+        if comm.get_world_size() == 1:
+            raise
+        print(f"lazy_train_net (rank {comm.get_rank()}): error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+def _main(argv):
+    args = default_argument_parser().parse_args(argv)
+    cfg = load_lazy_config(args.config_file, args.opts)
+    checkpointer = RGSCheckpointer(None, cfg.train.output_dir) if "train" in cfg else None
+    resuming = bool(args.resume and checkpointer and checkpointer.has_checkpoint())
+    lazy_preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus)
+    if resuming and not args.eval_only:
+        check_resume_point(checkpointer.last_iteration(), cfg.train.max_iter, cfg.train.output_dir)
+    with OutputDirLock(cfg.train.output_dir):
+        try:
+            launch(_worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                   dist_url=args.dist_url, args=(cfg, args))
+        except Exception as e:
+            if type(e).__name__ == "ProcessExitedException":
+                return getattr(e, "exit_code", 1) or 1
+            raise
+    return 0
+
+
+def main(argv=None):
+    return run_tool(_main, argv, "lazy_train_net")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The paper's schedules in iterations of a total batch of 16 (``dataloader.train.total_batch_size``).
+
+LazyConfig training keeps the total batch whatever the GPU count (each GPU takes
+16 / N images), so these are the paper's epochs on any number of GPUs dividing 16.
+The arithmetic is in the yaml bases (``Base-COCO2014-5ep-C4.yaml``, ``Base-VOC2007-10ep-C4.yaml``).
+"""
+from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
+from detectron2.solver import WarmupParamScheduler
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+
+optimizer = model_zoo.get_config("common/optim.py").SGD
+optimizer.lr = 0.02
+
+
+def _steps(step, total, warmup):
+    return L(WarmupParamScheduler)(
+        scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1], milestones=[step], num_updates=total),
+        warmup_length=warmup / total,
+        warmup_factor=0.001,
+    )
+
+
+coco_5ep = _steps(29317, 36646, 1000)  # LR step at epoch 4 of 5 (117,266 images)
+voc_10ep = _steps(2506, 3132, 100)  # LR step at epoch 8 of 10 (5,011 images)

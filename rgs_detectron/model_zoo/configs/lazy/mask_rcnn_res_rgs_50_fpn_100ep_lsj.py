@@ -1,0 +1,20 @@
+"""A modern recipe with an RGSNet: Detectron2's ``new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py``
+(Mask R-CNN FPN, large-scale jitter, SyncBN, trained from scratch for 100 epochs of COCO 2017
+at batch 64) with its ResNet-50 replaced by Res-RGS-50. Not an experiment of the paper.
+
+    python -m rgs_detectron.cli.lazy_train_net --config-file configs/lazy/mask_rcnn_res_rgs_50_fpn_100ep_lsj.py \\
+        --num-gpus 8 rgsnet.variant=b-RGS
+"""
+from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
+
+from rgs_detectron.modeling import RGSNet, RGSNetSpec
+
+_baseline = model_zoo.get_config("new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py")
+model, dataloader, optimizer, lr_multiplier, train = (
+    _baseline[k] for k in ("model", "dataloader", "optimizer", "lr_multiplier", "train")
+)
+
+rgsnet = L(RGSNetSpec.create)(variant="Res-RGS", depth=50, norm="SyncBN")
+model.backbone.bottom_up = L(RGSNet)(spec="${rgsnet}", out_features=["res2", "res3", "res4", "res5"], freeze_at=0)
+train.output_dir = "output/lazy/mask_rcnn_res_rgs_50_fpn_100ep_lsj"

@@ -1,0 +1,196 @@
+"""Used the way Detectron2 projects are used: packaged configs through a model-zoo API, LazyConfig
+(shipped .py configs and Detectron2's own with the backbone swapped), Mask R-CNN and RetinaNet
+yaml configs, and a plain install with no checkout."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from detectron2 import model_zoo as d2_model_zoo
+from detectron2.config import LazyCall as L
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from omegaconf import DictConfig
+
+from rgs_detectron import model_zoo
+from rgs_detectron.cli import lazy_train_net
+from rgs_detectron.cli import train_net as train_net_tool
+from rgs_detectron.data.builtin import register_digits
+from rgs_detectron.data.digits import generate_digits_dataset
+from rgs_detectron.engine.lazy_trainer import lazy_train
+from rgs_detectron.errors import ConfigError
+from rgs_detectron.modeling import RGSNet, build_rgsnet_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "rgs_digits_zoo"
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets")
+    generate_digits_dataset(root / "rgs_digits", num_train=8, num_val=4, image_size=64, min_scale=16, max_scale=30)
+    register_digits(str(root), prefix=PREFIX)
+    return str(root)
+
+
+def test_get_config_file_and_get_config():
+    path = model_zoo.get_config_file("coco_res_rgs_50.yaml")
+    assert os.path.isfile(path) and path.startswith(os.path.dirname(model_zoo.__file__))
+    cfg = model_zoo.get_config("coco_res_rgs_50.yaml")
+    assert cfg.MODEL.RGSNET.VARIANT == "Res-RGS" and cfg.MODEL.ROI_HEADS.NAME == "RGSNetRes5ROIHeads"
+    lazy = model_zoo.get_config("lazy/coco_res_rgs_50_fpn.py")
+    assert isinstance(lazy, DictConfig) and lazy.rgsnet.variant == "Res-RGS"
+    with pytest.raises(ConfigError, match="not a shipped config; choose one of: coco_b_rgs_50.yaml"):
+        model_zoo.get_config("coco_res_rgs_51.yaml")
+    assert "lazy/common/data.py" not in model_zoo.list_configs()
+
+
+def test_forgetting_add_rgsnet_config_names_it():
+    cfg = get_cfg()
+    with pytest.raises(ConfigError, match=r"add_rgsnet_config\(cfg\)"):
+        build_rgsnet_backbone(cfg, ShapeSpec(channels=3))
+
+
+def test_import_without_detectron2_says_how_to_install_it():
+    code = "import sys; sys.modules['detectron2'] = None; import rgs_detectron"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "rgs_detectron needs Detectron2" in r.stderr and "tools/setup_env.sh" in r.stderr
+
+
+def _tiny_lazy(cfg, output, *, voc=False, masks=False):
+    """A shipped LazyConfig shrunk to the digits data and two CPU iterations."""
+    cfg.rgsnet.depth, cfg.rgsnet.width_mult = 26, 0.25
+    if cfg.rgsnet.norm == "FrozenBN":
+        cfg.rgsnet.norm = "BN"  # from scratch: trainable norms
+    roi = cfg.model.roi_heads
+    roi.num_classes = 10
+    roi.batch_size_per_image = 32
+    roi.box_predictor.test_score_thresh = 0.0  # an untrained model must still predict something
+    loader = cfg.dataloader
+    loader.train.dataset.names = f"{PREFIX}_voc_train" if voc else f"{PREFIX}_train"
+    loader.test.dataset.names = f"{PREFIX}_voc_val" if voc else f"{PREFIX}_val"
+    loader.train.total_batch_size = 2
+    loader.train.num_workers = loader.test.num_workers = 0
+    from detectron2.data import transforms as T
+
+    loader.train.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=64, max_size=64)]
+    loader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=64, max_size=64)]
+    if masks:
+        loader.train.mapper.use_instance_mask = True
+    cfg.train.update(device="cpu", max_iter=2, eval_period=0, init_checkpoint="", output_dir=str(output))
+    cfg.train.amp.enabled = False
+    cfg.train.checkpointer.period = 1
+    cfg.optimizer.lr = 0.002  # two steps from scratch: small enough to keep the predictions finite
+    return cfg
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in model_zoo.list_configs() if n.endswith(".py")])
+def test_every_shipped_lazy_config_trains_two_iterations_on_digits(digits, tmp_path, name):
+    cfg = _tiny_lazy(model_zoo.get_config(name), tmp_path, voc="voc_" in name, masks="mask_rcnn" in name)
+    if "mask_rcnn" in name:
+        cfg.model.roi_heads.mask_head.num_classes = 10
+    results = lazy_train(cfg)
+    assert (tmp_path / "model_final.pth").exists()
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 1
+    assert "bbox" in results and set(results["bbox"]) >= {"AP", "AP50"}
+    if "mask_rcnn" in name:
+        assert "segm" in results
+
+
+@pytest.mark.slow
+def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, tmp_path):
+    """README's few lines: Detectron2's own RetinaNet LazyConfig, ResNet replaced by RGSNet."""
+    cfg = d2_model_zoo.get_config("COCO-Detection/retinanet_R_50_FPN_1x.py")
+    cfg.model.backbone.bottom_up = L(RGSNet)(variant="b-RGS", depth=26, width_mult=0.25, norm="BN",
+                                             out_features=["res3", "res4", "res5"], freeze_at=0)
+    cfg.model.backbone.top_block.in_channels = 512  # P6 from res5, 2048 channels at 1x, 512 at 0.25x
+    cfg.model.num_classes = 10
+    cfg.dataloader.train.dataset.names, cfg.dataloader.test.dataset.names = f"{PREFIX}_train", f"{PREFIX}_val"
+    cfg.dataloader.train.total_batch_size = 2
+    cfg.dataloader.train.num_workers = cfg.dataloader.test.num_workers = 0
+    cfg.dataloader.train.mapper.use_instance_mask = False
+    cfg.train.update(device="cpu", max_iter=1, eval_period=0, init_checkpoint="", output_dir=str(tmp_path))
+    lazy_train(cfg)
+    state = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
+    assert "backbone.bottom_up.res3.1.shortcut_norm.weight" in state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,classes_key", [("coco_mask_rcnn_res_rgs_50_fpn_1x.yaml", "MODEL.ROI_HEADS.NUM_CLASSES"),
+                                              ("coco_retinanet_res_rgs_50_fpn_1x.yaml", "MODEL.RETINANET.NUM_CLASSES")])
+def test_mask_rcnn_and_retinanet_yaml_train_a_step(digits, tmp_path, name, classes_key):
+    argv = ["--config-file", f"configs/{name}", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", classes_key, "10",
+            "MODEL.RESNETS.DEPTH", "26", "MODEL.RESNETS.STEM_OUT_CHANNELS", "16", "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64", "MODEL.RESNETS.WIDTH_PER_GROUP", "16", "MODEL.RESNETS.NORM", "BN", "MODEL.BACKBONE.FREEZE_AT", "0",
+            "DATASETS.TRAIN", f"('{PREFIX}_train',)", "DATASETS.TEST", f"('{PREFIX}_val',)",
+            "SOLVER.REFERENCE_WORLD_SIZE", "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2",
+            "SOLVER.STEPS", "(10,)", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
+            "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
+            "OUTPUT_DIR", str(tmp_path)]
+    assert train_net_tool.main(argv) == 0
+    assert (tmp_path / "model_final.pth").exists()
+
+
+@pytest.mark.slow
+def test_lazy_train_net_command_line_trains_resumes_and_evaluates(digits, tmp_path):
+    """The real entry point (through tools/), with LazyConfig's key=value overrides."""
+    datasets = digits
+    opts = ["rgsnet.depth=26", "rgsnet.width_mult=0.25", "rgsnet.norm=BN", "model.roi_heads.num_classes=10",
+            "dataloader.train.dataset.names=rgs_digits_train", "dataloader.test.dataset.names=rgs_digits_val",
+            "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+            "train.device=cpu", "train.max_iter=2", "train.init_checkpoint=", f"train.output_dir={tmp_path}"]
+    cmd = [sys.executable, "tools/lazyconfig_train_net.py", "--config-file", "configs/lazy/coco_res_rgs_50_fpn.py"]
+    env = dict(os.environ, DETECTRON2_DATASETS=datasets, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    r = subprocess.run(cmd + opts, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "copypaste: AP,AP50" in r.stdout + r.stderr and (tmp_path / "model_final.pth").exists()
+    again = subprocess.run(cmd + ["--resume"] + opts, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    bad = subprocess.run(cmd + ["--eval-only"] + opts, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "randomly initialised model" in bad.stderr
+    ev = subprocess.run(cmd + ["--eval-only"] + opts + [f"train.init_checkpoint={tmp_path}/model_final.pth",
+                                                        f"train.output_dir={tmp_path}/eval"],
+                        env=env, capture_output=True, text=True, timeout=600)
+    assert ev.returncode == 0 and "copypaste: AP,AP50" in ev.stdout + ev.stderr, ev.stderr[-3000:]
+
+
+def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
+    assert lazy_train_net.main(["--config-file", str(tmp_path / "nope.py")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert lazy_train_net.main(["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", "train.max_iter"]) == 2
+    assert "bad override" in capsys.readouterr().err
+    cfg_file = tmp_path / "partial.py"
+    cfg_file.write_text("model = dict(a=1)\n")
+    assert lazy_train_net.main(["--config-file", str(cfg_file)]) == 2
+    assert "has no train, dataloader, optimizer, lr_multiplier" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_plain_install_finds_its_configs_without_the_checkout(tmp_path):
+    """pip builds a wheel and installs it into a folder; from elsewhere, with no checkout on the
+    path, the model zoo finds and merges the packaged yaml and LazyConfig."""
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                            str(wheels), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = wheels.glob("rgs_detectron-*.whl")
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    code = (
+        "import rgs_detectron, sys; from rgs_detectron import model_zoo\n"
+        "assert rgs_detectron.__file__.startswith(sys.argv[1]), rgs_detectron.__file__\n"
+        "cfg = model_zoo.get_config('coco_res_rgs_50.yaml')\n"
+        "assert cfg.MODEL.RGSNET.VARIANT == 'Res-RGS' and cfg.SOLVER.MAX_ITER == 36646\n"
+        "lazy = model_zoo.get_config('lazy/voc_res_rgs_50_c4.py')\n"
+        "print('found', model_zoo.get_config_file('coco_res_rgs_50.yaml'), lazy.model.roi_heads.num_classes)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(site)], cwd=tmp_path, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(site)), timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"found {site}" in run.stdout and run.stdout.strip().endswith(" 20")
