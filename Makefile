@@ -5,7 +5,7 @@ SETUP_MARK := $(VENV)/.rgs_setup_done
 
 .PHONY: setup demo test test-fast
 
-$(SETUP_MARK): tools/setup_env.sh requirements/base.txt requirements/test.txt setup.py
+$(SETUP_MARK): tools/setup_env.sh requirements/base.txt requirements/test.txt requirements/constraints.txt setup.py
 	VENV=$(VENV) bash tools/setup_env.sh
 
 setup: $(SETUP_MARK)
