@@ -16,7 +16,7 @@ from typing import Dict, Optional, Tuple
 
 from ..errors import ConfigError
 
-__all__ = ["Variant", "VARIANTS", "get_variant", "twin_of", "all_added_layers", "SHORTCUTS", "POST_SUM"]
+__all__ = ["Variant", "VARIANTS", "get_variant", "twin_of", "all_added_layers", "markdown_table", "SHORTCUTS", "POST_SUM"]
 
 # h(x) on identity-shape blocks. "RG" is the paper's nonlinear shortcut GN(ReLU(x)).
 SHORTCUTS = {
@@ -121,6 +121,17 @@ def all_added_layers() -> Tuple[str, ...]:
     """Every module name some variant adds, plus squeeze-and-excitation's ``se``."""
     names = dict.fromkeys(n for v in VARIANTS.values() for n in v.added_layers())
     return tuple(names) + ("se",)
+
+
+def markdown_table() -> str:
+    """The table as docs/ARCHITECTURE.md and the README show it (a test keeps them equal)."""
+    rows = ["| variant | block output (identity-shape block) | layers it adds | paper |", "|---|---|---|---|"]
+    for v in VARIANTS.values():
+        added = ", ".join(f"`{n}`" for n in v.added_layers()) or "none"
+        if v.preact:
+            added = "none (norms before the convs)"
+        rows.append(f"| `{v.name}` | `{v.equation()}` | {added} | {v.paper} |")
+    return "\n".join(rows)
 
 
 def twin_of(variant: Variant) -> Optional[str]:

@@ -1,0 +1,45 @@
+"""The docs stand alone and say what the code does."""
+import re
+from pathlib import Path
+
+from rgs_detectron.modeling.variants import markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_variant_table_in_the_docs_is_the_code_table():
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    table = text.split("<!-- variant-table -->\n", 1)[1].split("\n<!-- /variant-table -->", 1)[0]
+    assert table == markdown_table()
+
+
+def test_every_linked_document_exists():
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)#]+\.(?:md|png))\)", doc.read_text()):
+            if "://" not in target:
+                assert (doc.parent / target).exists(), f"{doc.name} links {target}"
+
+
+def test_no_document_outside_the_repository_is_cited():
+    for path in [*DOCS, *ROOT.glob("rgs_detectron/**/*.py"), *ROOT.glob("rgs_detectron/**/*.yaml"),
+                 *ROOT.glob("tests/*.py")]:
+        if path.name == "test_docs.py":
+            continue
+        assert "DESIGN.md" not in path.read_text(), path
+
+
+def test_convert_docs_quote_what_the_tool_writes(tmp_path):
+    """docs/CONVERT.md's example (b-RGS-26 at 0.25x) with the tensor count the converter writes."""
+    import torch
+
+    from rgs_detectron.imagenet import RGSNetClassifier
+    from rgs_detectron.imagenet.convert import convert_checkpoint
+    from rgs_detectron.modeling import RGSNetSpec
+
+    spec = RGSNetSpec.create("b-RGS", 26, 0.25)
+    torch.save(RGSNetClassifier(spec).state_dict(), tmp_path / "in.pth")
+    result = convert_checkpoint(str(tmp_path / "in.pth"), str(tmp_path / "out.pth"), spec)
+    text = (ROOT / "docs" / "CONVERT.md").read_text()
+    assert f"Wrote {len(result.tensors)} tensors to /work/b-RGS-26-0.25x.pth" in text
+    assert f"Dropped {len([d for d in result.dropped if 'num_batches' in d[0]])} tensors (bn1.num_batches_tracked" in text
