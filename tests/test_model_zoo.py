@@ -194,3 +194,22 @@ def test_a_plain_install_finds_its_configs_without_the_checkout(tmp_path):
                          env=dict(os.environ, PYTHONPATH=str(site)), timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"found {site}" in run.stdout and run.stdout.strip().endswith(" 20")
+
+
+@pytest.mark.parametrize("config", ["Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml", "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml",
+                                    "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml",
+                                    "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"])
+def test_detectron2_yaml_configs_take_the_backbone_with_two_lines(config):
+    """README's two lines in Detectron2's own Cascade, Keypoint, Panoptic FPN and Mask R-CNN configs."""
+    from detectron2.modeling import build_model
+
+    from rgs_detectron import get_rgsnet_cfg
+
+    cfg = get_rgsnet_cfg(d2_model_zoo.get_config_file(config), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
+    cfg.MODEL.BACKBONE.NAME = "build_rgsnet_fpn_backbone"
+    cfg.MODEL.RGSNET.VARIANT = "Res-RGS"
+    model = build_model(cfg).eval()
+    assert type(model.backbone.bottom_up).__name__ == "RGSNet"
+    with torch.no_grad():
+        out = model([{"image": torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)}])
+    assert out and ("instances" in out[0] or "panoptic_seg" in out[0])

@@ -266,3 +266,33 @@ def test_killed_while_writing_model_final_then_resume_writes_it(datasets_root, t
     assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 5
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
     assert "Evaluation results for bbox" in r.stdout + r.stderr
+
+
+def test_corrupt_training_annotations_are_named(tmp_path, capsys):
+    from detectron2.data.datasets import register_coco_instances
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    bad = root / "train.json"
+    bad.write_text('{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": [')
+    register_coco_instances("rgs_test_corrupt_train", {}, str(bad), str(root / "images"))
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, "DATASETS.TRAIN", "('rgs_test_corrupt_train',)",
+            "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "o")]
+    assert train_net_tool.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "cannot load training data ['rgs_test_corrupt_train']" in err and "train.json" in err
+
+
+@pytest.mark.slow
+def test_a_multi_run_study_keeps_each_runs_log_to_itself(datasets_root, tmp_path):
+    """digits_demo with two seeds: each run's log.txt holds its own run only, each line once."""
+    cmd = [sys.executable, "-m", "rgs_detectron.cli.digits_demo", "--variants", "original", "--seeds", "0", "1",
+           "--device", "cpu", "--output", str(tmp_path), *TINY[2:]]
+    r = subprocess.run(cmd, env=_env(datasets_root), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    logs = {seed: (tmp_path / f"original_seed{seed}" / "log.txt").read_text() for seed in (0, 1)}
+    assert "original_seed1" not in logs[0] and "original_seed0" not in logs[1]
+    for text in logs.values():
+        lines = [line for line in text.splitlines() if "iter:" in line]
+        assert lines and len(lines) == len(set(lines))  # no line written twice
+    assert "| original | 2 |" in (tmp_path / "summary.md").read_text()
