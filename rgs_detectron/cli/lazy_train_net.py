@@ -15,18 +15,18 @@ strict for the backbone and safe, and ``model_final.pth`` is always written (see
 import sys
 
 from detectron2.config import LazyConfig
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..engine.checkpointer import RGSCheckpointer
 from ..engine.guarded_run import check_resume_point
 from ..engine.lazy_trainer import lazy_model, lazy_test, lazy_train
-from ..engine.output_lock import OutputDirLock
 from ..engine.preflight import lazy_preflight
 from ..engine.trainer import create_ddp_model
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 from .common import run_tool
+from .launching import launch_run
 
 __all__ = ["main", "load_lazy_config"]
 
@@ -56,16 +56,6 @@ def run(cfg, args):
     return lazy_train(cfg, resume=args.resume)
 
 
-def _worker(cfg, args):
-    try:
-        return run(cfg, args)
-    except UserError as e:
-        if comm.get_world_size() == 1:
-            raise
-        print(f"lazy_train_net (rank {comm.get_rank()}): error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-
-
 def _main(argv):
     args = default_argument_parser().parse_args(argv)
     cfg = load_lazy_config(args.config_file, args.opts)
@@ -74,15 +64,7 @@ def _main(argv):
     lazy_preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus)
     if resuming and not args.eval_only:
         check_resume_point(checkpointer.last_iteration(), cfg.train.max_iter, cfg.train.output_dir)
-    with OutputDirLock(cfg.train.output_dir):
-        try:
-            launch(_worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                   dist_url=args.dist_url, args=(cfg, args))
-        except Exception as e:
-            if type(e).__name__ == "ProcessExitedException":
-                return getattr(e, "exit_code", 1) or 1
-            raise
-    return 0
+    return launch_run(run, args, (cfg, args), cfg.train.output_dir, "lazy_train_net")
 
 
 def main(argv=None):

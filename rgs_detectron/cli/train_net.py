@@ -13,19 +13,18 @@ default) without usable CUDA fails with PyTorch's reason; the CPU is used only w
 """
 import sys
 
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import get_rgsnet_cfg
 from ..engine.checkpointer import RGSCheckpointer
-from ..engine.output_lock import OutputDirLock
 from ..engine.preflight import preflight
 from ..engine.guarded_run import check_resume_point
 from ..engine.trainer import RGSTrainer
-from ..errors import UserError
 from .common import run_tool
+from .launching import launch_run
 
 __all__ = ["main", "setup", "run"]
 
@@ -53,17 +52,6 @@ def run(cfg, args):
     return trainer.train()
 
 
-def _worker(cfg, args):
-    """``run`` in a process of a multi-process launch: a user error ends it with its exit status."""
-    try:
-        return run(cfg, args)
-    except UserError as e:
-        if comm.get_world_size() == 1:
-            raise
-        print(f"train_net (rank {comm.get_rank()}): error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-
-
 def _main(argv):
     args = default_argument_parser().parse_args(argv)
     cfg = setup(args)
@@ -73,15 +61,7 @@ def _main(argv):
     if resuming and not args.eval_only:  # as the trainer will see it, scaled to the world size
         scaled = DefaultTrainer.auto_scale_workers(cfg, args.num_gpus * args.num_machines)
         check_resume_point(checkpointer.last_iteration(), scaled.SOLVER.MAX_ITER, cfg.OUTPUT_DIR)
-    with OutputDirLock(cfg.OUTPUT_DIR):
-        try:
-            launch(_worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                   dist_url=args.dist_url, args=(cfg, args))
-        except Exception as e:  # a worker of a multi-process launch ended with an error above
-            if type(e).__name__ == "ProcessExitedException":
-                return getattr(e, "exit_code", 1) or 1
-            raise
-    return 0
+    return launch_run(run, args, (cfg, args), cfg.OUTPUT_DIR, "train_net")
 
 
 def main(argv=None):

@@ -1,4 +1,5 @@
-"""The paper's schedules in iterations of a total batch of 16 (``dataloader.train.total_batch_size``).
+"""The paper's schedules in iterations of a total batch of 16 (``dataloader.train.total_batch_size``):
+the optimizer, the LR multipliers and the ``train`` nodes of Detectron2's ``common/train.py``.
 
 LazyConfig training keeps the total batch whatever the GPU count (each GPU takes
 16 / N images), so these are the paper's epochs on any number of GPUs dividing 16.
@@ -21,5 +22,17 @@ def _steps(step, total, warmup):
     )
 
 
+def _train(max_iter, checkpoint_period):
+    train = model_zoo.get_config("common/train.py").train
+    train.max_iter = max_iter
+    train.checkpointer.period = checkpoint_period
+    train.eval_period = 0  # evaluate once, at the end
+    # Converted ImageNet weights (README, "Pretraining and converting"), relative to the directory you run from.
+    train.init_checkpoint = "checkpoints/imagenet/res_rgs_50.pth"
+    return train
+
+
 coco_5ep = _steps(29317, 36646, 1000)  # LR step at epoch 4 of 5 (117,266 images)
+coco_5ep_train = _train(36646, 5000)
 voc_10ep = _steps(2506, 3132, 100)  # LR step at epoch 8 of 10 (5,011 images)
+voc_10ep_train = _train(3132, 1000)
