@@ -63,7 +63,7 @@ def _main(argv):
     resuming = bool(args.resume and checkpointer and checkpointer.has_checkpoint())
     lazy_preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus)
     if resuming and not args.eval_only:
-        check_resume_point(checkpointer.last_iteration(), cfg.train.max_iter, cfg.train.output_dir)
+        check_resume_point(checkpointer.last_iteration(), cfg.train.max_iter, cfg.train.output_dir, "train.max_iter")
     return launch_run(run, args, (cfg, args), cfg.train.output_dir, "lazy_train_net")
 
 

@@ -66,7 +66,7 @@ def lazy_train(cfg, resume=False):
     ])
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
-    check_resume_point(start_iter - 1, cfg.train.max_iter, cfg.train.output_dir)
+    check_resume_point(start_iter - 1, cfg.train.max_iter, cfg.train.output_dir, "train.max_iter")
 
     def loop():
         trainer.train(start_iter, cfg.train.max_iter)
