@@ -12,7 +12,7 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, first_line
 
 __all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "resolve_device", "check_cuda"]
 
@@ -95,10 +95,11 @@ def resolve_device(requested):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cpu":
         return "cpu"
-    if requested.startswith("cuda"):
-        check_cuda(int(requested.split(":", 1)[1]) + 1 if ":" in requested else 1, f"device {requested!r}")
-        return requested
-    raise ConfigError(f"device {requested!r} is invalid: choose cpu, cuda, cuda:N or auto")
+    index = requested.split(":", 1)[1] if requested.startswith("cuda:") else ("0" if requested == "cuda" else None)
+    if index is None or not index.isdigit():
+        raise ConfigError(f"device {requested!r} is invalid: choose cpu, cuda, cuda:N or auto")
+    check_cuda(int(index) + 1, f"device {requested!r}")
+    return requested
 
 
 def check_cuda(num_devices, what):
@@ -109,7 +110,7 @@ def check_cuda(num_devices, what):
             torch.cuda.init()
             reason = "torch.cuda.is_available() is False"
         except Exception as e:  # PyTorch says why: no driver, driver too old, CPU-only build, ...
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
     elif torch.cuda.device_count() < num_devices:
         reason = f"{num_devices} GPU(s) needed, {torch.cuda.device_count()} visible"
     if reason:

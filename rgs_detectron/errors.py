@@ -7,7 +7,7 @@ corrupt input file, incompatible weights, a full disk, a diverged run). Anything
 is a bug and keeps its traceback.
 """
 
-__all__ = ["UserError", "ConfigError", "InputError", "WeightsError", "DiskFullError"]
+__all__ = ["UserError", "ConfigError", "InputError", "WeightsError", "DiskFullError", "first_line"]
 
 
 class UserError(Exception):
@@ -32,3 +32,9 @@ class WeightsError(InputError):
 
 class DiskFullError(UserError, OSError):
     """No space left on the device while writing a file (exit status 1)."""
+
+
+def first_line(error):
+    """An exception's first line of text, or its type's name when it has none (for one-line messages)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -230,3 +230,24 @@ def test_full_checkpoint_round_trip(tmp_path):
     saved = torch.load(path, weights_only=True)["model"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, saved[k]), k
+
+
+def test_an_imagenet_classifiers_head_in_a_backbone_file_is_allowed(tmp_path):
+    """Detectron2's own ImageNet .pkl files hold the classifier's fc1000 beside the backbone."""
+    model = build_model(tiny_detector_cfg("original"))
+    backbone = {k[len("backbone.bottom_up."):]: v.numpy() for k, v in model.state_dict().items()
+                if k.startswith("backbone.bottom_up.")}
+    backbone.update({"fc1000_w": np.zeros((1000, 512), dtype=np.float32), "fc1000_b": np.zeros(1000, dtype=np.float32)})
+    path = tmp_path / "R-26.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"model": backbone, "__author__": "someone", "matching_heuristics": True}, f)
+    RGSCheckpointer(build_model(tiny_detector_cfg("original"))).load(str(path))
+
+
+def test_bad_device_names_are_usage_errors():
+    from rgs_detectron.config import resolve_device
+    from rgs_detectron.errors import ConfigError
+
+    for name in ("cuda:x", "gpu", "cuda:"):
+        with pytest.raises(ConfigError, match="choose cpu, cuda, cuda:N or auto"):
+            resolve_device(name)

@@ -488,3 +488,13 @@ def test_warm_start_refuses_a_resnet_of_another_depth(tmp_path, capsys):
     assert convert_tool.main(argv) == 1
     assert "do not fit this RGSNet's shared layers" in capsys.readouterr().err
     assert not (tmp_path / "o.pth").exists()
+
+
+def test_an_old_format_checkpoint_without_a_description_asks_for_one(tmp_path, capsys):
+    torch.save(build_classifier("b-RGS", 26, 0.25).state_dict(), tmp_path / "old.pth",
+               _use_new_zipfile_serialization=False)
+    assert convert_tool.main([str(tmp_path / "old.pth"), str(tmp_path / "out.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "give --variant" in err and "Traceback" not in err
+    assert convert_tool.main([str(tmp_path / "old.pth"), str(tmp_path / "out.pth"), "--variant", "b-RGS", "--depth",
+                              "26", "--width-mult", "0.25"]) == 0

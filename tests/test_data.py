@@ -225,3 +225,15 @@ def test_corrupt_test_set_json_is_found_before_training(tmp_path):
     bad.write_text('{"images": []}')
     with pytest.raises(InputError, match="not a COCO annotation file: it has no annotations, categories"):
         check_dataset_files(["rgs_test_corrupt_json"])
+
+
+def test_label_maps_keep_their_class_ids(tmp_path):
+    from PIL import Image
+
+    from rgs_detectron.data.images import read_label_map
+
+    labels = np.full((8, 8), 300, dtype=np.uint16)
+    labels[0, 0] = 7
+    Image.fromarray(labels).save(tmp_path / "labels.png")
+    read = read_label_map(str(tmp_path / "labels.png"))
+    assert read[0, 0] == 7 and read[1, 1] == 300

@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from detectron2.data import MetadataCatalog
-from detectron2.structures import Boxes, Instances
 
 from rgs_detectron.cli import demo as demo_tool
 from rgs_detectron.cli.demo import collect_inputs
@@ -164,33 +163,36 @@ def test_collect_inputs_expands_and_deduplicates(images, tmp_path):
     assert problems == [(str(tmp_path / "empty*"), "pattern matched no files")]
 
 
-def test_digits_demo_feeds_the_predictor_bgr(tmp_path, monkeypatch):
-    """RGSPredictor (like DefaultPredictor) takes BGR and flips for RGB models itself."""
+def test_digits_demo_pictures_show_the_model_rgb(tmp_path, monkeypatch):
+    """The digits demo reads BGR for the predictor, which flips for an RGB model: the network
+    sees the image's true RGB pixels (it once saw them swapped)."""
     from rgs_detectron.cli import digits_demo
     from rgs_detectron.data.builtin import register_digits
     from rgs_detectron.data.digits import generate_digits_dataset
     from rgs_detectron.data.images import read_image
+    from rgs_detectron.engine.predictor import RGSPredictor
 
-    generate_digits_dataset(tmp_path / "rgs_digits", num_train=1, num_val=2, image_size=64, min_scale=12, max_scale=24)
-    register_digits(str(tmp_path), prefix="rgs_digits_bgr")
+    generate_digits_dataset(tmp_path / "rgs_digits", num_train=1, num_val=2, image_size=96, min_scale=12, max_scale=24)
+    register_digits(str(tmp_path), prefix="rgs_digits_rgb")
+    _, weights, cfg = save_random_detector(tmp_path, "Res-RGS", "FPN", "DATASETS.TEST", ("rgs_digits_rgb_val",))
+    assert cfg.INPUT.FORMAT == "RGB"
     seen = []
 
-    class Recorder:
+    class Recording(RGSPredictor):
         def __init__(self, cfg):
-            pass
+            super().__init__(cfg)
+            model = self.model
 
-        def __call__(self, image):
-            seen.append(image)
-            empty = Instances(image.shape[:2], pred_boxes=Boxes(np.zeros((0, 4), dtype=np.float32)))
-            empty.scores, empty.pred_classes = np.zeros(0), np.zeros(0, dtype=np.int64)
-            return {"instances": empty}
+            def record(inputs):
+                seen.append(inputs[0]["image"].clone())
+                return model(inputs)
 
-    monkeypatch.setattr(digits_demo, "RGSPredictor", Recorder)
-    from common import tiny_detector_cfg
+            self.model = record
 
-    cfg = tiny_detector_cfg("Res-RGS", "FPN", "DATASETS.TEST", ("rgs_digits_bgr_val",))
-    written = digits_demo.draw_predictions(cfg, str(tmp_path / "pred"), num_images=2)
+    monkeypatch.setattr(digits_demo, "RGSPredictor", Recording)
+    written = digits_demo.draw_predictions(cfg.clone(), str(tmp_path / "pred"), num_images=2)
     assert len(written) == 2 and len(seen) == 2
     files = sorted((tmp_path / "rgs_digits" / "JPEGImages").glob("val_*.jpg"))
-    assert np.array_equal(seen[0], read_image(str(files[0]), "BGR"))
-    assert not np.array_equal(seen[0], read_image(str(files[0]), "RGB"))
+    rgb = read_image(str(files[0]), "RGB").transpose(2, 0, 1)
+    assert seen[0].shape == rgb.shape  # 96x96: the test-time size, no resize
+    assert np.array_equal(seen[0].numpy(), rgb)

@@ -88,6 +88,18 @@ def _tiny_lazy(cfg, output, *, voc=False, masks=False):
     return cfg
 
 
+@pytest.mark.parametrize("name", [n for n in model_zoo.list_configs() if n.endswith(".py")])
+def test_lazy_configs_read_images_the_way_their_model_expects(name):
+    """Train and test mappers and the model agree on the channel order (a test mapper once read BGR
+    for an RGB model: every evaluation would have seen swapped channels)."""
+    from detectron2.config import instantiate
+
+    cfg = model_zoo.get_config(name)
+    formats = {cfg.model.input_format, cfg.dataloader.train.mapper.image_format,
+               instantiate(cfg.dataloader.test.mapper).image_format}
+    assert len(formats) == 1, formats
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in model_zoo.list_configs() if n.endswith(".py")])
 def test_every_shipped_lazy_config_trains_two_iterations_on_digits(digits, tmp_path, name):
@@ -168,6 +180,28 @@ def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
     cfg_file.write_text("model = dict(a=1)\n")
     assert lazy_train_net.main(["--config-file", str(cfg_file)]) == 2
     assert "has no train, dataloader, optimizer, lr_multiplier" in capsys.readouterr().err
+    cfg_file.write_text("model = dict(a=1)\ntrain = dict(max_iter=1)\ndataloader = dict(train=1)\n"
+                        "optimizer = dict()\nlr_multiplier = dict()\n")
+    assert lazy_train_net.main(["--config-file", str(cfg_file)]) == 2
+    assert "has no train.output_dir" in capsys.readouterr().err
+
+
+def test_evaluators_follow_detectron2s_evaluator_types():
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.evaluation import SemSegEvaluator
+
+    from rgs_detectron.engine import build_evaluator
+    from rgs_detectron import get_rgsnet_cfg
+
+    if "rgs_test_semseg" not in DatasetCatalog.list():
+        DatasetCatalog.register("rgs_test_semseg", lambda: [])
+        MetadataCatalog.get("rgs_test_semseg").set(evaluator_type="sem_seg", stuff_classes=["a", "b"], ignore_label=255)
+        DatasetCatalog.register("rgs_test_unknown_eval", lambda: [])
+        MetadataCatalog.get("rgs_test_unknown_eval").set(evaluator_type="mystery")
+    cfg = get_rgsnet_cfg()
+    assert isinstance(build_evaluator(cfg, "rgs_test_semseg", "/tmp/rgs_eval"), SemSegEvaluator)
+    with pytest.raises(ConfigError, match="evaluator_type='mystery'; known: coco, pascal_voc, sem_seg"):
+        build_evaluator(cfg, "rgs_test_unknown_eval")
 
 
 @pytest.mark.slow

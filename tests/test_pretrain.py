@@ -191,3 +191,25 @@ def test_chain_pretrain_convert_finetune_evaluate(tmp_path, variant):
     pretrained = torch.load(weights, weights_only=True)["model"]["stem.conv1.weight"]
     tuned = torch.load(out / "model_final.pth", weights_only=True)["model"]["backbone.bottom_up.stem.conv1.weight"]
     assert torch.nn.functional.cosine_similarity(pretrained.flatten(), tuned.flatten(), dim=0) > 0.99
+
+
+def test_impossible_schedules_are_usage_errors(tmp_path, capsys):
+    assert tool.main([*DIGITS, "--epochs", "0", "--output", str(tmp_path / "a")]) == 2
+    assert "--epochs (0)" in capsys.readouterr().err
+    assert tool.main([*DIGITS, "--limit-train", "10", "--batch-size", "64", "--output", str(tmp_path / "b")]) == 2
+    assert "larger than the training set (10 images)" in capsys.readouterr().err
+
+
+def test_a_warm_started_run_says_so_in_every_record(tmp_path):
+    from rgs_detectron.imagenet import RGSNetClassifier
+    from rgs_detectron.modeling import RGSNetSpec
+
+    resnet = tmp_path / "resnet.pth"
+    torch.save(RGSNetClassifier(RGSNetSpec.create("original", 26, 0.25), num_classes=1000).state_dict(), resnet)
+    out = tmp_path / "run"
+    assert tool.main([*DIGITS, "--variant", "b-RGS", "--epochs", "1", "--limit-train", "128",
+                      "--warm-start", str(resnet), "--output", str(out)]) == 0
+    label = "not the paper's protocol"
+    assert label in history(out)[0]["warm_start"]
+    assert label in torch.load(out / "model_final.pth", weights_only=True)["warm_start"]
+    assert "WARM START" in (out / "log.txt").read_text()

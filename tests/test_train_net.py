@@ -197,7 +197,7 @@ def test_cuda_requested_but_unusable_says_why(datasets_root, tmp_path, monkeypat
             "MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 1
     err = capsys.readouterr().err
-    assert "driver on your system is too old" in err and "MODEL.DEVICE cpu" in err and "--num-gpus 8" in err
+    assert "driver on your system is too old" in err and "MODEL.DEVICE cpu" in err and "8 process(es)" in err
 
 
 def test_cuda_hidden_from_a_real_process_fails_clearly(datasets_root, tmp_path):
@@ -220,6 +220,38 @@ def test_resume_past_max_iter_is_refused(datasets_root, tmp_path, monkeypatch, c
             "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 2
     assert "at iteration 19, past SOLVER.MAX_ITER = 6" in capsys.readouterr().err
+
+
+def test_a_new_run_never_replaces_another_runs_checkpoints(datasets_root, tmp_path, capsys):
+    from detectron2.modeling import build_model
+
+    from rgs_detectron.engine import RGSCheckpointer
+
+    from common import tiny_detector_cfg
+
+    RGSCheckpointer(build_model(tiny_detector_cfg()), str(tmp_path)).save("model_0000003", iteration=3)
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path)]
+    assert train_net_tool.main(argv) == 2
+    assert "holds a run (last checkpoint model_0000003.pth): --resume continues it, --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "model_0000003.pth").exists() and not (tmp_path / "model_final.pth").exists()
+
+
+@pytest.mark.parametrize("opts,words", [
+    (["SOLVER.REFERENCE_WORLD_SIZE", "8", "SOLVER.IMS_PER_BATCH", "4"], "does not divide among SOLVER.REFERENCE_WORLD_SIZE"),
+    (["MODEL.RESNETS.OUT_FEATURES", "['res2', 'res3', 'res4']"], "needs a feature 'res5' that is not produced"),
+    (["DATASETS.TEST", "('rgs_test_no_evaluator',)"], "evaluator_type 'mystery', which no evaluator here takes"),
+])
+def test_more_mistakes_caught_before_training(datasets_root, tmp_path, capsys, opts, words):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    if "rgs_test_no_evaluator" not in DatasetCatalog.list():
+        DatasetCatalog.register("rgs_test_no_evaluator", lambda: [])
+        MetadataCatalog.get("rgs_test_no_evaluator").evaluator_type = "mystery"
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path),
+            *opts]
+    assert train_net_tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err, err
 
 
 # ------------------------------------------------------------------ a diverging run, and the last save killed
@@ -263,7 +295,8 @@ def test_killed_while_writing_model_final_then_resume_writes_it(datasets_root, t
     assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]  # the killed write's leftover
 
     r = train_net(datasets_root, *opts, flags=["--resume"])
-    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 5
+    final = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert final["iteration"] == 5 and final["trainer"]["iteration"] == 5  # a later resume starts at 6
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
     assert "Evaluation results for bbox" in r.stdout + r.stderr
 

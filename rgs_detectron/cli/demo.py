@@ -31,7 +31,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data.images import read_image
 from ..engine.predictor import RGSPredictor
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, first_line
 from ..utils.fileio import atomic_write
 from .common import add_config_args, load_cfg, probability, run_tool
 from .drawing import draw_detections
@@ -180,7 +180,7 @@ def _main(argv):
                 instances = predictor(image)["instances"].to("cpu")
                 drawn = draw_detections(image, instances, metadata)
             except (UserError, RuntimeError, ValueError, AssertionError, IndexError) as e:
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                reason = first_line(e)
                 if not isinstance(e, UserError):
                     reason = f"the model cannot process it ({type(e).__name__}: {reason})"
                 tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)

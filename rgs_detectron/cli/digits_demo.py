@@ -40,8 +40,8 @@ from .plots import plot_metrics, read_metrics
 
 def train_and_evaluate(config_file, opts, output_dir):
     """Run train_net in a fresh process; return (seconds, final evaluation row of metrics.json)."""
-    cmd = [sys.executable, "-m", "rgs_detectron.cli.train_net", "--config-file", config_file, *map(str, opts),
-           "OUTPUT_DIR", output_dir]
+    cmd = [sys.executable, "-m", "rgs_detectron.cli.train_net", "--config-file", config_file, "--overwrite",
+           *map(str, opts), "OUTPUT_DIR", output_dir]
     start = time.perf_counter()
     rc = subprocess.call(cmd)
     seconds = time.perf_counter() - start
@@ -56,6 +56,7 @@ def train_and_evaluate(config_file, opts, output_dir):
 def draw_predictions(cfg, out_dir, num_images=4, score_threshold=0.5):
     """The trained model's detections on the first validation images, as PNGs."""
     cfg = cfg.clone()
+    cfg.defrost()
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
     predictor = RGSPredictor(cfg)
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])

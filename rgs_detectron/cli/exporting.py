@@ -15,6 +15,7 @@ Runtime within ``ONNX_ATOL``, same counts and classes. Only then is it written, 
 ``atomic_write``, so a failed export leaves nothing; an existing export is replaced only
 with ``overwrite``. Weights load strictly (``RGSCheckpointer``), never a random model.
 """
+import copy
 import io
 import logging
 import os
@@ -255,6 +256,15 @@ def _trace_onnx(adapter, image, names):
     return data, (lambda img: session.run(None, {"image": img.cpu().numpy()}))
 
 
+def _references(model, images):
+    """(adapter, output names, images, eager outputs) for verifying exports of ``model``."""
+    adapter = _adapter(model, images[0])
+    names = _output_names(adapter, images[0])
+    with torch.no_grad():
+        eager = [adapter(img) for img in images]
+    return adapter, names, images, eager
+
+
 def export_model(model, images, output_dir, formats=FORMATS, overwrite=False):
     """Trace ``model`` on ``images[0]``, verify on every image, then write each format.
 
@@ -271,14 +281,15 @@ def export_model(model, images, output_dir, formats=FORMATS, overwrite=False):
         raise ConfigError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
     os.makedirs(output_dir, exist_ok=True)
     device = next(model.parameters()).device
-    images = [img.to(device) for img in images]
-    adapter = _adapter(model, images[0])
-    names = _output_names(adapter, images[0])
-    with torch.no_grad():
-        eager = [adapter(img) for img in images]
+    on_device = _references(model, [img.to(device) for img in images])
+    # ONNX Runtime runs on the CPU: trace and compare a CPU copy, so that GPU arithmetic
+    # (TF32 convolutions, CUDA RoIAlign) is not mistaken for an export error.
+    on_cpu = on_device if device.type == "cpu" or "onnx" not in formats else \
+        _references(copy.deepcopy(model).cpu(), [img.cpu() for img in images])
 
     results = []
     for fmt in formats:
+        adapter, names, images, eager = on_device if fmt == "torchscript" else on_cpu
         atol = TORCHSCRIPT_ATOL if fmt == "torchscript" else ONNX_ATOL
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # thousands, all expected

@@ -15,7 +15,7 @@ strict for the backbone and safe, and ``model_final.pth`` is always written (see
 import sys
 
 from detectron2.config import LazyConfig
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -26,7 +26,7 @@ from ..engine.preflight import lazy_preflight
 from ..engine.trainer import create_ddp_model
 from ..errors import ConfigError
 from .common import run_tool
-from .launching import launch_run
+from .launching import argument_parser, check_output_dir, launch_run
 
 __all__ = ["main", "load_lazy_config"]
 
@@ -57,14 +57,16 @@ def run(cfg, args):
 
 
 def _main(argv):
-    args = default_argument_parser().parse_args(argv)
+    args = argument_parser().parse_args(argv)
     cfg = load_lazy_config(args.config_file, args.opts)
-    checkpointer = RGSCheckpointer(None, cfg.train.output_dir) if "train" in cfg else None
+    checkpointer = RGSCheckpointer(None, cfg.train.get("output_dir", "")) if "train" in cfg else None
     resuming = bool(args.resume and checkpointer and checkpointer.has_checkpoint())
-    lazy_preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus)
+    lazy_preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus,
+                   num_machines=args.num_machines)
     if resuming and not args.eval_only:
         check_resume_point(checkpointer.last_iteration(), cfg.train.max_iter, cfg.train.output_dir, "train.max_iter")
-    return launch_run(run, args, (cfg, args), cfg.train.output_dir, "lazy_train_net")
+    check_output_dir(cfg.train.output_dir, args)
+    return launch_run(run, args, (cfg, args), cfg.train.output_dir, "lazy_train_net", cfg.train.get("device", "cuda"))
 
 
 def main(argv=None):

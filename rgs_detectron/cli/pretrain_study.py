@@ -122,7 +122,7 @@ def build_jobs(args):
     config = get_config_file("demo/digits_res_rgs.yaml")
     for variant in args.det_variants:
         for seed in args.seeds:
-            common = ["--config-file", config, "MODEL.RGSNET.VARIANT", variant, "SEED", str(seed), "MODEL.DEVICE",
+            common = ["--config-file", config, "--resume", "MODEL.RGSNET.VARIANT", variant, "SEED", str(seed), "MODEL.DEVICE",
                       "cpu", "DATALOADER.NUM_WORKERS", "0"]
             scratch = _detector_dir(args, variant, seed, "scratch")
             jobs.append(Job(f"detect {variant} seed {seed} from scratch",

@@ -13,7 +13,7 @@ default) without usable CUDA fails with PyTorch's reason; the CPU is used only w
 """
 import sys
 
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
+from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -24,7 +24,7 @@ from ..engine.preflight import preflight
 from ..engine.guarded_run import check_resume_point
 from ..engine.trainer import RGSTrainer
 from .common import run_tool
-from .launching import launch_run
+from .launching import argument_parser, check_output_dir, launch_run
 
 __all__ = ["main", "setup", "run"]
 
@@ -53,15 +53,16 @@ def run(cfg, args):
 
 
 def _main(argv):
-    args = default_argument_parser().parse_args(argv)
+    args = argument_parser().parse_args(argv)
     cfg = setup(args)
     checkpointer = RGSCheckpointer(None, cfg.OUTPUT_DIR)
     resuming = args.resume and checkpointer.has_checkpoint()
-    preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus)
+    preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus, num_machines=args.num_machines)
     if resuming and not args.eval_only:  # as the trainer will see it, scaled to the world size
         scaled = DefaultTrainer.auto_scale_workers(cfg, args.num_gpus * args.num_machines)
         check_resume_point(checkpointer.last_iteration(), scaled.SOLVER.MAX_ITER, cfg.OUTPUT_DIR)
-    return launch_run(run, args, (cfg, args), cfg.OUTPUT_DIR, "train_net")
+    check_output_dir(cfg.OUTPUT_DIR, args)
+    return launch_run(run, args, (cfg, args), cfg.OUTPUT_DIR, "train_net", cfg.MODEL.DEVICE)
 
 
 def main(argv=None):

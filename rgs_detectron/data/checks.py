@@ -14,7 +14,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..errors import InputError
 
-__all__ = ["check_dataset_files", "dataset_files", "load_dataset_dicts"]
+__all__ = ["check_dataset_files", "dataset_files"]
 
 MINIVAL_COMMAND = (
     "python -m rgs_detectron.cli.make_coco_minival --val2014 datasets/coco/annotations/instances_val2014.json "
@@ -102,13 +102,3 @@ def check_dataset_files(dataset_names, parse=True):
             "dataset files missing or unusable (datasets are found under $DETECTRON2_DATASETS, now "
             f"'{os.getenv('DETECTRON2_DATASETS', 'datasets')}'):\n  - " + "\n  - ".join(problems)
         )
-
-
-def load_dataset_dicts(name):
-    """``DatasetCatalog.get(name)``, with a failure that names the dataset and its files."""
-    try:
-        return DatasetCatalog.get(name)
-    except Exception as e:
-        files = ", ".join(dataset_files(name)) or "its registered files"
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"cannot load dataset '{name}' from {files}: {type(e).__name__}: {detail}") from None

@@ -11,9 +11,9 @@ from PIL import Image, ImageOps
 
 from detectron2.data.detection_utils import convert_PIL_to_numpy
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 
-__all__ = ["read_image"]
+__all__ = ["read_image", "read_label_map"]
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -32,7 +32,7 @@ def read_image(path, format="BGR"):
     except InputError:
         raise
     except Exception as e:  # missing, truncated, not an image, ...
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        detail = first_line(e)
         raise InputError(f"cannot read image {path}: {detail}") from None
 
 
@@ -41,3 +41,13 @@ def _to_8bit(image, path):
     if values.size and (values.min() < 0 or values.max() > 65535):
         raise InputError(f"{path}: a 32-bit integer image with values outside 0..65535; save it as 8- or 16-bit")
     return Image.fromarray(((values + 128) // 257).astype(np.uint8), mode="L")
+
+
+def read_label_map(path):
+    """A semantic-segmentation label map as an HxW integer array, values as stored (never rescaled:
+    16-bit class ids stay class ids)."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image)
+    except Exception as e:
+        raise InputError(f"cannot read label map {path}: {first_line(e)}") from None

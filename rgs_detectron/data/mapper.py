@@ -15,7 +15,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..errors import InputError
-from .images import read_image
+from .images import read_image, read_label_map
 
 __all__ = ["RGSDatasetMapper"]
 
@@ -30,7 +30,7 @@ class RGSDatasetMapper(DatasetMapper):
             raise InputError(f"{record['file_name']}: {e}") from None
         sem_seg = None
         if "sem_seg_file_name" in record:
-            sem_seg = read_image(record.pop("sem_seg_file_name"), "L").squeeze(2)
+            sem_seg = read_label_map(record.pop("sem_seg_file_name"))
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         transforms = self.augmentations(aug_input)

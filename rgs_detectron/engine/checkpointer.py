@@ -17,6 +17,7 @@
 """
 import os
 import pickle
+import re
 
 import torch
 
@@ -24,13 +25,17 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
-from ..errors import WeightsError
+from ..errors import WeightsError, first_line
 from ..utils.fileio import atomic_write, remove_stale_temp_files
 from ..utils.names import group_blocks
+from ..utils.torch_files import load_weights_only
 
 __all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_pickle_safely"]
 
 CONVERT_COMMAND = "python -m rgs_detectron.cli.convert"
+
+
+_CLASSIFIER_HEAD = re.compile(r"^(fc1000|fc|linear|head)([._]|$)")
 
 
 class IncompatibleCheckpointError(WeightsError):
@@ -149,10 +154,10 @@ class RGSCheckpointer(DetectionCheckpointer):
         """The iteration stored in the checkpoint ``last_checkpoint`` names (memory-mapped, cheap)."""
         path = self.get_checkpoint_file()
         try:
-            return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("iteration", -1))
+            return int(load_weights_only(path).get("iteration", -1))
         except Exception:
             self._load_file(path)  # raises the named WeightsError for a file it cannot read
-            raise
+            raise WeightsError(f"{path!r} holds no training iteration; is it a checkpoint of a training run?") from None
 
     def load(self, path, *args, **kwargs):
         check_weights_file(path, what="checkpoint")
@@ -173,7 +178,7 @@ class RGSCheckpointer(DetectionCheckpointer):
         except WeightsError:
             raise
         except Exception as e:  # truncated, garbage, a numpy .pth, ...
-            detail = str(e).strip().splitlines()[0] if str(e).strip() else "no detail"
+            detail = first_line(e)
             raise WeightsError(
                 f"cannot read weights file {filename!r} ({type(e).__name__}: {detail}); is it truncated or not "
                 "a checkpoint? .pth files must load with torch.load(weights_only=True)."
@@ -199,8 +204,10 @@ class RGSCheckpointer(DetectionCheckpointer):
             return incompatible
 
         missing = [k for k in incompatible.missing_keys if k.startswith(prefixes)]
-        # A backbone-only (heuristically matched) file meant every tensor for the backbone.
-        unexpected = [k for k in incompatible.unexpected_keys if heuristic or k.startswith(prefixes)]
+        # A backbone-only (heuristically matched) file meant every tensor for the backbone,
+        # except an ImageNet classifier's head (Detectron2's own R-50.pkl holds fc1000).
+        unexpected = [k for k in incompatible.unexpected_keys
+                      if (heuristic and not _CLASSIFIER_HEAD.match(k)) or k.startswith(prefixes)]
         shapes = [(k, a, b) for k, a, b in incompatible.incorrect_shapes if k.startswith(prefixes)]
         if missing or unexpected or shapes:
             parts = []

@@ -10,7 +10,7 @@ import os
 
 from detectron2.utils import comm
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, first_line
 
 __all__ = ["TrainingDiverged", "check_resume_point", "run_guarded"]
 
@@ -42,8 +42,11 @@ def run_guarded(train, checkpointer, output_dir, max_iter, fix):
     try:
         results, last_iter = train()
     except FloatingPointError as e:
-        raise TrainingDiverged(f"training diverged: {str(e).splitlines()[0]} {fix}") from None
+        raise TrainingDiverged(f"training diverged: {first_line(e)} {fix}") from None
     final = os.path.join(output_dir, "model_final.pth")
     if comm.is_main_process() and last_iter >= max_iter and not os.path.isfile(final):
+        trainer = checkpointer.checkpointables.get("trainer")
+        if trainer is not None:
+            trainer.iter = max_iter - 1  # what the last step's checkpoint holds, so a later resume starts at max_iter
         checkpointer.save("model_final", iteration=max_iter - 1)
     return results

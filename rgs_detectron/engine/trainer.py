@@ -1,6 +1,6 @@
 """The trainer behind ``train_net``: Detectron2's ``DefaultTrainer`` with this project's guarantees.
 
-* Evaluators chosen by each test dataset's ``evaluator_type`` (COCO, VOC).
+* Evaluators chosen by each test dataset's ``evaluator_type`` (COCO, VOC, panoptic, LVIS, ...).
 * DDP that also works for CPU models (Detectron2 passes ``device_ids=[rank]``
   unconditionally, which gloo on the CPU rejects).
 * ``RGSCheckpointer``: atomic checkpoints, strict backbone loads, safe reads; temporary
@@ -20,19 +20,27 @@ from torch.nn.parallel import DistributedDataParallel
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import filter_images_with_only_crowd_annotations, get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
-from detectron2.evaluation import PascalVOCDetectionEvaluator
+from detectron2.evaluation import (
+    CityscapesInstanceEvaluator,
+    CityscapesSemSegEvaluator,
+    COCOPanopticEvaluator,
+    DatasetEvaluators,
+    LVISEvaluator,
+    PascalVOCDetectionEvaluator,
+    SemSegEvaluator,
+)
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..data.boxes import check_boxes
 from ..data.checks import dataset_files
 from ..data.mapper import RGSDatasetMapper
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, first_line
 from .checkpointer import RGSCheckpointer
 from .evaluation import build_coco_evaluator
 from .guarded_run import check_resume_point, run_guarded
 
-__all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "load_train_dicts"]
+__all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "load_train_dicts", "EVALUATOR_TYPES"]
 
 
 def create_ddp_model(model, *, fp16_compression=False, **kwargs):
@@ -54,18 +62,36 @@ def create_ddp_model(model, *, fp16_compression=False, **kwargs):
     return ddp
 
 
+EVALUATOR_TYPES = ("coco", "pascal_voc", "sem_seg", "coco_panoptic_seg", "lvis", "cityscapes_instance",
+                   "cityscapes_sem_seg")
+
+
 def build_evaluator(cfg, dataset_name, output_folder=None):
-    """COCO or VOC evaluator for ``dataset_name``, from its ``evaluator_type`` metadata."""
+    """The evaluator(s) for ``dataset_name``, from its ``evaluator_type`` metadata, as Detectron2's
+    own ``tools/train_net.py`` picks them; COCO boxes and masks go through ``RGSCOCOEvaluator``."""
     output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
-    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
-    if evaluator_type == "coco":
-        return build_coco_evaluator(cfg, dataset_name, output_folder)
-    if evaluator_type == "pascal_voc":
-        return PascalVOCDetectionEvaluator(dataset_name)
-    raise ConfigError(
-        f"no evaluator for dataset '{dataset_name}' (evaluator_type={evaluator_type!r}); "
-        "RGSNet's trainer evaluates COCO-format ('coco') and VOC-format ('pascal_voc') datasets"
-    )
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    evaluators = []
+    if kind in ("sem_seg", "coco_panoptic_seg"):
+        evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
+    if kind in ("coco", "coco_panoptic_seg"):
+        evaluators.append(build_coco_evaluator(cfg, dataset_name, output_folder))
+    if kind == "coco_panoptic_seg":
+        evaluators.append(COCOPanopticEvaluator(dataset_name, output_folder))
+    if kind == "pascal_voc":
+        evaluators.append(PascalVOCDetectionEvaluator(dataset_name))
+    if kind == "lvis":
+        evaluators.append(LVISEvaluator(dataset_name, output_dir=output_folder))
+    if kind == "cityscapes_instance":
+        evaluators.append(CityscapesInstanceEvaluator(dataset_name))
+    if kind == "cityscapes_sem_seg":
+        evaluators.append(CityscapesSemSegEvaluator(dataset_name))
+    if not evaluators:
+        raise ConfigError(
+            f"no evaluator for dataset '{dataset_name}' (evaluator_type={kind!r}; known: {', '.join(EVALUATOR_TYPES)}): "
+            "set its metadata's evaluator_type, or leave it out of DATASETS.TEST"
+        )
+    return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
 
 def load_train_dicts(cfg):
@@ -80,7 +106,7 @@ def load_train_dicts(cfg):
         )
     except Exception as e:
         files = "; ".join(", ".join(dataset_files(n)) for n in names)
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        detail = first_line(e)
         raise InputError(f"cannot load training data {names} ({files}): {type(e).__name__}: {detail}") from None
     dicts = check_boxes(dicts, f"DATASETS.TRAIN {names}", cfg.DATASETS.INVALID_BOXES)
     if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:

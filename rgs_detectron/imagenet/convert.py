@@ -29,12 +29,13 @@ from collections import OrderedDict
 
 import torch
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, first_line
 from ..modeling.backbone import RGSNet
 from ..modeling.spec import RGSNetSpec
 from ..modeling.variants import twin_of
 from ..utils.fileio import atomic_write
 from ..utils.names import short_list
+from ..utils.torch_files import load_weights_only
 from .classifier import RGSNetClassifier
 from .conversion_report import (
     ConversionResult,
@@ -89,7 +90,7 @@ def load_state_dict(path):
     except Exception as e:  # truncated zip, garbage, empty file, ...
         raise ConversionError(
             f"{path!r} cannot be read as a PyTorch checkpoint; is it truncated or corrupt? "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})"
+            f"({type(e).__name__}: {first_line(e)})"
         ) from None
 
     if isinstance(obj, dict):
@@ -108,7 +109,7 @@ def load_state_dict(path):
 def recorded_spec(path):
     """The ``RGSNetSpec`` a ``train_classifier`` checkpoint records, or None for other checkpoints."""
     load_state_dict(path)  # the same checks and messages as a conversion
-    record = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    record = load_weights_only(path)
     spec = record.get("rgsnet_spec") if isinstance(record, dict) else None
     return RGSNetSpec(**spec) if isinstance(spec, dict) else None
 

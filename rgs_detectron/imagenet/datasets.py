@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, first_line
 from ..utils.fileio import atomic_write
 
 __all__ = ["DATASETS", "build_datasets", "FASHION_MNIST_DEBIAN", "prepare_fashion_mnist"]
@@ -165,7 +165,7 @@ def build_datasets(name, root=None, image_size=None, *, download=False, limit_tr
                 val = cls(root, train=False, transform=val_tf, download=download)
                 num_classes = 10 if name == "cifar10" else 100
     except (RuntimeError, OSError, ValueError) as e:  # torchvision's "Dataset not found or corrupted", bad files
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        detail = first_line(e)
         raise InputError(f"cannot read the {name} dataset under {root!r}: {detail}"
                          + ("" if download or name == "imagenet" else " (--download fetches it)")) from None
     return _subset(train, limit_train, seed), _subset(val, limit_val, seed + 1), num_classes, image_size

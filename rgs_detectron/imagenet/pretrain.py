@@ -110,6 +110,9 @@ class _Run:
         if recipe.batch_size % self.dist.world:
             raise ConfigError(f"--batch-size {recipe.batch_size} must divide among {self.dist.world} processes")
         self.batch = recipe.batch_size // self.dist.world
+        if len(train_set) < recipe.batch_size:
+            raise ConfigError(f"--batch-size {recipe.batch_size} is larger than the training set ({len(train_set)} "
+                              "images): no full batch could be formed; lower --batch-size")
         torch.manual_seed(options.seed)  # the same initial weights in every process
         self.model = RGSNetClassifier(spec, num_classes=num_classes)
         self.warm_start_lines = []
@@ -241,6 +244,8 @@ class _Run:
             self.scheduler.step()
             metrics.update(self._evaluate())
             metrics["seconds"] = round(time.perf_counter() - start, 1)
+            if o.warm_start:
+                metrics["warm_start"] = self._record()["warm_start"]
             self.history.append(metrics)
             if self.dist.main:
                 for key in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr"):

@@ -9,7 +9,8 @@ adds at their stated initial values:
 * GroupNorms (``shortcut_norm`` of b-/d-/Res-RGS and GS, ``inner_norm``, ``output_norm``,
   ``relu_norm1/2``): weight 1, bias 0, as when training from scratch;
 * RBS's BatchNorm ``shortcut_norm``: weight 1, bias 0, running mean 0, running var 1;
-* squeeze-and-excitation ``se.fc1/fc2``: PyTorch's default initialisation (seeded).
+* squeeze-and-excitation ``se.fc1/fc2``: He-normal weights and zero biases, as every conv of
+  the classifier (seeded).
 
 The result computes a different function from the ResNet (the identity shortcut became
 ``GN(ReLU(x))``), so it is a starting point for further training — on ImageNet with
@@ -49,7 +50,7 @@ def _how(module):
     if "BatchNorm" in kind:
         return "BatchNorm, weight 1, bias 0, running mean 0, running var 1"
     if kind == "SqueezeExcitation":
-        return "squeeze-and-excitation, PyTorch's default initialisation"
+        return "squeeze-and-excitation, He-normal convs with zero biases"
     if kind == "Linear":
         return "classifier, PyTorch's default initialisation (class count differs from the ResNet's)"
     return f"{kind}, its default initialisation"

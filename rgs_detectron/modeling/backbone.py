@@ -75,10 +75,7 @@ class RGSNet(ResNet):
     """
 
     def __init__(self, *, out_features=None, freeze_at=0, spec=None, **description):
-        if spec is None:
-            spec = RGSNetSpec.create(**description)
-        elif description:
-            raise ConfigError(f"give RGSNet either spec= or its description {sorted(description)}, not both")
+        spec = RGSNetSpec.resolve(spec, description, "RGSNet")
         if spec.stem != "imagenet":
             raise ConfigError(
                 f"stem = {spec.stem!r}: the small-image stem is for 28-32 pixel classification; "

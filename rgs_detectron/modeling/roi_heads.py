@@ -4,7 +4,6 @@ from torch import nn
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
-from ..errors import ConfigError
 from .backbone import make_rgsnet_stages
 from .spec import RGSNetSpec
 
@@ -19,10 +18,7 @@ def make_rgsnet_res5(spec=None, **description):
     The block count follows the depth (not a fixed 3), so converted ImageNet weights for
     res5 load into the head.
     """
-    if spec is None:
-        spec = RGSNetSpec.create(**description)
-    elif description:
-        raise ConfigError(f"give make_rgsnet_res5 either spec= or its description {sorted(description)}, not both")
+    spec = RGSNetSpec.resolve(spec, description, "make_rgsnet_res5")
     return nn.Sequential(*make_rgsnet_stages(spec, 5, 5)[0])
 
 

@@ -232,6 +232,15 @@ class RGSNetSpec:
             in_channels=in_channels or len(cfg.MODEL.PIXEL_MEAN),
         )
 
+    @classmethod
+    def resolve(cls, spec, description, who):
+        """``spec``, or one made from its ``description`` keywords; both at once is an error naming ``who``."""
+        if spec is None:
+            return cls.create(**description)
+        if description:
+            raise ConfigError(f"give {who} either spec= or its description {sorted(description)}, not both")
+        return spec
+
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)

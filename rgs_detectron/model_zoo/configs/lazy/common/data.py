@@ -16,8 +16,8 @@ def _rgs_mappers(dataloader):
     for split in ("train", "test"):
         mapper = dict(dataloader[split].mapper)
         mapper.pop("_target_")
+        mapper["image_format"] = "RGB"  # both splits: what torchvision-style weights (and the model config) expect
         dataloader[split].mapper = L(RGSDatasetMapper)(**mapper)
-    dataloader.train.mapper.image_format = "RGB"
     dataloader.train.mapper.use_instance_mask = False
     return dataloader
 
