@@ -46,9 +46,22 @@ def _coco(ids):
     }
 
 
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
 def _run_minival(*args):
-    return subprocess.run([sys.executable, "-m", "rgs_detectron.cli.make_coco_minival", *args],
-                          capture_output=True, text=True)
+    """The command line in-process (its own process only costs imports here)."""
+    import contextlib
+    import io
+
+    from rgs_detectron.cli import make_coco_minival
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = make_coco_minival.main(list(args))
+    return _Result(code, out.getvalue(), err.getvalue())
 
 
 def test_minival_canonical_split(tmp_path):
