@@ -196,3 +196,20 @@ def test_digits_demo_pictures_show_the_model_rgb(tmp_path, monkeypatch):
     rgb = read_image(str(files[0]), "RGB").transpose(2, 0, 1)
     assert seen[0].shape == rgb.shape  # 96x96: the test-time size, no resize
     assert np.array_equal(seen[0].numpy(), rgb)
+
+
+@pytest.mark.parametrize("tool", ["demo", "export"])
+def test_an_output_path_that_is_a_file_is_one_line(tiny_model, images, tmp_path, capsys, tool):
+    from rgs_detectron.cli import export as export_tool
+
+    config, weights = tiny_model
+    a_file = tmp_path / "not_a_folder"
+    a_file.write_text("mine")
+    main = demo_tool.main if tool == "demo" else export_tool.main
+    argv = ["--config-file", config, "--weights", weights, "--output", str(a_file), "--device", "cpu"]
+    argv += ["--input", str(images)] if tool == "demo" else ["--format", "torchscript"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    message = err[err.index(f"{tool}: error:"):]  # after the log lines (pytest closes their captured stream)
+    assert "not_a_folder" in message and "Traceback" not in message
+    assert a_file.read_text() == "mine"

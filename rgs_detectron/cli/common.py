@@ -9,13 +9,17 @@ __all__ = ["run_tool", "add_config_args", "load_cfg", "probability"]
 
 
 def run_tool(main, argv=None, prog=None):
-    """Call ``main(argv)``; a UserError becomes one line on stderr and its exit status."""
+    """Call ``main(argv)``; a UserError (or an OSError about a path) becomes one line on stderr
+    and its exit status."""
     prog = prog or main.__module__.rsplit(".", 1)[-1]
     try:
         return main(argv) or 0
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a path the user gave: a file where a folder should be, no permission, ...
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
