@@ -14,7 +14,7 @@ from detectron2.config import get_cfg
 
 from .errors import ConfigError, UserError, first_line
 
-__all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "resolve_device", "check_cuda"]
+__all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "resolve_device", "check_cuda", "num_classes"]
 
 
 def add_rgsnet_config(cfg):
@@ -74,6 +74,13 @@ def get_rgsnet_cfg(config_file=None, opts=()):
         except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
             raise ConfigError(f"bad config override: {_yacs_message(e)}") from None
     return cfg
+
+
+def num_classes(cfg):
+    """(the key, the value) of the detector's class count: RetinaNet keeps it apart from the ROI heads."""
+    if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE:
+        return "MODEL.RETINANET.NUM_CLASSES", cfg.MODEL.RETINANET.NUM_CLASSES
+    return "MODEL.ROI_HEADS.NUM_CLASSES", cfg.MODEL.ROI_HEADS.NUM_CLASSES
 
 
 def _yacs_message(e):

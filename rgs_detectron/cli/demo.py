@@ -33,6 +33,7 @@ from ..data.images import read_image
 from ..engine.predictor import RGSPredictor
 from ..errors import ConfigError, UserError, first_line
 from ..utils.fileio import atomic_write
+from ..config import num_classes as class_count
 from .common import add_config_args, load_cfg, probability, run_tool
 from .drawing import draw_detections
 
@@ -162,9 +163,7 @@ def _main(argv):
     names = output_names(paths)
     check_output_folder(args.output, paths, names)
     predictor = RGSPredictor(cfg)
-    num_classes = (cfg.MODEL.RETINANET.NUM_CLASSES if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE
-                   else cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-    metadata, to_output, categories = display_metadata(cfg, num_classes)
+    metadata, to_output, categories = display_metadata(cfg, class_count(cfg)[1])
     os.makedirs(args.output, exist_ok=True)
 
     processed, detections = [], []

@@ -13,7 +13,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_backbone
 
-from ..config import check_cuda
+from ..config import check_cuda, num_classes
 from ..data.boxes import INVALID_BOX_POLICIES
 from ..data.checks import check_dataset_files
 from ..errors import ConfigError
@@ -68,14 +68,8 @@ def _check_solver(cfg, world):
                           f"divide among {world} processes: choose a GPU count that divides it")
 
 
-def _num_classes(cfg):
-    if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE:
-        return "MODEL.RETINANET.NUM_CLASSES", cfg.MODEL.RETINANET.NUM_CLASSES
-    return "MODEL.ROI_HEADS.NUM_CLASSES", cfg.MODEL.ROI_HEADS.NUM_CLASSES
-
-
 def _check_classes(cfg, names):
-    key, num = _num_classes(cfg)
+    key, num = num_classes(cfg)
     for name in names:
         classes = MetadataCatalog.get(name).get("thing_classes", None)
         if classes is not None and len(classes) > num:

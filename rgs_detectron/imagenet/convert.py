@@ -72,12 +72,14 @@ def load_state_dict(path):
 
     Accepts the state dict itself or one under ``state_dict``/``model``; strips the
     ``module.`` prefix that (Distributed)DataParallel adds. Never unpickles arbitrary
-    objects: ``weights_only=True`` refuses them before anything runs.
+    objects: ``weights_only=True`` refuses them before anything runs. Memory-mapped where
+    the file's format allows, so reading a checkpoint twice (its recorded spec, then its
+    tensors) costs little.
     """
     if not os.path.isfile(path):
         raise ConversionError(f"input checkpoint {path!r} does not exist or is not a file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_weights_only(path)
     except pickle.UnpicklingError as e:
         if "weights only load failed" in str(e).lower():
             raise ConversionError(

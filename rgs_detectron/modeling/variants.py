@@ -58,7 +58,7 @@ class Variant:
 
     @property
     def uses_group_norm(self) -> bool:
-        return self.shortcut_norm == "GN" or self.inner_rg or self.relu_gn or self.post == "rg"
+        return bool(self.group_norm_sites())
 
     def group_norm_sites(self) -> Tuple[str, ...]:
         """Which channel counts a GroupNorm of this variant normalizes ("out", "bottleneck")."""
