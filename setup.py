@@ -8,7 +8,7 @@ exact tested versions (and every indirect one) are pinned in requirements/.
 from setuptools import find_packages, setup
 
 CLI = ("train_net", "lazy_train_net", "train_classifier", "convert", "demo", "export", "analyze", "benchmark",
-       "backbone_table", "make_digits", "make_coco_minival", "digits_demo", "pretrain_study", "compare_coco_eval")
+       "make_digits", "make_coco_minival", "digits_demo")
 
 setup(
     name="rgs_detectron",

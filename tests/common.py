@@ -8,7 +8,7 @@ import torch
 from detectron2.structures import Boxes, Instances
 
 from rgs_detectron import get_rgsnet_cfg
-from rgs_detectron.engine import RGSCheckpointer
+from rgs_detectron.checkpoint import RGSCheckpointer
 from rgs_detectron.model_zoo import get_config_file
 
 TINY_WIDTH = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,

@@ -8,7 +8,7 @@ import torch
 from detectron2.modeling import build_model
 
 from rgs_detectron.cli import benchmark as benchmark_module
-from rgs_detectron.cli import timing
+from rgs_detectron.utils import benchmark as timing
 from rgs_detectron.model_zoo import get_config_file
 
 from common import rgs_cfg

@@ -13,7 +13,7 @@ import torch
 
 from detectron2.modeling import build_model
 
-from rgs_detectron.engine import IncompatibleCheckpointError, RGSCheckpointer
+from rgs_detectron.checkpoint import IncompatibleCheckpointError, RGSCheckpointer
 from rgs_detectron.errors import DiskFullError, WeightsError
 from rgs_detectron.utils.fileio import atomic_write, remove_stale_temp_files
 
@@ -58,7 +58,7 @@ KILL_DURING_SAVE = """
 import os, signal, sys, torch
 sys.path.insert(0, {tests!r})
 from detectron2.modeling import build_model
-from rgs_detectron.engine import RGSCheckpointer
+from rgs_detectron.checkpoint import RGSCheckpointer
 from common import tiny_detector_cfg
 model = build_model(tiny_detector_cfg("Res-RGS"))
 ckpt = RGSCheckpointer(model, {out!r})

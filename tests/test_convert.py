@@ -20,10 +20,10 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from rgs_detectron.cli import convert as convert_tool
-from rgs_detectron.engine import RGSCheckpointer
-from rgs_detectron.errors import ConfigError
-from rgs_detectron.imagenet import RGSNetClassifier
-from rgs_detectron.imagenet.convert import (
+from rgs_detectron.checkpoint import RGSCheckpointer
+from rgs_detectron.errors import ConfigError, WeightsError
+from rgs_detectron.classification import RGSNetClassifier
+from rgs_detectron.checkpoint.convert import (
     ConversionError,
     apply_renames,
     convert_checkpoint,
@@ -136,7 +136,7 @@ def small_checkpoint(tmp_path_factory):
 
 def assert_fails(tmp_path, src, cfg, *patterns, out_name="out.pth", **kwargs):
     out = tmp_path / out_name
-    with pytest.raises(ConversionError) as e:
+    with pytest.raises(WeightsError) as e:
         convert_checkpoint(str(src), str(out), cfg, **kwargs)
     for p in patterns:
         assert re.search(p, str(e.value)), f"{p!r} not in:\n{e.value}"
@@ -346,7 +346,7 @@ def test_truncated_file_fails(tmp_path, small_checkpoint):
     src.write_bytes(data[: len(data) // 2])
     assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"truncated or corrupt")
     src.write_bytes(b"")
-    assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"truncated or corrupt")
+    assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"empty file")
 
 
 class _Malicious:

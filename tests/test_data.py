@@ -11,7 +11,7 @@ from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from rgs_detectron.data import DIGIT_CLASSES, check_dataset_files, generate_digits_dataset
-from rgs_detectron.engine import check_weights_file
+from rgs_detectron.checkpoint import check_weights_file
 from rgs_detectron.errors import InputError, WeightsError
 
 

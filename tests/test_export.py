@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rgs_detectron.cli import export as export_tool
-from rgs_detectron.cli import exporting as rgs_export
+from rgs_detectron import export as rgs_export
 from rgs_detectron.modeling import ReLUGroupNorm
 
 from common import save_random_detector

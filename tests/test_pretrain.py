@@ -15,8 +15,8 @@ from PIL import Image
 
 from rgs_detectron.cli import train_classifier as tool
 from rgs_detectron.errors import InputError
-from rgs_detectron.imagenet import datasets as pretrain_datasets
-from rgs_detectron.imagenet.datasets import build_datasets
+from rgs_detectron.classification import datasets as pretrain_datasets
+from rgs_detectron.classification.datasets import build_datasets
 
 DIGITS = ["--dataset", "digits", "--depth", "26", "--width-mult", "0.25", "--recipe", "cifar", "--workers", "0",
           "--no-progress", "--device", "cpu"]
@@ -201,7 +201,7 @@ def test_impossible_schedules_are_usage_errors(tmp_path, capsys):
 
 
 def test_a_warm_started_run_says_so_in_every_record(tmp_path):
-    from rgs_detectron.imagenet import RGSNetClassifier
+    from rgs_detectron.classification import RGSNetClassifier
     from rgs_detectron.modeling import RGSNetSpec
 
     resnet = tmp_path / "resnet.pth"

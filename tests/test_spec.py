@@ -8,7 +8,7 @@ from torch import nn
 from detectron2.layers import ShapeSpec
 
 from rgs_detectron.errors import ConfigError
-from rgs_detectron.imagenet import RGSNetClassifier
+from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.modeling import VARIANTS, RGSNet, RGSNetSpec, build_rgsnet_backbone, make_rgsnet_stages
 from rgs_detectron.modeling.blocks import PreactBottleneckBlock
 from rgs_detectron.modeling.variants import twin_of
@@ -122,7 +122,7 @@ def test_twins_follow_from_the_table():
 
 def test_a_new_variant_is_one_table_row(monkeypatch):
     """Adding a row is all it takes for the backbone, the classifier and the converter."""
-    from rgs_detectron.imagenet.convert import expected_shapes, map_names
+    from rgs_detectron.checkpoint.convert import expected_shapes, map_names
     from rgs_detectron.modeling import variants
 
     row = variants.Variant("RG-identity", "test row", shortcut="G", keep_identity=True, post="relu")

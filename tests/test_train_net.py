@@ -125,7 +125,7 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(datasets_ro
 
 HOLD_LOCK = """
 import sys, time
-from rgs_detectron.engine.output_lock import OutputDirLock
+from rgs_detectron.utils.output_lock import OutputDirLock
 OutputDirLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(600)
@@ -211,7 +211,7 @@ def test_cuda_hidden_from_a_real_process_fails_clearly(datasets_root, tmp_path):
 def test_resume_past_max_iter_is_refused(datasets_root, tmp_path, monkeypatch, capsys):
     from detectron2.modeling import build_model
 
-    from rgs_detectron.engine import RGSCheckpointer
+    from rgs_detectron.checkpoint import RGSCheckpointer
 
     from common import tiny_detector_cfg
 
@@ -225,7 +225,7 @@ def test_resume_past_max_iter_is_refused(datasets_root, tmp_path, monkeypatch, c
 def test_a_new_run_never_replaces_another_runs_checkpoints(datasets_root, tmp_path, capsys):
     from detectron2.modeling import build_model
 
-    from rgs_detectron.engine import RGSCheckpointer
+    from rgs_detectron.checkpoint import RGSCheckpointer
 
     from common import tiny_detector_cfg
 

@@ -1,8 +1,9 @@
-"""The command-line programs. Everything in this subpackage is tool-only code: the library
-(``rgs_detectron.modeling``, ``.imagenet``, ``.engine``, ``.data``) never imports it.
+"""The command-line programs: every module here is one command with a ``main(argv)``.
 
 Run any of them as ``python -m rgs_detectron.cli.NAME`` (or with its console script after
-``pip install``, or ``python tools/NAME.py`` from a checkout). Shared conventions, as in
+``pip install``, or ``python tools/NAME.py`` from a checkout). What they share (exit
+status, config and device set-up, the training launcher) is library code in
+``rgs_detectron.engine.defaults`` and ``rgs_detectron.engine.launch``; the conventions, as in
 Detectron2's own tools:
 
 * ``--config-file FILE`` and trailing ``KEY VALUE`` config overrides (positional);

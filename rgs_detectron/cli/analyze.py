@@ -29,8 +29,8 @@ from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 from detectron2.utils.logger import setup_logger
 
-from ..engine.checkpointer import RGSCheckpointer
-from .common import add_config_args, load_cfg, run_tool
+from ..checkpoint.checkpointer import RGSCheckpointer
+from ..engine.defaults import add_config_args, load_cfg, run_tool
 
 
 def get_parser():

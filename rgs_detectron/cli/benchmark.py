@@ -56,9 +56,8 @@ from ..model_zoo import get_config_file
 from ..modeling.spec import SHORTCUT_IMPLS, RGSNetSpec
 from ..modeling.variants import get_variant
 from ..utils.fileio import atomic_write
-from .common import run_tool
-from .hardware import cpu_model
-from .timing import Runner, synthetic_batch
+from ..engine.defaults import run_tool
+from ..utils.benchmark import Runner, cpu_model, synthetic_batch
 
 BASELINE = "original"
 DEFAULT_VARIANTS = ("original", "b-RGS", "d-RGS", "Res-RGS")

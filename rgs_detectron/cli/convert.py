@@ -15,11 +15,11 @@ import sys
 
 from ..config import get_rgsnet_cfg
 from ..errors import ConfigError
-from ..imagenet.conversion_report import settings_opts, settings_yaml
-from ..imagenet.convert import convert_checkpoint, recorded_spec
+from ..checkpoint.conversion_report import settings_opts, settings_yaml
+from ..checkpoint.convert import convert_checkpoint, recorded_spec
 from ..modeling.spec import RGSNetSpec
 from ..modeling.variants import VARIANTS
-from .common import run_tool
+from ..engine.defaults import run_tool
 
 _DESCRIPTION = ("variant", "depth", "width_mult", "blocks_per_stage", "stem_channels", "res2_out_channels",
                 "num_groups", "width_per_group", "gn_groups", "se_reduction")

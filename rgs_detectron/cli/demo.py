@@ -34,8 +34,8 @@ from ..engine.predictor import RGSPredictor
 from ..errors import ConfigError, UserError, first_line
 from ..utils.fileio import atomic_write
 from ..config import num_classes as class_count
-from .common import add_config_args, load_cfg, probability, run_tool
-from .drawing import draw_detections
+from ..engine.defaults import add_config_args, load_cfg, probability, run_tool
+from ..utils.drawing import draw_detections
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 logger = logging.getLogger("rgs_detectron.demo")

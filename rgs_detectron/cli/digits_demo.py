@@ -33,9 +33,9 @@ from ..engine.predictor import RGSPredictor
 from ..errors import InputError
 from ..model_zoo import get_config_file
 from ..utils.fileio import atomic_write
-from .common import run_tool
-from .drawing import draw_detections
-from .plots import plot_metrics, read_metrics
+from ..engine.defaults import run_tool
+from ..utils.drawing import draw_detections
+from ..utils.plots import plot_metrics, read_metrics
 
 
 def train_and_evaluate(config_file, opts, output_dir):

@@ -15,8 +15,8 @@ import sys
 
 from detectron2.utils.logger import setup_logger
 
-from .common import add_config_args, load_cfg, run_tool
-from .exporting import FORMATS, ONNX_ATOL, TORCHSCRIPT_ATOL, build_export_model, export_model, sample_images
+from ..engine.defaults import add_config_args, load_cfg, run_tool
+from ..export import FORMATS, ONNX_ATOL, TORCHSCRIPT_ATOL, build_export_model, export_model, sample_images
 
 
 def get_parser():

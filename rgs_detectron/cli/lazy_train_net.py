@@ -19,14 +19,14 @@ from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..engine.checkpointer import RGSCheckpointer
+from ..checkpoint.checkpointer import RGSCheckpointer
 from ..engine.guarded_run import check_resume_point
 from ..engine.lazy_trainer import lazy_model, lazy_test, lazy_train
 from ..engine.preflight import lazy_preflight
 from ..engine.trainer import create_ddp_model
 from ..errors import ConfigError
-from .common import run_tool
-from .launching import argument_parser, check_output_dir, launch_run
+from ..engine.defaults import run_tool
+from ..engine.launch import argument_parser, check_output_dir, launch_run
 
 __all__ = ["main", "load_lazy_config"]
 

@@ -12,7 +12,7 @@ import sys
 
 from ..data.coco_minival import write_minival_split
 from ..errors import ConfigError, InputError
-from .common import run_tool
+from ..engine.defaults import run_tool
 
 
 def _main(argv):

@@ -11,7 +11,7 @@ import sys
 
 from ..data.builtin import digits_root
 from ..data.digits import generate_digits_dataset
-from .common import run_tool
+from ..engine.defaults import run_tool
 
 
 def _main(argv):

@@ -26,12 +26,12 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 from ..errors import ConfigError
-from ..imagenet.datasets import DATASETS, build_datasets
-from ..imagenet.pretrain import PretrainOptions, pretrain
-from ..imagenet.recipes import RECIPES, get_recipe
+from ..classification.datasets import DATASETS, build_datasets
+from ..classification.pretrain import PretrainOptions, pretrain
+from ..classification.recipes import RECIPES, get_recipe
 from ..modeling.spec import STEMS, RGSNetSpec
 from ..modeling.variants import VARIANTS
-from .common import run_tool
+from ..engine.defaults import run_tool
 
 
 def get_parser():

@@ -19,12 +19,12 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import get_rgsnet_cfg
-from ..engine.checkpointer import RGSCheckpointer
+from ..checkpoint.checkpointer import RGSCheckpointer
 from ..engine.preflight import preflight
 from ..engine.guarded_run import check_resume_point
 from ..engine.trainer import RGSTrainer
-from .common import run_tool
-from .launching import argument_parser, check_output_dir, launch_run
+from ..engine.defaults import run_tool
+from ..engine.launch import argument_parser, check_output_dir, launch_run
 
 __all__ = ["main", "setup", "run"]
 

@@ -1,3 +1,2 @@
-"""The training side: the trainer, its checkpointer and the COCO evaluator."""
-from .checkpointer import IncompatibleCheckpointError, RGSCheckpointer, check_weights_file
+"""The training side: the trainers, the evaluators, the checks before a run and how a run starts."""
 from .trainer import RGSTrainer, build_evaluator

@@ -4,7 +4,7 @@ Detectron2's ``COCOEvaluator`` runs pycocotools' pure-Python ``COCOeval`` unless
 C++ ``_C`` is built, which it is not for the wheel this project uses on Python 3.11
 (docs/ARCHITECTURE.md, "Dependencies"). ``faster-coco-eval`` ships a compiled ``COCOeval_faster`` with the
 same API and the same numbers, many times faster on COCO-sized evaluations (see
-``docs/USAGE.md`` and ``python -m rgs_detectron.cli.compare_coco_eval``).
+``docs/USAGE.md`` and ``python tools/compare_coco_eval.py``).
 
 ``RGSCOCOEvaluator`` is Detectron2's evaluator with only the COCOeval step swapped; the
 results dict (keys, scale, per-category AP) is the one ``COCOEvaluator`` returns.

@@ -15,7 +15,7 @@ from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
-from .checkpointer import RGSCheckpointer
+from ..checkpoint.checkpointer import RGSCheckpointer
 from .guarded_run import check_resume_point, run_guarded
 from .trainer import create_ddp_model
 

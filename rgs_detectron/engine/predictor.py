@@ -10,7 +10,7 @@ half-loaded model. Everything else (test-time resize, ``INPUT.FORMAT``, BGR inpu
 from detectron2.engine import DefaultPredictor
 
 from ..errors import ConfigError
-from .checkpointer import RGSCheckpointer, check_weights_file
+from ..checkpoint.checkpointer import RGSCheckpointer, check_weights_file
 
 __all__ = ["RGSPredictor"]
 

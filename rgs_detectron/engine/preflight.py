@@ -17,7 +17,7 @@ from ..config import check_cuda, num_classes
 from ..data.boxes import INVALID_BOX_POLICIES
 from ..data.checks import check_dataset_files
 from ..errors import ConfigError
-from .checkpointer import check_weights_file
+from ..checkpoint.checkpointer import check_weights_file
 from .trainer import EVALUATOR_TYPES
 
 __all__ = ["preflight", "lazy_preflight"]

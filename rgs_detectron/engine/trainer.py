@@ -36,7 +36,7 @@ from ..data.boxes import check_boxes
 from ..data.checks import dataset_files
 from ..data.mapper import RGSDatasetMapper
 from ..errors import ConfigError, InputError, first_line
-from .checkpointer import RGSCheckpointer
+from ..checkpoint.checkpointer import RGSCheckpointer
 from .evaluation import build_coco_evaluator
 from .guarded_run import check_resume_point, run_guarded
 

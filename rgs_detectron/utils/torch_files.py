@@ -1,16 +1,120 @@
-"""Reading checkpoint files with ``torch.load(weights_only=True)``, cheaply when possible."""
+"""Reading weights files without running anyone's code: the one place every load goes through.
+
+* ``.pth``/``.pt``/``.pyth``/anything torch wrote: ``torch.load(weights_only=True)``, passed
+  explicitly (whatever torch's default or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` say), on the
+  CPU, memory-mapped when the file's format allows (reading a checkpoint twice costs little).
+* ``.pkl`` (Detectron2's model zoo, Detectron's Caffe2 files): a restricted unpickler that
+  builds only containers, numbers, strings and numpy arrays and refuses everything else
+  before it runs (Detectron2 itself uses plain ``pickle``).
+
+Every failure is a :class:`WeightsError` naming the file: missing, a folder, empty,
+truncated, or holding objects a weights file never needs.
+"""
+import os
+import pickle
+from collections import OrderedDict
+
 import torch
 
-__all__ = ["load_weights_only"]
+from ..errors import WeightsError, first_line
+from .names import short_list
+
+__all__ = ["load_weights_only", "load_pickle_safely", "load_state_dict", "CONVERT_COMMAND"]
+
+CONVERT_COMMAND = "python -m rgs_detectron.cli.convert"
+
+_PICKLE_ALLOWED = {
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # Python 2 pickles (Detectron's model zoo) store bytes this way
+}
 
 
-def load_weights_only(path, mmap=True):
-    """``torch.load(path, weights_only=True)`` on the CPU, memory-mapped when the file's format
-    allows it (the zip format of torch >= 1.6; older files are read whole)."""
-    if mmap:
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise _Refused(f"{module}.{name}")
+
+
+def _check_file(path):
+    if not os.path.exists(path):
+        raise WeightsError(f"weights file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise WeightsError(f"{path!r} is a folder; give the weights file inside it")
+    if os.path.getsize(path) == 0:
+        raise WeightsError(f"{path!r} is an empty file (an interrupted copy or download?)")
+
+
+def load_pickle_safely(path):
+    """Unpickle ``path`` allowing only containers, numbers, strings and numpy arrays."""
+    _check_file(path)
+    with open(path, "rb") as f:
+        try:
+            return _ArraysOnlyUnpickler(f, encoding="latin1").load()
+        except _Refused as e:
+            raise WeightsError(
+                f"{path!r} is a pickle that asks for {e}, which a weights file never needs; it was refused "
+                "and nothing in it ran. Use weights from a source you trust, saved as .pth, or convert "
+                f"a classifier with `{CONVERT_COMMAND}`."
+            ) from None
+        except Exception as e:
+            raise WeightsError(f"cannot read weights file {path!r} as a pickle of arrays; is it truncated or corrupt? "
+                               f"({type(e).__name__}: {first_line(e)})") from None
+
+
+def load_weights_only(path):
+    """``torch.load(path, weights_only=True)`` on the CPU, memory-mapped when possible; errors named."""
+    _check_file(path)
+    try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
+        except RuntimeError as e:  # files older than torch's zip format cannot be memory-mapped
             if "mmap" not in str(e) and "zipfile" not in str(e).lower():
                 raise
-    return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = "global" in str(e).lower()  # torch names the class it refused; else the stream is foreign
+        raise WeightsError(
+            f"cannot read weights file {path!r}: it is not a plain tensor checkpoint ("
+            + ("it holds Python objects other than tensors and containers, e.g. classes that would run code"
+               if refused else "a truncated or corrupt file, or a pickle that torch.save did not write")
+            + "). It was refused and not executed: nothing in it ran. Re-save only the state dict "
+            "(torch.save(model.state_dict(), path)) from a source you trust."
+        ) from None
+    except Exception as e:  # truncated zip, garbage, ...
+        raise WeightsError(
+            f"cannot read weights file {path!r} as a PyTorch checkpoint; is it truncated or corrupt? "
+            f"({type(e).__name__}: {first_line(e)})"
+        ) from None
+
+
+def load_state_dict(path):
+    """A tensor-only state dict from a checkpoint file.
+
+    Accepts the state dict itself or one under ``state_dict``/``model``; strips the
+    ``module.`` prefix that (Distributed)DataParallel adds.
+    """
+    obj = load_weights_only(path)
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise WeightsError(f"{path!r} holds no state dict (found {type(obj).__name__})")
+    not_tensors = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise WeightsError(f"{path!r}: these entries are not tensors: {short_list(not_tensors)}")
+    return OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in obj.items())

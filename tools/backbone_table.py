@@ -1,6 +1,6 @@
 """Backbone parameters and GFLOPs for every RGSNet variant, as a Markdown table.
 
-    python -m rgs_detectron.cli.backbone_table --depth 50 --input-size 800 1333
+    python tools/backbone_table.py --depth 50 --input-size 800 1333
 
 Parameters are counted with trainable BN (as in the ImageNet classifier, without its fc);
 GFLOPs of the bottom-up backbone (res2..res5) for one image, counted by Detectron2's
@@ -15,10 +15,10 @@ import torch
 
 from detectron2.utils.analysis import FlopCountAnalysis
 
-from ..modeling.backbone import RGSNet
-from ..modeling.spec import RGSNetSpec
-from ..modeling.variants import VARIANTS
-from .common import run_tool
+from rgs_detectron.modeling.backbone import RGSNet
+from rgs_detectron.modeling.spec import RGSNetSpec
+from rgs_detectron.modeling.variants import VARIANTS
+from rgs_detectron.engine.defaults import run_tool
 
 
 def backbone_for(variant, depth, width_mult=1.0, se_reduction=0):

@@ -23,31 +23,29 @@ project never writes them (its checkpointer reads them only through a restricted
 """
 import logging
 import os
-import pickle
 import re
 from collections import OrderedDict
 
 import torch
 
-from ..errors import ConfigError, InputError, first_line
+from ..errors import ConfigError, WeightsError
 from ..modeling.backbone import RGSNet
 from ..modeling.spec import RGSNetSpec
 from ..modeling.variants import twin_of
 from ..utils.fileio import atomic_write
 from ..utils.names import short_list
-from ..utils.torch_files import load_weights_only
-from .classifier import RGSNetClassifier
+from ..utils.torch_files import load_state_dict, load_weights_only
+from ..classification.classifier import RGSNetClassifier
 from .conversion_report import (
     ConversionResult,
     config_conflicts,
     mismatch_message,
     required_settings,
 )
-from .warm_start import LABEL, warm_start_from_resnet
+from ..classification.warm_start import LABEL, warm_start_from_resnet
 
 __all__ = [
     "ConversionError",
-    "load_state_dict",
     "apply_renames",
     "classifier_to_d2_name",
     "map_names",
@@ -60,57 +58,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class ConversionError(InputError, ValueError):
+class ConversionError(WeightsError, ValueError):
     """The checkpoint cannot be converted as asked; nothing was written."""
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def load_state_dict(path):
-    """Read a tensor-only state dict from a ``.pth``/``.pth.tar``/``.pt`` file.
-
-    Accepts the state dict itself or one under ``state_dict``/``model``; strips the
-    ``module.`` prefix that (Distributed)DataParallel adds. Never unpickles arbitrary
-    objects: ``weights_only=True`` refuses them before anything runs. Memory-mapped where
-    the file's format allows, so reading a checkpoint twice (its recorded spec, then its
-    tensors) costs little.
-    """
-    if not os.path.isfile(path):
-        raise ConversionError(f"input checkpoint {path!r} does not exist or is not a file")
-    try:
-        obj = load_weights_only(path)
-    except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower():
-            raise ConversionError(
-                f"{path!r} is not a plain tensor checkpoint: it holds Python objects other than "
-                "tensors and containers (for example numpy arrays or classes that would run code "
-                "when unpickled). It was refused and not executed. Re-save only the state dict "
-                "(torch.save(model.state_dict(), path)) from a source you trust."
-            ) from None
-        raise ConversionError(f"{path!r} cannot be read as a PyTorch checkpoint ({e})") from None
-    except Exception as e:  # truncated zip, garbage, empty file, ...
-        raise ConversionError(
-            f"{path!r} cannot be read as a PyTorch checkpoint; is it truncated or corrupt? "
-            f"({type(e).__name__}: {first_line(e)})"
-        ) from None
-
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj:
-        raise ConversionError(f"{path!r} holds no state dict (found {type(obj).__name__})")
-    not_tensors = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
-    if not_tensors:
-        raise ConversionError(f"{path!r}: these entries are not tensors: {short_list(not_tensors)}")
-    return OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in obj.items())
 
 
 def recorded_spec(path):
     """The ``RGSNetSpec`` a ``train_classifier`` checkpoint records, or None for other checkpoints."""
-    load_state_dict(path)  # the same checks and messages as a conversion
     record = load_weights_only(path)
     spec = record.get("rgsnet_spec") if isinstance(record, dict) else None
     return RGSNetSpec(**spec) if isinstance(spec, dict) else None

@@ -15,8 +15,8 @@ import sys
 from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 
-from ..engine.checkpointer import RGSCheckpointer
-from ..engine.output_lock import OutputDirLock
+from ..checkpoint.checkpointer import RGSCheckpointer
+from ..utils.output_lock import OutputDirLock
 from ..errors import ConfigError, UserError
 
 __all__ = ["argument_parser", "check_output_dir", "launch_run"]

@@ -1,7 +1,7 @@
 """The paper's claim on real data, measured: pretraining on Fashion-MNIST, then detection.
 
-    python -m rgs_detectron.cli.pretrain_study --output output/study            # everything, 2 lanes
-    python -m rgs_detectron.cli.pretrain_study --output output/study --summary-only
+    python tools/pretrain_study.py --output output/study            # everything, 2 lanes
+    python tools/pretrain_study.py --output output/study --summary-only
 
 1. Classification: each of ``--variants`` (default original, b-RGS, d-RGS, Res-RGS) at depth
    26, 0.25x width, ImageNet stem, trained with ``train_classifier`` on Fashion-MNIST at
@@ -25,14 +25,14 @@ import subprocess
 import sys
 import time
 
-from ..data.builtin import digits_root
-from ..data.digits import generate_digits_dataset
-from ..imagenet.classifier import RGSNetClassifier
-from ..model_zoo import get_config_file
-from ..modeling.spec import RGSNetSpec
-from ..utils.fileio import atomic_write
-from .common import run_tool
-from .plots import read_metrics
+from rgs_detectron.data.builtin import digits_root
+from rgs_detectron.data.digits import generate_digits_dataset
+from rgs_detectron.classification.classifier import RGSNetClassifier
+from rgs_detectron.model_zoo import get_config_file
+from rgs_detectron.modeling.spec import RGSNetSpec
+from rgs_detectron.utils.fileio import atomic_write
+from rgs_detectron.engine.defaults import run_tool
+from rgs_detectron.utils.plots import read_metrics
 
 PY = sys.executable
 FM_PUBLISHED = "ResNet18: 94.9% accuracy (Fashion-MNIST's benchmark table; another recipe and model size)"

@@ -35,11 +35,11 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from ..config import resolve_device
-from ..engine.output_lock import OutputDirLock
+from ..utils.output_lock import OutputDirLock
 from ..errors import ConfigError, UserError
 from ..utils.fileio import atomic_write
 from .classifier import RGSNetClassifier
-from .convert import load_state_dict
+from ..utils.torch_files import load_state_dict
 from .recipes import Recipe
 from .warm_start import LABEL, warm_start_from_resnet
 

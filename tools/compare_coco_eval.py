@@ -7,8 +7,8 @@ summarize (what one evaluation costs once the ground truth is loaded); ground-tr
 loading is reported separately. Default sizes follow COCO minival: 5,000 images, ~7
 boxes each, 80 classes, 100 detections per image (Detectron2's TEST.DETECTIONS_PER_IMAGE).
 
-    python -m rgs_detectron.cli.compare_coco_eval                 # median of 3 runs per engine
-    python -m rgs_detectron.cli.compare_coco_eval --repeats 1 --images 500
+    python tools/compare_coco_eval.py                 # median of 3 runs per engine
+    python tools/compare_coco_eval.py --repeats 1 --images 500
 """
 import argparse
 import contextlib
@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from ..engine.evaluation import evaluate_on_coco, load_coco_gt, resolve_engine
-from .common import run_tool
-from .hardware import cpu_model
+from rgs_detectron.engine.evaluation import evaluate_on_coco, load_coco_gt, resolve_engine
+from rgs_detectron.engine.defaults import run_tool
+from rgs_detectron.utils.benchmark import cpu_model
 
 ENGINES = ("pycocotools", "faster_coco_eval")
 STAT_NAMES = [

@@ -1,6 +1,6 @@
 """Torchvision-style ImageNet RGSNet: the layout that classification checkpoints use.
 
-This module defines the checkpoint format that ``rgs_detectron.imagenet.convert`` turns
+This module defines the checkpoint format that ``rgs_detectron.checkpoint.convert`` turns
 into Detectron2 weights. Names follow torchvision's ``ResNet`` (``conv1``/``bn1`` stem,
 ``layer1``..``layer4``, blocks with ``conv1..3``/``bn1..3``/``downsample.0/1``, ``fc``), so
 for ``variant="original"`` the state dict is exactly torchvision's ``resnet50()``. Layers

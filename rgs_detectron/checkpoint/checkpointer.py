@@ -16,7 +16,6 @@
 4. Clear failures: a missing, empty, truncated or unreadable file is named with the fix.
 """
 import os
-import pickle
 import re
 
 import torch
@@ -25,14 +24,12 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
-from ..errors import WeightsError, first_line
+from ..errors import WeightsError
 from ..utils.fileio import atomic_write, remove_stale_temp_files
 from ..utils.names import group_blocks
-from ..utils.torch_files import load_weights_only
+from ..utils.torch_files import CONVERT_COMMAND, load_pickle_safely, load_weights_only
 
-__all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_pickle_safely"]
-
-CONVERT_COMMAND = "python -m rgs_detectron.cli.convert"
+__all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file"]
 
 
 _CLASSIFIER_HEAD = re.compile(r"^(fc1000|fc|linear|head)([._]|$)")
@@ -57,46 +54,6 @@ def check_weights_file(path, what="MODEL.WEIGHTS"):
         raise WeightsError(f"{what} = {path!r} is a folder; give the checkpoint file inside it")
     if os.path.getsize(path) == 0:
         raise WeightsError(f"{what} = {path!r} is an empty file (an interrupted copy or download?)")
-
-
-# ----------------------------------------------------------------------------- safe .pkl
-
-_PICKLE_ALLOWED = {
-    ("collections", "OrderedDict"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),  # Python 2 pickles (Detectron's model zoo) store bytes this way
-}
-
-
-class _Refused(pickle.UnpicklingError):
-    pass
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _PICKLE_ALLOWED:
-            return super().find_class(module, name)
-        raise _Refused(f"{module}.{name}")
-
-
-def load_pickle_safely(path):
-    """Unpickle ``path`` allowing only containers, numbers, strings and numpy arrays."""
-    with open(path, "rb") as f:
-        try:
-            return _ArraysOnlyUnpickler(f, encoding="latin1").load()
-        except _Refused as e:
-            raise WeightsError(
-                f"{path!r} is a pickle that asks for {e}, which a weights file never needs; it was refused "
-                "and nothing in it ran. Use weights from a source you trust, saved as .pth, or convert "
-                f"a classifier with `{CONVERT_COMMAND}`."
-            ) from None
 
 
 # ----------------------------------------------------------------------------- checkpointer
@@ -164,28 +121,29 @@ class RGSCheckpointer(DetectionCheckpointer):
         return super().load(path, *args, **kwargs)
 
     def _load_file(self, filename):
-        try:
-            if filename.endswith(".pkl"):
-                data = load_pickle_safely(filename)
-                if not isinstance(data, dict):
-                    raise WeightsError(f"{filename!r} holds a {type(data).__name__}, not a dict of arrays")
-                if "model" in data and "__author__" in data:
-                    return data  # Detectron2 model-zoo layout
-                data = data.get("blobs", data)  # Detectron (Caffe2) layout
-                data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
-                return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
-            return super()._load_file(filename)
-        except WeightsError:
-            raise
-        except Exception as e:  # truncated, garbage, a numpy .pth, ...
-            detail = first_line(e)
-            raise WeightsError(
-                f"cannot read weights file {filename!r} ({type(e).__name__}: {detail}); is it truncated or not "
-                "a checkpoint? .pth files must load with torch.load(weights_only=True)."
-            ) from None
+        """Detectron2's formats, every one read through ``utils/torch_files`` (no code runs)."""
+        if filename.endswith(".pkl"):
+            data = load_pickle_safely(filename)
+            if not isinstance(data, dict):
+                raise WeightsError(f"{filename!r} holds a {type(data).__name__}, not a dict of arrays")
+            if "model" in data and "__author__" in data:
+                return data  # Detectron2 model-zoo layout
+            data = data.get("blobs", data)  # Detectron (Caffe2) layout
+            data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+            return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+        if filename.endswith(".pyth"):  # pycls, which Detectron2 reads with a plain torch.load
+            data = load_weights_only(filename)
+            if not isinstance(data, dict) or "model_state" not in data:
+                raise WeightsError(f"{filename!r}: a .pyth file (pycls) must hold 'model_state'")
+            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        loaded = super()._load_file(filename)
+        if not isinstance(loaded.get("model"), dict):
+            raise WeightsError(f"{filename!r} holds no state dict; is it a checkpoint?")
+        return loaded
 
     def _torch_load(self, f):
-        return torch.load(f, map_location="cpu", weights_only=True)
+        return load_weights_only(f)
 
     def _backbone_prefixes(self):
         prefixes = []

@@ -6,6 +6,7 @@ synchronizing CUDA around each step, and counts the bytes autograd saves for bac
 every timed step does a real update's work on unchanged weights (identical work per
 iteration, no divergence from random init).
 """
+import platform
 import time
 from contextlib import nullcontext
 
@@ -13,7 +14,7 @@ import torch
 
 from detectron2.structures import Boxes, Instances
 
-__all__ = ["Runner", "synthetic_batch", "saved_activation_bytes"]
+__all__ = ["Runner", "synthetic_batch", "saved_activation_bytes", "cpu_model"]
 
 
 def saved_activation_bytes(model, forward):
@@ -147,3 +148,15 @@ class Runner:
         times = self._time(detector, warmup, iters)[0], self._time(backbone, warmup, iters)[0]
         self.model.train()
         return times
+
+
+def cpu_model():
+    """The CPU's model name as /proc/cpuinfo gives it (else what ``platform`` knows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

@@ -31,10 +31,10 @@ from detectron2.export import TracingAdapter
 from detectron2.export.flatten import InstancesSchema
 from detectron2.modeling import GeneralizedRCNN, build_model
 
-from ..data.images import read_image
-from ..engine.checkpointer import RGSCheckpointer, check_weights_file
-from ..errors import ConfigError, UserError
-from ..utils.fileio import atomic_write
+from .data.images import read_image
+from .checkpoint.checkpointer import RGSCheckpointer, check_weights_file
+from .errors import ConfigError, UserError
+from .utils.fileio import atomic_write
 
 __all__ = [
     "FORMATS",
