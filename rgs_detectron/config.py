@@ -40,6 +40,10 @@ def add_rgsnet_config(cfg):
     # the block input and per-group statistics for backward), "auto" (lean while
     # training on CUDA, reference otherwise and when tracing/exporting).
     _C.MODEL.RGSNET.SHORTCUT_IMPL = "auto"
+    # Initial scale of the RG shortcut's GroupNorm in identity blocks: "paper" (1) or "zero"
+    # (Res-RGS only: each block starts as F(x) + x, which keeps activations from growing
+    # with depth when training from scratch; docs/ARCHITECTURE.md, "Activation growth").
+    _C.MODEL.RGSNET.RG_INIT = "paper"
     # COCO evaluation engine: "auto" (faster-coco-eval when installed, else pycocotools),
     # "faster_coco_eval" or "pycocotools". Same AP either way.
     _C.TEST.COCO_EVAL_ENGINE = "auto"

@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..classification.datasets import DATASETS, build_datasets
 from ..classification.pretrain import PretrainOptions, pretrain
 from ..classification.recipes import RECIPES, get_recipe
-from ..modeling.spec import STEMS, RGSNetSpec
+from ..modeling.spec import RG_INITS, STEMS, RGSNetSpec
 from ..modeling.variants import VARIANTS
 from ..engine.defaults import run_tool
 
@@ -51,6 +51,8 @@ def get_parser():
     m.add_argument("--stem", choices=STEMS, default="imagenet")
     m.add_argument("--gn-groups", type=int, default=0, help="GroupNorm groups (0: 32 scaled with width)")
     m.add_argument("--se-reduction", type=int, default=0)
+    m.add_argument("--rg-init", choices=RG_INITS, default="paper",
+                   help="initial scale of the RG shortcut's GroupNorm: paper (1) or zero (Res-RGS only)")
     m.add_argument("--warm-start", metavar="RESNET.pth",
                    help="initialise from a plain ResNet's weights (not the paper's protocol; labelled in the outputs)")
     t = p.add_argument_group("training")
@@ -75,7 +77,7 @@ def _main(argv):
     if args.stem == "small" and args.dataset == "imagenet":
         raise ConfigError("--stem small is for 28-32 pixel images; ImageNet models use --stem imagenet")
     spec = RGSNetSpec.create(args.variant, args.depth, args.width_mult, stem=args.stem, gn_groups=args.gn_groups,
-                             se_reduction=args.se_reduction)
+                             se_reduction=args.se_reduction, rg_init=args.rg_init)
     recipe = get_recipe(args.recipe).scaled(args.epochs, args.batch_size, args.lr)
     train, val, num_classes, image_size = build_datasets(
         args.dataset, args.data_root, args.image_size, download=args.download, limit_train=args.limit_train,

@@ -72,7 +72,8 @@ def add_variant_layers(block, spec, *, projection, stride_3x3, out_channels, bot
     # The nonlinear shortcut replaces the identity only where shapes match.
     block.shortcut_op = "projection" if projection else rule.shortcut
     if block.shortcut_op == "RG":
-        block.shortcut_norm = ReLUGroupNorm(groups, out_channels, impl=spec.shortcut_impl)
+        scale = 0.0 if spec.rg_init == "zero" else 1.0
+        block.shortcut_norm = ReLUGroupNorm(groups, out_channels, impl=spec.shortcut_impl, init_scale=scale)
     elif block.shortcut_op == "G":
         block.shortcut_norm = nn.GroupNorm(groups, out_channels)
     elif block.shortcut_op == "RB":

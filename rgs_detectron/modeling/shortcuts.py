@@ -97,12 +97,20 @@ class ReLUGroupNorm(nn.GroupNorm):
     Args:
         impl: "reference", "lean", or "auto" (lean on CUDA while autograd records,
             reference on the CPU, in inference and while tracing or exporting).
+        init_scale: the weight's initial value (1 as any GroupNorm; 0 for ``rg_init="zero"``).
     """
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, impl="auto"):
+    def __init__(self, num_groups, num_channels, eps=1e-5, impl="auto", init_scale=1.0):
         super().__init__(num_groups, num_channels, eps=eps, affine=True)
         assert impl in ("auto", "reference", "lean"), impl
         self.impl = impl
+        self.init_scale = init_scale
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """GroupNorm's (weight 1, bias 0), with the weight at ``init_scale``."""
+        super().reset_parameters()
+        nn.init.constant_(self.weight, getattr(self, "init_scale", 1.0))
 
     def _use_lean(self, x):
         if self.impl == "reference" or _exporting():

@@ -24,7 +24,7 @@ from typing import Tuple
 from ..errors import ConfigError
 from .variants import Variant, get_variant
 
-__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS", "stage_channels"]
+__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "stage_channels"]
 
 # Bottleneck blocks per stage (res2..res5) for the depths the paper trains (Table 8, Sec. 4.4).
 BLOCKS_PER_DEPTH = {
@@ -43,6 +43,9 @@ SHORTCUT_IMPLS = ("auto", "reference", "lean")
 # "imagenet": conv7x7/2 + BN + ReLU + max-pool/2 (ResNet's, the only one detection uses).
 # "small": conv3x3/1 + BN + ReLU, no pool, for 28-32 pixel images as CIFAR ResNets use.
 STEMS = ("imagenet", "small")
+# Initial scale of the RG shortcut's GroupNorm in identity blocks: "paper" (1, as any norm) or
+# "zero" (each Res-RGS block starts as F(x) + x; docs/ARCHITECTURE.md, "Activation growth").
+RG_INITS = ("paper", "zero")
 NORMS = ("BN", "SyncBN", "FrozenBN", "GN", "nnSyncBN", "naiveSyncBN", "LN", "")
 
 # Field -> the Detectron2 config key it comes from, so that errors name both.
@@ -59,6 +62,7 @@ CFG_KEYS = {
     "stride_in_1x1": "MODEL.RESNETS.STRIDE_IN_1X1",
     "norm": "MODEL.RESNETS.NORM",
     "res5_dilation": "MODEL.RESNETS.RES5_DILATION",
+    "rg_init": "MODEL.RGSNET.RG_INIT",
 }
 
 
@@ -115,6 +119,7 @@ class RGSNetSpec:
     res5_dilation: int = 1
     stem: str = "imagenet"
     in_channels: int = 3
+    rg_init: str = "paper"
 
     # ------------------------------------------------------------------ validation
 
@@ -145,6 +150,11 @@ class RGSNetSpec:
             raise _invalid("res5_dilation", self.res5_dilation, "choose 1 or 2")
         if self.stem not in STEMS:
             raise _invalid("stem", self.stem, "choose one of " + ", ".join(STEMS))
+        if self.rg_init not in RG_INITS:
+            raise _invalid("rg_init", self.rg_init, "choose one of " + ", ".join(RG_INITS))
+        if self.rg_init == "zero" and not (self.rule.shortcut == "RG" and self.rule.keep_identity):
+            raise _invalid("rg_init", self.rg_init, f"'zero' is for variants that keep the identity beside the RG "
+                           f"shortcut (Res-RGS); {self.variant} would start with no shortcut at all")
         set_("gn_groups", self._checked_gn_groups())
 
     def _checked_gn_groups(self):
@@ -230,6 +240,7 @@ class RGSNetSpec:
             norm=res.NORM,
             res5_dilation=res.RES5_DILATION,
             in_channels=in_channels or len(cfg.MODEL.PIXEL_MEAN),
+            rg_init=rgs.RG_INIT,
         )
 
     @classmethod
