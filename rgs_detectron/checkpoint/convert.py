@@ -66,7 +66,7 @@ def recorded_spec(path):
     """The ``RGSNetSpec`` a ``train_classifier`` checkpoint records, or None for other checkpoints."""
     record = load_weights_only(path)
     spec = record.get("rgsnet_spec") if isinstance(record, dict) else None
-    return RGSNetSpec(**spec) if isinstance(spec, dict) else None
+    return RGSNetSpec.from_dict(spec) if isinstance(spec, dict) else None
 
 
 # ----------------------------------------------------------------------------- renaming

@@ -38,6 +38,7 @@ from ..config import resolve_device
 from ..utils.output_lock import OutputDirLock
 from ..errors import ConfigError, UserError
 from ..utils.fileio import atomic_write
+from ..modeling.spec import RGSNetSpec
 from .classifier import RGSNetClassifier
 from ..utils.torch_files import load_state_dict
 from .recipes import Recipe
@@ -142,7 +143,7 @@ class _Run:
     # ------------------------------------------------------------------ checkpoints
 
     def _record(self):
-        return {"rgsnet_spec": dataclasses.asdict(self.spec), "num_classes": self.num_classes,
+        return {"rgsnet_spec": self.spec.to_dict(), "num_classes": self.num_classes,
                 "recipe": dataclasses.asdict(self.options.recipe), "description": self.options.description,
                 "warm_start": (f"{self.options.warm_start}: {LABEL}" if self.options.warm_start else None)}
 
@@ -159,7 +160,9 @@ class _Run:
             raise ConfigError(f"{self.options.output!r} holds a run (last.pth): pass --resume to continue it, "
                               "or choose another --output")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("rgsnet_spec") != dataclasses.asdict(self.spec) or state.get("num_classes") != self.num_classes:
+        recorded = state.get("rgsnet_spec")
+        if not isinstance(recorded, dict) or RGSNetSpec.from_dict(recorded) != self.spec \
+                or state.get("num_classes") != self.num_classes:
             raise ConfigError(f"{path} was made for another network ({state.get('rgsnet_spec')}); resume with "
                               "the same --variant/--depth/--width-mult/--stem or choose another --output")
         self.model.load_state_dict(state["state_dict"])

@@ -256,6 +256,17 @@ class RGSNetSpec:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self):
+        """Plain values (the variant by name), as checkpoints record a spec; ``from_dict`` reads it back."""
+        return {f.name: str(v) if f.name == "variant" else v for f, v in
+                ((f, getattr(self, f.name)) for f in dataclasses.fields(self))}
+
+    @classmethod
+    def from_dict(cls, record):
+        """The spec ``to_dict`` recorded; fields it lacks (older records) take their defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
     # ------------------------------------------------------------------ derived
 
     @property
