@@ -43,3 +43,20 @@ def test_convert_docs_quote_what_the_tool_writes(tmp_path):
     text = (ROOT / "docs" / "CONVERT.md").read_text()
     assert f"Wrote {len(result.tensors)} tensors to /work/b-RGS-26-0.25x.pth" in text
     assert f"Dropped {len([d for d in result.dropped if 'num_batches' in d[0]])} tensors (bn1.num_batches_tracked" in text
+
+
+def test_every_test_the_guarantees_cite_exists():
+    """docs/GUARANTEES.md names tests as `test_file.py::test_name` or, after the first, `test_name`."""
+    defined = {}
+    for path in (ROOT / "tests").glob("test_*.py"):
+        defined[path.name] = set(re.findall(r"^def (test_\w+)", path.read_text(), re.M))
+    cited = 0
+    for cell in re.findall(r"`([^`]*test_\w+[^`]*)`", (ROOT / "docs" / "GUARANTEES.md").read_text()):
+        file, _, name = cell.rpartition("::")
+        if not name.startswith("test_"):
+            continue
+        if file:
+            current = file
+        assert name in defined[current], f"docs/GUARANTEES.md cites {current}::{name}, which does not exist"
+        cited += 1
+    assert cited > 30
