@@ -2,6 +2,8 @@
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +91,120 @@ def test_requirements_and_package_metadata_agree():
     locked = {re.match(r"^([A-Za-z0-9_.-]+)==", l).group(1).lower() for l in open("requirements/constraints.txt")
               if re.match(r"^[A-Za-z0-9_.-]+==", l)}
     assert (set(pins) - {"torch", "torchvision", "setuptools"}) <= locked
+
+
+# The Detectron2 wheel's metadata (issue: `pip check` failed in the project's own environment).
+TOY_METADATA = """Metadata-Version: 2.1
+Name: toy-d2
+Version: 0.7.2
+Requires-Python: >=3.8
+Requires-Dist: Pillow>=7.1
+Requires-Dist: numpy<2
+Requires-Dist: dataclasses; python_version < "3.7"
+Requires-Dist: black
+Provides-Extra: dev
+Requires-Dist: black==23.3.0; extra == "dev"
+"""
+
+
+def _toy_wheel(folder):
+    """A tiny wheel shaped like sal-detectron2's: tagged cp310, numpy<2 and black required."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {"toy_d2/__init__.py": b"__version__ = '0.7.2'\n",
+             "toy_d2-0.7.2.dist-info/METADATA": TOY_METADATA.encode(),
+             "toy_d2-0.7.2.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+                                              b"Tag: cp310-cp310-linux_x86_64\n"}
+    record = "".join(f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},"
+                     f"{len(d)}\n" for p, d in files.items()) + "toy_d2-0.7.2.dist-info/RECORD,,\n"
+    path = folder / "toy_d2-0.7.2-cp310-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for p, d in [*files.items(), ("toy_d2-0.7.2.dist-info/RECORD", record.encode())]:
+            z.writestr(p, d)
+    return path
+
+
+def _retag(*args):
+    return subprocess.run([sys.executable, "tools/retag_wheel.py", *map(str, args)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_retagged_wheel_says_what_is_true_and_stays_valid(tmp_path):
+    import base64
+    import csv
+    import hashlib
+    import io
+    import zipfile
+
+    r = _retag(_toy_wheel(tmp_path), tmp_path / "out", "--drop", "black", "--unpin", "numpy")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out" / "toy_d2-0.7.2-py3-none-any.whl"
+    assert r.stdout.strip() == str(out)
+    with zipfile.ZipFile(out) as z:
+        metadata = z.read("toy_d2-0.7.2.dist-info/METADATA").decode()
+        requires = [l.split(": ", 1)[1] for l in metadata.splitlines() if l.startswith("Requires-Dist")]
+        assert requires == ["Pillow>=7.1", "numpy", 'dataclasses; python_version < "3.7"',
+                            'black==23.3.0; extra == "dev"']
+        assert "Tag: py3-none-any" in z.read("toy_d2-0.7.2.dist-info/WHEEL").decode()
+        assert "cp310" not in z.read("toy_d2-0.7.2.dist-info/WHEEL").decode()
+        rows = list(csv.reader(io.StringIO(z.read("toy_d2-0.7.2.dist-info/RECORD").decode())))
+        assert sorted(r[0] for r in rows) == sorted(z.namelist())
+        for name, digest, size in rows:
+            if not name.endswith("RECORD"):
+                data = z.read(name)
+                assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert int(size) == len(data)
+
+
+def test_retagging_a_wheel_it_was_not_written_for_is_refused(tmp_path):
+    r = _retag(_toy_wheel(tmp_path), tmp_path / "out", "--drop", "blak")
+    assert r.returncode == 1 and "METADATA has no requirement on blak" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_pip_check_passes_with_the_rewritten_wheel_and_failed_with_the_original(tmp_path):
+    """Real pip, no network: an environment with numpy 2 (its metadata only) and the toy Detectron2."""
+    def environment(name):
+        venv = tmp_path / name
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+        site = subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        (Path(site) / "numpy-2.4.6.dist-info").mkdir()
+        (Path(site) / "numpy-2.4.6.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 2.4.6\n")
+        (Path(site) / "pillow-13.0.0.dist-info").mkdir()
+        (Path(site) / "pillow-13.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: pillow\nVersion: 13.0.0\n")
+        return venv / "bin" / "python"
+
+    def pip(python, *args):  # without PYTHONPATH: only the environment's own distributions count
+        return subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check", *args],
+                              capture_output=True, text=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+
+    original = _toy_wheel(tmp_path)
+    copied = tmp_path / "toy_d2-0.7.2-py3-none-any.whl"  # what the set-up did before: a renamed copy
+    shutil.copy(original, copied)
+    before = environment("before")
+    assert pip(before, "install", "--no-deps", "--no-index", copied).returncode == 0
+    check = pip(before, "check")
+    assert check.returncode == 1
+    assert "toy-d2 0.7.2 requires black" in check.stdout and "has requirement numpy<2" in check.stdout
+
+    rewritten = _retag(original, tmp_path / "out", "--drop", "black", "--unpin", "numpy").stdout.strip()
+    after = environment("after")
+    installed = pip(after, "install", "--no-deps", "--no-index", rewritten)
+    assert installed.returncode == 0, installed.stderr
+    check = pip(after, "check")
+    assert check.returncode == 0 and "No broken requirements found" in check.stdout, check.stdout
+
+
+def test_the_set_up_installs_the_rewritten_wheel():
+    r = setup("--detectron2", "wheel")
+    assert r.returncode == 0, r.stderr
+    commands = planned(r)
+    retag = [i for i, c in enumerate(commands) if "tools/retag_wheel.py" in c]
+    install = [i for i, c in enumerate(commands) if "install --no-deps --force-reinstall" in c]
+    assert retag and install and retag[0] < install[0]
+    assert "--drop black --unpin numpy" in commands[retag[0]]
+    assert commands[install[0]].endswith("retagged/sal_detectron2-0.7.2-py3-none-any.whl")

@@ -119,9 +119,10 @@ if [ "$DETECTRON2_SOURCE" = "wheel" ]; then
       exit 1
     fi
   fi
-  step "install Detectron2 from the checked wheel (retagged py3-none-any, --no-deps: its metadata pins numpy<2 and black)"
-  run cp "$TMP/$D2_WHEEL" "$TMP/sal_detectron2-0.7.2-py3-none-any.whl"
-  run "${PIP[@]}" install --no-deps --force-reinstall "$TMP/sal_detectron2-0.7.2-py3-none-any.whl"
+  step "rewrite the wheel's tag and requirements (py3-none-any; numpy without its <2 cap; no black, needed only by LazyConfig.to_py)"
+  run "$PY" "$ROOT/tools/retag_wheel.py" "$TMP/$D2_WHEEL" "$TMP/retagged" --drop black --unpin numpy
+  step "install Detectron2 from the rewritten wheel (--no-deps: its dependencies come from the step above)"
+  run "${PIP[@]}" install --no-deps --force-reinstall "$TMP/retagged/sal_detectron2-0.7.2-py3-none-any.whl"
   rm -rf "$TMP"
 else
   step "build Detectron2 from the official source ($D2_OFFICIAL; needs git, a compiler and internet access)"
