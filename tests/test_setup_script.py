@@ -208,3 +208,20 @@ def test_the_set_up_installs_the_rewritten_wheel():
     assert retag and install and retag[0] < install[0]
     assert "--drop black --unpin numpy" in commands[retag[0]]
     assert commands[install[0]].endswith("retagged/sal_detectron2-0.7.2-py3-none-any.whl")
+
+
+@pytest.mark.parametrize("option", ["--torch", "--torchvision", "--torch-index-url", "--detectron2"])
+@pytest.mark.parametrize("form", ["last", "before another option", "empty ="])
+def test_an_option_without_its_value_is_named(option, form):
+    args = {"last": [option], "before another option": [option, "--no-venv"], "empty =": [option + "="]}[form]
+    r = setup(*args)
+    assert r.returncode == 2 and r.stderr.splitlines() == [r.stderr.strip()], r.stderr
+    assert f"setup_env: {option} needs a value (e.g. {option} " in r.stderr and not planned(r)
+
+
+@pytest.mark.parametrize("other", [["--torch", "2.9.1"], ["--torchvision", "0.24.1"], ["--torch-index-url", "x"]])
+def test_keep_torch_with_a_torch_to_install_is_refused_naming_both(other):
+    for args in (["--keep-torch", *other], [*other, "--keep-torch"]):
+        r = setup(*args)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"--keep-torch and {other[0]} exclude each other" in r.stderr and not planned(r)

@@ -31,14 +31,19 @@ D2_WHEEL_SHA256="491af0c7f79bdb2d178e46f6cb16a97c4ac968d45c41ea3f6b6435d59bbee56
 D2_OFFICIAL="git+https://github.com/facebookresearch/detectron2.git@a59f0563"
 
 usage() { sed -n 2,14p "$0"; }
+value() {  # value OPTION VALUE EXAMPLE: VALUE, or a one-line refusal naming OPTION
+  if [ -z "$2" ] || [ "${2#-}" != "$2" ]; then echo "setup_env: $1 needs a value (e.g. $1 $3)" >&2; exit 2; fi
+  printf '%s' "$2"
+}
+GIVEN=" "  # the torch options on the command line, to refuse contradictions
 while [ $# -gt 0 ]; do
   case "$1" in
-    --detectron2) DETECTRON2_SOURCE="${2:-}"; shift 2 ;;
-    --detectron2=*) DETECTRON2_SOURCE="${1#*=}"; shift ;;
-    --keep-torch) KEEP_TORCH=1; shift ;;
-    --torch-index-url) TORCH_INDEX_URL="${2:-}"; shift 2 ;;
-    --torch) TORCH_VERSION="${2:-}"; shift 2 ;;
-    --torchvision) TORCHVISION_VERSION="${2:-}"; shift 2 ;;
+    --*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;;
+    --detectron2) DETECTRON2_SOURCE="$(value "$1" "${2-}" official)"; shift 2 ;;
+    --keep-torch) KEEP_TORCH=1; GIVEN+="--keep-torch "; shift ;;
+    --torch-index-url) TORCH_INDEX_URL="$(value "$1" "${2-}" https://download.pytorch.org/whl/cpu)"; GIVEN+="--torch-index-url "; shift 2 ;;
+    --torch) TORCH_VERSION="$(value "$1" "${2-}" 2.9.1)"; GIVEN+="--torch "; shift 2 ;;
+    --torchvision) TORCHVISION_VERSION="$(value "$1" "${2-}" 0.24.1)"; GIVEN+="--torchvision "; shift 2 ;;
     --no-venv) USE_VENV=0; shift ;;
     --no-datasets) DATASETS=0; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
@@ -49,9 +54,12 @@ done
 case "$DETECTRON2_SOURCE" in wheel|official) ;; *)
   echo "setup_env: --detectron2 must be 'wheel' or 'official', got '$DETECTRON2_SOURCE'" >&2; exit 2 ;;
 esac
-if [ "$KEEP_TORCH" = 1 ] && [ -n "$TORCH_INDEX_URL" ]; then
-  echo "setup_env: --keep-torch and --torch-index-url exclude each other" >&2; exit 2
-fi
+for other in --torch --torchvision --torch-index-url; do
+  if [[ "$GIVEN" == *" --keep-torch "* && "$GIVEN" == *" $other "* ]]; then
+    echo "setup_env: --keep-torch and $other exclude each other (--keep-torch keeps the environment's torch); drop one" >&2
+    exit 2
+  fi
+done
 
 STEP=""
 trap 'rc=$?; [ $rc -ne 0 ] && echo "setup_env: FAILED at step: $STEP (exit $rc); see the messages above" >&2' EXIT
