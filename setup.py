@@ -17,7 +17,7 @@ setup(
     packages=find_packages(include=["rgs_detectron", "rgs_detectron.*"]),
     # The configs ship inside the package (rgs_detectron.model_zoo finds them).
     package_data={"rgs_detectron.model_zoo": ["configs/*.yaml", "configs/*/*.yaml", "configs/*/*.py", "configs/*/*/*.py"]},
-    python_requires=">=3.11,<3.12",  # the version the pins are tested on (README, "Install")
+    python_requires=">=3.11,<3.14",  # tested on 3.11; the lock resolves on 3.12 and 3.13 (README, "Install")
     install_requires=[
         "torch>=2.3",
         "torchvision>=0.18",

@@ -50,11 +50,11 @@ def test_own_torch_index():
     assert both.returncode == 2 and "exclude each other" in both.stderr
 
 
-def _other_python():
-    """A working interpreter that is not 3.11, if the machine has one (pyenv shims may not run)."""
+def _python(version):
+    """A working interpreter of this version, if the machine has one (pyenv shims may not run)."""
     import glob
 
-    for candidate in ["python3.12", "python3.10", "python3.13"] + sorted(glob.glob("/root/.pyenv/versions/3.1[02]*/bin/python3")):
+    for candidate in [f"python{version}", *sorted(glob.glob(f"/root/.pyenv/versions/{version}.*/bin/python{version}"))]:
         path = shutil.which(candidate) or candidate
         try:
             if subprocess.run([path, "--version"], capture_output=True, timeout=20).returncode == 0:
@@ -64,13 +64,25 @@ def _other_python():
     return None
 
 
-OTHER_PYTHON = _other_python()
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_python_3_12_and_3_13_are_accepted(version, tmp_path):
+    python = _python(version)
+    if python is None:
+        pytest.skip(f"no Python {version} runs on this machine")
+    r = setup(PYTHON=python, VENV=str(tmp_path / "v"))
+    assert r.returncode == 0, r.stderr
+    assert f"Python {version}: supported; the lock resolves for it, the suite runs on 3.11" in r.stdout
+    assert planned(r)[0] == f"{python} -m venv {tmp_path / 'v'}"
 
 
-@pytest.mark.skipif(OTHER_PYTHON is None, reason="no Python other than 3.11 runs on this machine")
-def test_another_python_is_refused_before_any_download(tmp_path):
-    r = setup(PYTHON=OTHER_PYTHON, VENV=str(tmp_path / "v"))
-    assert r.returncode == 1 and "tested on Python 3.11" in r.stderr and not planned(r)
+@pytest.mark.parametrize("version", ["3.10"])
+def test_another_python_is_refused_before_any_download(version, tmp_path):
+    python = _python(version)
+    if python is None:
+        pytest.skip(f"no Python {version} runs on this machine")
+    r = setup(PYTHON=python, VENV=str(tmp_path / "v"))
+    assert r.returncode == 1 and f"Python {version} found; rgs_detectron supports Python 3.11-3.13" in r.stderr
+    assert not planned(r)
 
 
 def test_requirements_and_package_metadata_agree():
