@@ -85,24 +85,57 @@ def test_another_python_is_refused_before_any_download(version, tmp_path):
     assert not planned(r)
 
 
-def test_requirements_and_package_metadata_agree():
-    """setup.py's run-time requirements are the pinned ones (by name), torch apart."""
+def _tools(name):
+    """A module of tools/ (not a package), imported from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, f"tools/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pins(*files):
     import re
 
     pins = {}
-    for name in ("base.txt", "test.txt", "torch.txt"):
+    for name in files:
         for line in open(f"requirements/{name}"):
-            m = re.match(r"^([A-Za-z0-9_.-]+)==", line)
+            m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line)
             if m:
-                pins[m.group(1).lower()] = name
-    text = open("setup.py").read()
-    declared = {m.lower() for m in re.findall(r'"([A-Za-z0-9_.-]+)[<>=!~]', text)}
-    runtime = {n for n, f in pins.items() if f in ("base.txt", "torch.txt")}
-    assert runtime <= declared, runtime - declared
-    assert {"onnx", "onnxruntime", "faster-coco-eval"} <= declared  # extras
-    locked = {re.match(r"^([A-Za-z0-9_.-]+)==", l).group(1).lower() for l in open("requirements/constraints.txt")
-              if re.match(r"^[A-Za-z0-9_.-]+==", l)}
-    assert (set(pins) - {"torch", "torchvision", "setuptools"}) <= locked
+                pins[m.group(1)] = m.group(2)
+    return pins
+
+
+def test_setup_py_ranges_admit_the_tested_pins():
+    """setup.py says what the code needs (ranges); every pin the set-up installs lies inside them."""
+    from packaging.requirements import Requirement
+
+    env_plan = _tools("env_plan")
+    requires, extras = env_plan.declared("setup.py")
+    ranges = {}
+    for text in requires + [r for group in extras.values() for r in group]:
+        req = Requirement(text)
+        ranges.setdefault(env_plan.normalize(req.name), []).append(req.specifier)
+    for name, version in _pins("base.txt", "test.txt", "torch.txt").items():
+        assert env_plan.normalize(name) in ranges, f"{name} is pinned but not declared in setup.py"
+        for specifier in ranges[env_plan.normalize(name)]:
+            assert specifier.contains(version), f"setup.py's {name}{specifier} excludes the tested {version}"
+    locked = {env_plan.normalize(n): v for n, v in _pins("constraints.txt", "torch-constraints.txt").items()}
+    for text in requires:  # every run-time requirement is locked at the version base.txt pins
+        name = env_plan.normalize(Requirement(text).name)
+        assert name in locked or name == "setuptools", f"{name} is not in the lock"
+
+
+def test_a_plain_pip_install_never_replaces_the_users_torch_or_opencv():
+    """torch, torchvision and opencv are extras: pip would otherwise swap a user's build for PyPI's."""
+    from packaging.requirements import Requirement
+
+    requires, extras = _tools("env_plan").declared("setup.py")
+    names = {Requirement(r).name for r in requires}
+    assert not names & {"torch", "torchvision", "opencv-python", "opencv-python-headless"}
+    assert {Requirement(r).name for r in extras["torch"]} == {"torch", "torchvision"}
+    assert [Requirement(r).name for r in extras["opencv"]] == ["opencv-python-headless"]
 
 
 # The Detectron2 wheel's metadata (issue: `pip check` failed in the project's own environment).
