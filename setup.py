@@ -6,10 +6,11 @@ tools/setup_env.sh installs into the project's own .venv (README, "Install").
 
 Three things are deliberately not in REQUIRES, so that `pip install` never replaces a
 build the user chose:
-- torch/torchvision: a CUDA, ROCm, CPU or source build (NGC containers ship versions like
-  2.4.0a0+nv24.06, which `torch>=2.3` would not accept) would be replaced by PyPI's CUDA
-  build. Detectron2's own setup.py does not declare torch for the same reason. The extra
-  `torch` declares them for those who want PyPI's build.
+- torch/torchvision: a user's CUDA, ROCm, CPU or source build that pip does not count as
+  satisfying (too old, installed without pip's metadata, or any build under
+  `pip install -U`) would be replaced by PyPI's CUDA build. Detectron2's own setup.py
+  does not declare torch for the same reason; the set-up checks the torch it finds. The
+  extra `torch` declares them for those who want PyPI's build.
 - opencv: Detectron2 needs it only to draw pictures (and rgs_detectron for the digits
   dataset); opencv-python, -headless and conda's opencv all provide cv2 and overwrite each
   other. The extra `opencv` installs the headless build; the set-up installs it only when
