@@ -270,3 +270,33 @@ def test_keep_torch_with_a_torch_to_install_is_refused_naming_both(other):
         r = setup(*args)
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
         assert f"--keep-torch and {other[0]} exclude each other" in r.stderr and not planned(r)
+
+
+# tools/check_lock.py asks pip's resolver on each Python (network: run by hand, output in the README);
+# here, its reading of the lock and of pip's report.
+def test_the_lock_files_agree_with_each_other():
+    check_lock = _tools("check_lock")
+    lock = check_lock.read_lock([f"{check_lock.ROOT}/{p}" for p in check_lock.REQUIREMENTS + check_lock.CONSTRAINTS])
+    assert lock["numpy"] == "2.4.6" and lock["torch"] == "2.14.1" and lock["fvcore"] == "0.1.5.post20221221"
+    assert len(lock) == 76
+
+
+def test_a_package_locked_twice_differently_is_named(tmp_path):
+    (tmp_path / "a.txt").write_text("numpy==2.4.6\n")
+    (tmp_path / "b.txt").write_text("# comment\nNumPy==2.4.5  # other\n")
+    with pytest.raises(ValueError, match=r"numpy is pinned to 2.4.6 in .*a.txt and 2.4.5 in .*b.txt"):
+        _tools("check_lock").read_lock([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")])
+
+
+def test_a_resolution_that_leaves_the_lock_is_reported():
+    def item(name, version, url):
+        return {"metadata": {"name": name, "version": version}, "download_info": {"url": url}}
+
+    report = {"install": [item("numpy", "2.4.6", "https://x/numpy-2.4.6-cp312-cp312-manylinux_2_28_x86_64.whl"),
+                          item("Pillow", "12.0.0", "https://x/pillow-12.0.0-cp312-cp312-manylinux_2_28_x86_64.whl"),
+                          item("fvcore", "0.1.5.post20221221", "https://x/fvcore-0.1.5.post20221221.tar.gz#sha256=ab"),
+                          item("tomli", "2.0.1", "https://x/tomli-2.0.1-py3-none-any.whl")]}
+    lock = {"numpy": "2.4.6", "pillow": "13.0.0", "fvcore": "0.1.5.post20221221"}
+    assert _tools("check_lock").compare(report, lock) == ({"pillow": ("13.0.0", "12.0.0")}, ["tomli==2.0.1"], ["fvcore"])
+    exact = {"install": report["install"][:1]}
+    assert _tools("check_lock").compare(exact, lock) == ({}, [], [])
