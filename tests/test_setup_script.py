@@ -300,3 +300,138 @@ def test_a_resolution_that_leaves_the_lock_is_reported():
     assert _tools("check_lock").compare(report, lock) == ({"pillow": ("13.0.0", "12.0.0")}, ["tomli==2.0.1"], ["fvcore"])
     exact = {"install": report["install"][:1]}
     assert _tools("check_lock").compare(exact, lock) == ({}, [], [])
+
+
+# Into a user's own environment (--no-venv): what the set-up keeps, installs and refuses. Each
+# environment is a real interpreter with pip and, as the test needs, distributions' metadata and
+# small stand-in modules (a fake torch and Detectron2 cost nothing to import).
+def fake_env(tmp_path, dists=(), files=None, with_project_venv=False):
+    """dists: (name, version, METADATA lines); files: {path under site-packages: text}."""
+    import sysconfig
+
+    venv = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    # Not `import pip` (nor a find_spec of it): setuptools' distutils hack then hands later
+    # imports of setuptools in this process the standard library's distutils, and they fail.
+    project_site = Path(sysconfig.get_path("purelib"))
+    assert (project_site / "pip").is_dir(), project_site
+    if with_project_venv:  # everything the project's environment has: real torch and Detectron2
+        (site / "project.pth").write_text(f"{project_site}\n")
+    else:  # pip only
+        (tmp_path / "pip-only").mkdir()
+        (tmp_path / "pip-only" / "pip").symlink_to(project_site / "pip")
+        (site / "pip.pth").write_text(f"{tmp_path / 'pip-only'}\n")
+    for name, version, *lines in dists:
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("\n".join([f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *lines]) + "\n")
+        (info / "top_level.txt").write_text("detectron2\n" if "detectron2" in name else name.replace("-", "_") + "\n")
+    for path, text in (files or {}).items():
+        (site / path).parent.mkdir(parents=True, exist_ok=True)
+        (site / path).write_text(text)
+    return str(python)
+
+
+FAKE_D2 = {"detectron2/__init__.py": "__version__ = '0.6'\n"}
+
+
+def test_user_env_missing_everything_gets_the_tested_versions_and_the_bundled_detectron2(tmp_path):
+    python = fake_env(tmp_path)
+    r = setup("--no-venv", "--with-tests", PYTHON=python)
+    assert r.returncode == 0, r.stderr
+    commands = planned(r)
+    assert any(c.startswith(f"{python} -m pip") and "install torch==2.14.1 torchvision==0.29.1 -c" in c for c in commands)
+    assert "install numpy: missing (tested 2.4.6)" in r.stdout and "install pytest: missing (tested 9.2.0)" in r.stdout
+    assert any("retag_wheel.py" in c for c in commands)  # no Detectron2: the bundled one
+    install = [c for c in commands if " install -e " in c]
+    assert len(install) == 1 and install[0].split(" -e ")[1].startswith(f"{Path.cwd()}[test,opencv] -c ")
+    assert not any("requirements/base.txt" in c or "apt-get" in c for c in commands)  # ranges, no system packages
+
+
+def test_user_env_keeps_what_is_inside_the_ranges_and_replaces_only_what_is_outside(tmp_path):
+    python = fake_env(tmp_path, dists=[("numpy", "9.0"), ("setuptools", "84.2.1"), ("opencv-python", "4.9.0.80")],
+                      files={"cv2/__init__.py": ""})
+    r = setup("--no-venv", PYTHON=python)
+    assert r.returncode == 0, r.stderr
+    assert "keep    numpy 9.0: inside >=1.24" in r.stdout
+    assert "replace setuptools 84.2.1: outside <82 (tested 80.9.0)" in r.stdout
+    install = [c for c in planned(r) if " install -e " in c][0]
+    assert f"{Path.cwd()} -c " in install  # a cv2 is there: no opencv extra, the user's opencv-python stays alone
+    # the constraints that install gets: tested versions only for what is missing or outside its range
+    out = tmp_path / "constraints.txt"
+    plan = subprocess.run([python, "tools/env_plan.py", "plan", "setup.py", str(out), "requirements/base.txt",
+                           "requirements/constraints.txt"], capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr
+    constrained = out.read_text().splitlines()
+    assert "setuptools==80.9.0" in constrained and "pillow==13.0.0" in constrained
+    assert not [c for c in constrained if c.startswith("numpy==")]
+
+
+def test_user_env_keeps_its_torch_and_detectron2(tmp_path):
+    python = fake_env(tmp_path, with_project_venv=True)
+    r = setup("--no-venv", PYTHON=python)
+    assert r.returncode == 0, r.stderr
+    assert "found torch 2.14.1" in r.stdout and "found Detectron2 0.7.2 (sal-detectron2)" in r.stdout
+    commands = planned(r)
+    assert not [c for c in commands if "torch==" in c or "sal-detectron2" in c or "retag_wheel" in c]
+
+
+def test_user_env_keeps_its_own_detectron2_unless_asked_and_then_replaces_it(tmp_path):
+    python = fake_env(tmp_path, dists=[("detectron2", "0.6")], files=FAKE_D2)
+    kept = setup("--no-venv", "--keep-torch", PYTHON=python)
+    assert kept.returncode == 1 and "no working torch >= 2.3" in kept.stderr  # (no torch here)
+    kept = setup("--no-venv", PYTHON=python)
+    assert kept.returncode == 0, kept.stderr
+    assert "found Detectron2 0.6 (detectron2)" in kept.stdout
+    assert not [c for c in planned(kept) if "sal-detectron2" in c or "retag_wheel" in c or "uninstall" in c]
+    replaced = setup("--no-venv", "--detectron2", "bundled", PYTHON=python)
+    assert replaced.returncode == 0, replaced.stderr
+    commands = planned(replaced)
+    uninstall = [i for i, c in enumerate(commands) if c.endswith("uninstall -y detectron2")]
+    install = [i for i, c in enumerate(commands) if "install --no-deps --force-reinstall" in c]
+    assert uninstall and install and uninstall[0] < install[0]
+
+
+def test_user_env_with_a_broken_detectron2_is_refused_not_replaced(tmp_path):
+    python = fake_env(tmp_path, dists=[("detectron2", "0.6")],
+                      files={"detectron2/__init__.py": "raise OSError('libc10.so: cannot open shared object file')\n"})
+    r = setup("--no-venv", PYTHON=python)
+    assert r.returncode == 1 and not [c for c in planned(r) if "sal-detectron2" in c or "uninstall" in c]
+    assert "does not import (OSError: libc10.so: cannot open shared object file)" in r.stderr
+    assert "--detectron2 bundled or --detectron2 official" in r.stderr
+    keep = setup("--no-venv", "--detectron2", "keep", PYTHON=fake_env(tmp_path / "bare"))
+    assert keep.returncode == 1 and "--detectron2 keep, but no Detectron2 imports" in keep.stderr
+
+
+def test_user_env_with_an_unusable_torch_is_refused_not_replaced(tmp_path):
+    python = fake_env(tmp_path, files={"torch/__init__.py": "__version__ = '2.1.0'\ndef zeros(*a): return None\n",
+                                       "torchvision/__init__.py": "__version__ = '0.16.0'\nfrom . import ops\n",
+                                       "torchvision/ops.py": "def nms(*a): return None\n"})
+    r = setup("--no-venv", PYTHON=python)
+    assert r.returncode == 1 and not [c for c in planned(r) if "torch==" in c]
+    assert "has torch 2.1.0, torchvision 0.16.0, which rgs_detectron cannot use (need torch >= 2.3" in r.stderr
+    replaced = setup("--no-venv", "--torch", "2.9.1", "--torchvision", "0.24.1", PYTHON=python)
+    assert replaced.returncode == 0, replaced.stderr
+    assert any(c.endswith("install torch==2.9.1 torchvision==0.24.1") for c in planned(replaced))
+
+
+def test_the_bundled_wheel_installed_with_its_old_metadata_is_refreshed(tmp_path):
+    python = fake_env(tmp_path, dists=[("sal-detectron2", "0.7.2", "Requires-Dist: numpy<2", "Requires-Dist: black")],
+                      files=FAKE_D2)
+    r = setup("--no-venv", PYTHON=python)
+    assert r.returncode == 0, r.stderr
+    assert "is the bundled wheel with its old metadata" in r.stdout
+    assert any("retag_wheel.py" in c for c in planned(r)) and not [c for c in planned(r) if "uninstall" in c]
+
+
+def test_user_env_pinned_gets_the_exact_tested_versions(tmp_path):
+    python = fake_env(tmp_path)
+    r = setup("--no-venv", "--pinned", PYTHON=python)
+    assert r.returncode == 0, r.stderr
+    commands = planned(r)
+    assert any("-r" in c and "requirements/base.txt" in c and "requirements/constraints.txt" in c
+               and "test.txt" not in c for c in commands)
+    assert any(c.endswith(f"install --no-deps --no-build-isolation -e {Path.cwd()}") for c in commands)
