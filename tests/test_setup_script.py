@@ -435,3 +435,40 @@ def test_user_env_pinned_gets_the_exact_tested_versions(tmp_path):
     assert any("-r" in c and "requirements/base.txt" in c and "requirements/constraints.txt" in c
                and "test.txt" not in c for c in commands)
     assert any(c.endswith(f"install --no-deps --no-build-isolation -e {Path.cwd()}") for c in commands)
+
+
+# make test / make demo: which Python runs them (`make -n` prints the commands without running them).
+def make(*args, **env):
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("PYTHON", "VIRTUAL_ENV", "CONDA_PREFIX", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    return subprocess.run(["make", *args], capture_output=True, text=True, env=dict(clean, **env), timeout=120)
+
+
+def test_make_uses_the_checkouts_venv_by_default():
+    r = make("-n", "test")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == ".venv/bin/python -m pytest tests -q -rs"
+
+
+def test_make_runs_with_the_python_it_is_given_and_sets_nothing_up(tmp_path):
+    python = sys.executable  # the project's environment: it has Detectron2
+    for target, command in [("test", f"{python} -m pytest tests -q -rs"),
+                            ("demo", f"{python} -m rgs_detectron.cli.digits_demo --output output/digits_demo")]:
+        r = make("-n", target, f"PYTHON={python}")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[-1] == command and "VENV=.venv bash tools/setup_env.sh" not in r.stdout
+    bare = fake_env(tmp_path)
+    r = make("test", f"PYTHON={bare}")
+    assert r.returncode == 2 and "pytest" not in r.stdout
+    assert f"make: PYTHON={bare} has no Detectron2; install into it with 'PYTHON={bare} bash tools/setup_env.sh --no-venv" \
+           in r.stderr
+
+
+def test_make_uses_an_active_environment_that_has_detectron2(tmp_path):
+    with_d2 = Path(fake_env(tmp_path / "a", with_project_venv=True)).parents[1]
+    r = make("-n", "demo", VIRTUAL_ENV=str(with_d2))
+    assert r.stdout.splitlines()[-1] == f"{with_d2}/bin/python -m rgs_detectron.cli.digits_demo --output output/digits_demo"
+    assert "VENV=.venv bash tools/setup_env.sh" not in r.stdout
+    without = Path(fake_env(tmp_path / "b")).parents[1]  # e.g. conda's base environment
+    r = make("-n", "test", CONDA_PREFIX=str(without))
+    assert r.stdout.splitlines()[-1] == ".venv/bin/python -m pytest tests -q -rs"
