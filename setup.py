@@ -58,6 +58,19 @@ setup(
     packages=find_packages(include=["rgs_detectron", "rgs_detectron.*"]),
     # The configs ship inside the package (rgs_detectron.model_zoo finds them).
     package_data={"rgs_detectron.model_zoo": ["configs/*.yaml", "configs/*/*.yaml", "configs/*/*.py", "configs/*/*/*.py"]},
+    license="Apache-2.0",  # Detectron2's licence (an SPDX name: setuptools deprecates License classifiers)
+    license_files=["LICENSE"],
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Science/Research",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
     python_requires=">=3.11,<3.14",  # tested on 3.11; the lock resolves on 3.12 and 3.13 (README, "Install")
     install_requires=REQUIRES,
     extras_require=EXTRAS,
