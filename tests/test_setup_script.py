@@ -472,3 +472,18 @@ def test_make_uses_an_active_environment_that_has_detectron2(tmp_path):
     without = Path(fake_env(tmp_path / "b")).parents[1]  # e.g. conda's base environment
     r = make("-n", "test", CONDA_PREFIX=str(without))
     assert r.stdout.splitlines()[-1] == ".venv/bin/python -m pytest tests -q -rs"
+
+
+def test_the_readmes_bibtex_and_citation_cff_cite_the_same_paper():
+    import re
+
+    import yaml
+
+    cff = yaml.safe_load(open("CITATION.cff"))
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "Apache-2.0"
+    paper = cff["preferred-citation"]
+    bibtex = open("README.md").read().split("```bibtex\n", 1)[1].split("```", 1)[0]
+    field = {k: " ".join(v.split()) for k, v in re.findall(r"(\w+)\s*=\s*\{(.*?)\},?\n", bibtex, re.S)}
+    assert field["title"] == paper["title"] and int(field["year"]) == paper["year"]
+    assert field["author"].split(" and ") == [f"{a['family-names']}, {a['given-names']}" for a in paper["authors"]]
+    assert "Apache License" in open("LICENSE").read(200) and "Version 2.0, January 2004" in open("LICENSE").read(200)
