@@ -1,135 +1,226 @@
 #!/usr/bin/env bash
-# Installs rgs_detectron and pinned, tested versions of everything it needs.
+# Installs rgs_detectron and what it needs: into the project's .venv, or into your own environment.
 #
-#   bash tools/setup_env.sh                        # a new .venv, PyPI's torch (CUDA 13.0 build), Detectron2 wheel
-#   bash tools/setup_env.sh --keep-torch           # keep the torch/torchvision the environment already has
+#   bash tools/setup_env.sh                        # the project's .venv: the exact tested versions and the test tools (CI)
+#   bash tools/setup_env.sh --no-venv              # your environment ($PYTHON, default the active one's python3)
+#   bash tools/setup_env.sh --no-venv --with-tests # ... and pytest, onnx, onnxruntime, faster-coco-eval
+#   bash tools/setup_env.sh --detectron2 official  # Detectron2 built from its source (bundled: the checked wheel; keep)
 #   bash tools/setup_env.sh --torch-index-url https://download.pytorch.org/whl/cu126 --torch 2.9.1 --torchvision 0.24.1
-#   bash tools/setup_env.sh --no-venv --keep-torch # into the environment of $PYTHON (your conda env or venv)
-#   bash tools/setup_env.sh --detectron2 official  # Detectron2 built from its git source instead of the wheel
-#   VENV=/path/to/venv PYTHON=python3.11 bash tools/setup_env.sh
+#   VENV=/path/to/venv PYTHON=python3.12 bash tools/setup_env.sh   # Python 3.11 (tested), 3.12, 3.13
 #
-# Other options: --no-datasets (skip Debian's dataset-fashion-mnist), --dry-run (print the
-# commands instead of running them). Every step says what it does; a failing step names
-# itself and why, and the script stops.
+# Into your environment (--no-venv) it installs only what rgs_detectron needs at run time, as
+# setup.py's ranges: a package that is installed and inside its range is kept, never
+# downgraded; a missing one gets its tested version. It keeps a working torch (>= 2.3) and an
+# importable Detectron2 (--detectron2 default: keep when one imports, else bundled).
+# Other options: --pinned (the exact tested versions there too), --keep-torch (never install
+# torch), --datasets/--no-datasets (Debian's dataset-fashion-mnist; default: on in .venv),
+# --dry-run (print the plan, install nothing). Every step says what it does; a failing step
+# names itself and why, and the script stops.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
-DETECTRON2_SOURCE="wheel"
+DETECTRON2=""          # keep | bundled | official; "" = keep when one imports, else bundled
 USE_VENV=1
+PINNED=0
+WITH_TESTS=0
 KEEP_TORCH=0
 TORCH_INDEX_URL=""
-TORCH_VERSION="2.14.1"
-TORCHVISION_VERSION="0.29.1"
+DEFAULT_TORCH="2.14.1"
+DEFAULT_TORCHVISION="0.29.1"
+TORCH_VERSION="$DEFAULT_TORCH"
+TORCHVISION_VERSION="$DEFAULT_TORCHVISION"
 MIN_TORCH="2.3"
-DATASETS=1
+DATASETS=""            # 1 | 0; "" = on in .venv, off in your environment
 DRY_RUN=0
 D2_WHEEL="sal_detectron2-0.7.2-cp310-none-any.whl"
 D2_WHEEL_SHA256="491af0c7f79bdb2d178e46f6cb16a97c4ac968d45c41ea3f6b6435d59bbee561"
 # Official main branch at the commit the wheel's code was taken from.
 D2_OFFICIAL="git+https://github.com/facebookresearch/detectron2.git@a59f0563"
+REQ="$ROOT/requirements"
 
-usage() { sed -n 2,14p "$0"; }
+usage() { sed -n 2,18p "$0"; }
+value() {  # value OPTION VALUE EXAMPLE: VALUE, or a one-line refusal naming OPTION
+  if [ -z "$2" ] || [ "${2#-}" != "$2" ]; then echo "setup_env: $1 needs a value (e.g. $1 $3)" >&2; exit 2; fi
+  printf '%s' "$2"
+}
+GIVEN=" "  # the torch options on the command line, to refuse contradictions
 while [ $# -gt 0 ]; do
   case "$1" in
-    --detectron2) DETECTRON2_SOURCE="${2:-}"; shift 2 ;;
-    --detectron2=*) DETECTRON2_SOURCE="${1#*=}"; shift ;;
-    --keep-torch) KEEP_TORCH=1; shift ;;
-    --torch-index-url) TORCH_INDEX_URL="${2:-}"; shift 2 ;;
-    --torch) TORCH_VERSION="${2:-}"; shift 2 ;;
-    --torchvision) TORCHVISION_VERSION="${2:-}"; shift 2 ;;
+    --*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;;
+    --detectron2) DETECTRON2="$(value "$1" "${2-}" official)"; shift 2 ;;
+    --keep-torch) KEEP_TORCH=1; GIVEN+="--keep-torch "; shift ;;
+    --torch-index-url) TORCH_INDEX_URL="$(value "$1" "${2-}" https://download.pytorch.org/whl/cpu)"; GIVEN+="--torch-index-url "; shift 2 ;;
+    --torch) TORCH_VERSION="$(value "$1" "${2-}" 2.9.1)"; GIVEN+="--torch "; shift 2 ;;
+    --torchvision) TORCHVISION_VERSION="$(value "$1" "${2-}" 0.24.1)"; GIVEN+="--torchvision "; shift 2 ;;
     --no-venv) USE_VENV=0; shift ;;
+    --pinned) PINNED=1; shift ;;
+    --with-tests) WITH_TESTS=1; shift ;;
+    --datasets) DATASETS=1; shift ;;
     --no-datasets) DATASETS=0; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "setup_env: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    *) echo "setup_env: unknown option '$1' (see bash tools/setup_env.sh --help)" >&2; exit 2 ;;
   esac
 done
-case "$DETECTRON2_SOURCE" in wheel|official) ;; *)
-  echo "setup_env: --detectron2 must be 'wheel' or 'official', got '$DETECTRON2_SOURCE'" >&2; exit 2 ;;
+case "$DETECTRON2" in
+  ""|keep|bundled|official) ;;
+  wheel) DETECTRON2=bundled ;;  # the name this option's value had before
+  *) echo "setup_env: --detectron2 must be keep, bundled or official, got '$DETECTRON2'" >&2; exit 2 ;;
 esac
-if [ "$KEEP_TORCH" = 1 ] && [ -n "$TORCH_INDEX_URL" ]; then
-  echo "setup_env: --keep-torch and --torch-index-url exclude each other" >&2; exit 2
-fi
+for other in --torch --torchvision --torch-index-url; do
+  if [[ "$GIVEN" == *" --keep-torch "* && "$GIVEN" == *" $other "* ]]; then
+    echo "setup_env: --keep-torch and $other exclude each other (--keep-torch keeps the environment's torch); drop one" >&2
+    exit 2
+  fi
+done
+if [ "$USE_VENV" = 1 ]; then PINNED=1; WITH_TESTS=1; fi  # the project's own environment is the tested one
+[ -n "$DATASETS" ] || DATASETS="$USE_VENV"
 
 STEP=""
-trap 'rc=$?; [ $rc -ne 0 ] && echo "setup_env: FAILED at step: $STEP (exit $rc); see the messages above" >&2' EXIT
+TMP="$(mktemp -d)"
+trap 'rc=$?; rm -rf "$TMP"; [ $rc -ne 0 ] && echo "setup_env: FAILED at step: $STEP (exit $rc); see the messages above" >&2' EXIT
 step() { STEP="$1"; echo "==> $1"; }
 run() { if [ "$DRY_RUN" = 1 ]; then echo "    would run: $*"; else "$@"; fi; }
 
-step "check Python (need 3.11: the version the pins are tested on)"
+step "check Python ($PYTHON; supported: 3.11, 3.12, 3.13; tested: 3.11)"
 "$PYTHON" - <<'PY'
 import sys
-v = sys.version_info[:2]
-if v != (3, 11):
-    sys.exit(f"Python {v[0]}.{v[1]} found; rgs_detectron's pinned dependencies are tested on Python 3.11 "
-             "(numpy 2.4, pillow 13, scikit-learn 1.9 need >= 3.11). Set PYTHON=python3.11.")
+v = "%d.%d" % sys.version_info[:2]  # no f-string: the message must reach users of old Pythons too
+if v not in ("3.11", "3.12", "3.13"):
+    sys.exit("Python %s found; rgs_detectron supports Python 3.11-3.13 (numpy 2.4, pillow 13 and scikit-learn 1.9 "
+             "need >= 3.11). Set PYTHON=python3.11 (the tested one), python3.12 or python3.13." % v)
+print("    Python %s: %s" % (v, "tested (CI)" if v == "3.11" else "supported; the lock resolves for it, the suite runs on 3.11"))
 PY
 
 if [ "$USE_VENV" = 1 ]; then
-  step "create the virtual environment at $VENV"
+  step "create the virtual environment at $VENV (exact tested versions and the test tools)"
   if [ ! -x "$VENV/bin/python" ]; then run "$PYTHON" -m venv "$VENV"; fi
   PY="$VENV/bin/python"
 else
-  step "install into the environment of $PYTHON (--no-venv)"
   PY="$(command -v "$PYTHON")"
+  step "install into the environment of $PY (--no-venv; $([ "$PINNED" = 1 ] && echo "exact tested versions, --pinned" || echo "what is installed and inside setup.py's ranges is kept"))"
+  if ! "$PY" -m pip --version >/dev/null 2>&1; then
+    echo "setup_env: $PY has no pip; add it with '$PY -m ensurepip' and run again" >&2; exit 1
+  fi
 fi
 PIP=("$PY" -m pip --disable-pip-version-check)
 
-torch_fits() {  # torch and torchvision importable, working together, and new enough
-  [ -x "$PY" ] || return 1
-  "$PY" - "$MIN_TORCH" <<'PY' 2>/dev/null
-import sys
-import torch, torchvision
-from packaging.version import Version
-torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)  # fails when the two builds do not match
-have = Version(torch.__version__.split("+")[0])
-print(f"    found torch {torch.__version__}, torchvision {torchvision.__version__}")
-sys.exit(0 if have >= Version(sys.argv[1]) else 1)
-PY
-}
+# What the environment has: torch, Detectron2, cv2 (shell assignments; nothing when $PY is not made yet).
+TORCH=absent D2=absent CV2=0 TORCH_FOUND="" D2_DIST="" D2_VERSION="" D2_WHERE="" D2_STALE=0 D2_ERROR=""
+if [ -x "$PY" ]; then
+  if ! FOUND="$("$PY" "$ROOT/tools/env_plan.py" probe --min-torch "$MIN_TORCH" 2>"$TMP/probe.log")"; then
+    echo "setup_env: could not inspect the packages of $PY's environment: $(tail -n 1 "$TMP/probe.log")" >&2; exit 1
+  fi
+  eval "$FOUND"
+fi
 
-if [ "$KEEP_TORCH" = 1 ]; then
-  step "keep the environment's torch and torchvision (--keep-torch; need torch >= $MIN_TORCH with a matching torchvision)"
-  if ! torch_fits; then
-    echo "setup_env: --keep-torch, but no working torch >= $MIN_TORCH with a matching torchvision is importable from $PY;" \
-         "install one (https://pytorch.org/get-started/locally/) or drop --keep-torch" >&2
+TORCH_LOCK=()  # the tested torch's own dependencies, used only when that build is installed
+if [ "$KEEP_TORCH" = 1 ] || { [ "$USE_VENV" = 0 ] && [ "$TORCH" = fits ] && [ "$GIVEN" = " " ]; }; then
+  step "keep the environment's torch and torchvision (need torch >= $MIN_TORCH with a matching torchvision)"
+  if [ "$TORCH" != fits ]; then
+    echo "setup_env: --keep-torch, but no working torch >= $MIN_TORCH with a matching torchvision is importable from $PY" \
+         "(${TORCH_FOUND:-none found}); install one (https://pytorch.org/get-started/locally/) or drop --keep-torch" >&2
     exit 1
   fi
+  echo "    found $TORCH_FOUND: kept"
+elif [ "$USE_VENV" = 0 ] && [ "$TORCH" != absent ] && [ "$GIVEN" = " " ]; then
+  step "check the environment's torch (need torch >= $MIN_TORCH with a matching torchvision)"
+  echo "setup_env: $PY has $TORCH_FOUND, which rgs_detectron cannot use (need torch >= $MIN_TORCH with a matching" \
+       "torchvision); upgrade your build, or replace it with --torch VERSION --torchvision VERSION [--torch-index-url URL]" >&2
+  exit 1
 elif [ -n "$TORCH_INDEX_URL" ]; then
   step "install torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION from $TORCH_INDEX_URL"
   run "${PIP[@]}" install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+elif [ "$TORCH_VERSION" != "$DEFAULT_TORCH" ] || [ "$TORCHVISION_VERSION" != "$DEFAULT_TORCHVISION" ]; then
+  step "install torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION from PyPI"
+  run "${PIP[@]}" install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 else
   step "install torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION (PyPI's CUDA 13.0 build: GPUs need NVIDIA driver >= 580)"
-  run "${PIP[@]}" install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" -c "$ROOT/requirements/torch-constraints.txt"
-fi
-
-step "install Detectron2's runtime dependencies and ours (requirements/base.txt, test.txt; locked by constraints.txt)"
-run "${PIP[@]}" install -r "$ROOT/requirements/base.txt" -r "$ROOT/requirements/test.txt" -c "$ROOT/requirements/constraints.txt"
-
-if [ "$DETECTRON2_SOURCE" = "wheel" ]; then
-  step "download $D2_WHEEL (sal-detectron2==0.7.2) and check its sha256"
-  TMP="$(mktemp -d)"
-  run "${PIP[@]}" download --no-deps --only-binary=:all: --python-version 3.10 -d "$TMP" "sal-detectron2==0.7.2"
-  if [ "$DRY_RUN" = 0 ]; then
-    actual="$(sha256sum "$TMP/$D2_WHEEL" | cut -d' ' -f1)"
-    if [ "$actual" != "$D2_WHEEL_SHA256" ]; then
-      echo "setup_env: sha256 of $D2_WHEEL is $actual, expected $D2_WHEEL_SHA256; refusing to install it" >&2
-      exit 1
-    fi
+  TORCH_LOCK=("$REQ/torch.txt" "$REQ/torch-constraints.txt")
+  if [ "$PINNED" = 1 ]; then
+    run "${PIP[@]}" install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" -c "$REQ/torch-constraints.txt"
+  else  # only what torch needs and the environment lacks gets its tested version
+    "$PY" "$ROOT/tools/env_plan.py" plan "$ROOT/setup.py" "$TMP/torch-constraints.txt" "${TORCH_LOCK[@]}" --extra torch >/dev/null
+    run "${PIP[@]}" install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" -c "$TMP/torch-constraints.txt"
   fi
-  step "install Detectron2 from the checked wheel (retagged py3-none-any, --no-deps: its metadata pins numpy<2 and black)"
-  run cp "$TMP/$D2_WHEEL" "$TMP/sal_detectron2-0.7.2-py3-none-any.whl"
-  run "${PIP[@]}" install --no-deps --force-reinstall "$TMP/sal_detectron2-0.7.2-py3-none-any.whl"
-  rm -rf "$TMP"
-else
-  step "build Detectron2 from the official source ($D2_OFFICIAL; needs git, a compiler and internet access)"
-  run "${PIP[@]}" install --no-build-isolation "$D2_OFFICIAL"
 fi
 
-step "install rgs_detectron itself (editable)"
-run "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
+EXTRAS=""  # the extras of setup.py a range install asks for
+[ "$WITH_TESTS" = 1 ] && EXTRAS+=",test"
+if [ "$CV2" = 0 ]; then EXTRAS+=",opencv"; fi  # an installed cv2 (opencv-python, conda's) is never doubled
+EXTRAS="${EXTRAS#,}"
+if [ "$PINNED" = 1 ]; then
+  step "install Detectron2's runtime dependencies and ours, exact tested versions (requirements/base.txt$([ "$WITH_TESTS" = 1 ] && echo ", test.txt"); constraints.txt)"
+  TESTS=(); [ "$WITH_TESTS" = 1 ] && TESTS=(-r "$REQ/test.txt")
+  run "${PIP[@]}" install -r "$REQ/base.txt" "${TESTS[@]}" -c "$REQ/constraints.txt"
+else
+  step "plan Detectron2's runtime dependencies and ours (setup.py's ranges${EXTRAS:+, extras $EXTRAS}; installed with rgs_detectron below)"
+  EXTRA_ARGS=(); for e in ${EXTRAS//,/ }; do EXTRA_ARGS+=(--extra "$e"); done
+  "$PY" "$ROOT/tools/env_plan.py" plan "$ROOT/setup.py" "$TMP/constraints.txt" \
+    "$REQ/base.txt" "$REQ/test.txt" "$REQ/constraints.txt" "${TORCH_LOCK[@]}" "${EXTRA_ARGS[@]}"
+fi
+
+# Which Detectron2: the one the environment has, unless asked otherwise.
+if [ -z "$DETECTRON2" ]; then
+  case "$D2" in
+    absent) DETECTRON2=bundled ;;
+    imports|needs-torch) DETECTRON2=keep ;;
+    *) echo "setup_env: $PY has a Detectron2 ($D2_DIST, $D2_WHERE) that does not import ($D2_ERROR); fix it," \
+            "or replace it with --detectron2 bundled or --detectron2 official" >&2; exit 1 ;;
+  esac
+  if [ "$DETECTRON2" = keep ] && [ "$D2_STALE" = 1 ]; then
+    DETECTRON2=bundled  # the same wheel, installed before its metadata was rewritten: refreshing it loses nothing
+    echo "==> the installed $D2_DIST is the bundled wheel with its old metadata (numpy<2, black): installing it again, rewritten"
+  fi
+fi
+case "$DETECTRON2" in
+  keep)
+    step "keep the environment's Detectron2"
+    if [ "$D2" = absent ] || [ "$D2" = broken ]; then
+      echo "setup_env: --detectron2 keep, but no Detectron2 imports from $PY${D2_ERROR:+ ($D2_ERROR)};" \
+           "use --detectron2 bundled or --detectron2 official" >&2; exit 1
+    fi
+    echo "    found ${D2_VERSION:+Detectron2 $D2_VERSION }($D2_DIST) at $D2_WHERE: kept" ;;
+  bundled)
+    if [ "$D2" != absent ] && [ "$D2_DIST" != sal-detectron2 ]; then
+      step "remove the environment's Detectron2 ($D2_DIST at $D2_WHERE), replaced as asked (--detectron2 bundled)"
+      if [ "$D2_DIST" = "a source tree" ]; then
+        echo "setup_env: the Detectron2 at $D2_WHERE belongs to no installed distribution pip can remove; remove" \
+             "it yourself (pip uninstall, PYTHONPATH, a .pth file) or use --detectron2 keep" >&2; exit 1
+      fi
+      run "${PIP[@]}" uninstall -y "$D2_DIST"
+    fi
+    step "download $D2_WHEEL (sal-detectron2==0.7.2) and check its sha256"
+    run "${PIP[@]}" download --no-deps --only-binary=:all: --python-version 3.10 -d "$TMP" "sal-detectron2==0.7.2"
+    if [ "$DRY_RUN" = 0 ]; then
+      actual="$(sha256sum "$TMP/$D2_WHEEL" | cut -d' ' -f1)"
+      if [ "$actual" != "$D2_WHEEL_SHA256" ]; then
+        echo "setup_env: sha256 of $D2_WHEEL is $actual, expected $D2_WHEEL_SHA256; refusing to install it" >&2
+        exit 1
+      fi
+    fi
+    step "rewrite the wheel's tag and requirements (py3-none-any; numpy without its <2 cap; no black, needed only by LazyConfig.to_py)"
+    run "$PY" "$ROOT/tools/retag_wheel.py" "$TMP/$D2_WHEEL" "$TMP/retagged" --drop black --unpin numpy
+    step "install Detectron2 from the rewritten wheel (--no-deps: its dependencies are rgs_detectron's)"
+    run "${PIP[@]}" install --no-deps --force-reinstall "$TMP/retagged/sal_detectron2-0.7.2-py3-none-any.whl" ;;
+  official)
+    if [ "$D2_DIST" = sal-detectron2 ]; then
+      step "remove the bundled Detectron2 wheel (sal-detectron2), replaced as asked (--detectron2 official)"
+      run "${PIP[@]}" uninstall -y sal-detectron2
+    fi
+    step "build Detectron2 from the official source ($D2_OFFICIAL; needs git, a compiler and internet access)"
+    run "${PIP[@]}" install --no-build-isolation "$D2_OFFICIAL" ;;
+esac
+
+if [ "$PINNED" = 1 ]; then
+  step "install rgs_detectron itself (editable; its dependencies are installed above)"
+  run "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
+else
+  step "install rgs_detectron itself (editable) with what it lacks (kept packages are not touched)"
+  run "${PIP[@]}" install -e "$ROOT${EXTRAS:+[$EXTRAS]}" -c "$TMP/constraints.txt"
+fi
 
 if [ "$DATASETS" = 1 ]; then
   step "Fashion-MNIST for pretraining, from Debian's dataset-fashion-mnist (optional; --no-datasets skips it)"
@@ -147,6 +238,12 @@ fi
 
 step "check that Detectron2 and rgs_detectron import"
 run "$PY" -c "import detectron2, torch, rgs_detectron; print('detectron2', detectron2.__version__, '| torch', torch.__version__, '| CUDA usable:', torch.cuda.is_available(), '| rgs_detectron', rgs_detectron.__version__)"
+step "check that the installed packages' requirements agree (pip check)"
+if [ "$USE_VENV" = 1 ]; then
+  run "${PIP[@]}" check
+else
+  run "${PIP[@]}" check || echo "    pip check reports the problems above in $PY's environment; rgs_detectron is installed"
+fi
 if [ "$DRY_RUN" = 0 ] && [ "$USE_VENV" = 1 ]; then touch "$VENV/.rgs_setup_done"; fi
 STEP="done"
 if [ "$DRY_RUN" = 1 ]; then echo "==> dry run complete: nothing was installed"; else echo "==> set-up complete"; fi
