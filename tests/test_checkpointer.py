@@ -97,6 +97,17 @@ def test_temp_files_of_live_writers_are_kept(tmp_path):
     assert live.exists() and foreign.exists()
 
 
+def test_temp_names_fit_in_255_bytes_and_stay_recognisable(tmp_path):
+    """A 250-byte file name: the temporary name is cut to fit, and keeps the writer's pid."""
+    from rgs_detectron.utils.fileio import temp_path
+
+    tmp = os.path.basename(temp_path(str(tmp_path / ("é" * 125))))
+    assert len(os.fsencode(tmp)) <= 255 and f".{os.getpid()}." in tmp
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / tmp.replace(f".{os.getpid()}.", f".{dead.stdout.strip()}.")).write_bytes(b"a killed writer's")
+    assert len(remove_stale_temp_files(str(tmp_path))) == 1 and not os.listdir(tmp_path)
+
+
 def _saved(tmp_path, variant, head="FPN", *opts):
     model = build_model(tiny_detector_cfg(variant, head, *opts))
     RGSCheckpointer(model, str(tmp_path)).save("m")

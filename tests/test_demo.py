@@ -123,6 +123,17 @@ def test_huge_image_is_drawn_at_a_bounded_size(tiny_model, tmp_path):
     assert summary["processed"][0]["width"] == 8000  # detections stay in the image's own pixels
 
 
+def test_a_240_byte_input_name_is_processed(tiny_model, tmp_path):
+    """The drawing's name is the input's: its atomic-write temporary name once passed the 255-byte limit."""
+    folder = tmp_path / "long"
+    folder.mkdir()
+    name = "n" * 236 + ".png"
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(folder / name)
+    out = tmp_path / "out"
+    assert run_demo(tiny_model, "--input", folder, "--output", out) == 0
+    assert sorted(os.listdir(out)) == sorted([name, "detections.json", "summary.json"])
+
+
 def test_weights_of_another_variant_are_refused(tiny_model, images, tmp_path, capsys):
     config, _ = tiny_model
     _, other, _ = save_random_detector(tmp_path, "original", "FPN", *SMALL_TEST)
