@@ -19,7 +19,7 @@ from rgs_detectron.checkpoint import IncompatibleCheckpointError, RGSCheckpointe
 from rgs_detectron.errors import ConfigError, DiskFullError, WeightsError
 from rgs_detectron.utils.fileio import atomic_write, remove_stale_temp_files
 
-from common import tiny_detector_cfg
+from common import save_random_detector, tiny_detector_cfg
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -404,7 +404,7 @@ def test_load_weights_is_the_strict_one_liner_for_a_plain_detectron2_trainer(tmp
     assert trainer.iter == 1 and (tmp_path / "out" / "model_final.pth").exists()
 
 
-# --------------------------------------------------------------------------- backbone-only weights
+# --------------------------------------------------------------------------- trained models only for inference
 
 
 @pytest.fixture(scope="module")
@@ -418,6 +418,32 @@ def backbone_only(tmp_path_factory):
     torch.save({"model": tensors, "__author__": "x", "matching_heuristics": True,
                 "rgsnet_spec": model.backbone.bottom_up.spec.to_dict()}, path)
     return str(path)
+
+
+def test_load_trained_model_refuses_untrained_heads_for_yacs_and_lazy_configs(tmp_path, backbone_only):
+    from rgs_detectron.engine.predictor import load_trained_model
+    from rgs_detectron.model_zoo import get_config
+
+    cfg = tiny_detector_cfg("Res-RGS", "FPN", "MODEL.WEIGHTS", backbone_only)
+    RGSCheckpointer(build_model(cfg)).load(backbone_only)  # training: heads start from their initialization
+    with pytest.raises(IncompatibleCheckpointError) as err:
+        load_trained_model(cfg)
+    assert "leaves parts of this model untrained" in str(err.value) and "roi_heads.box_predictor" in str(err.value)
+    _, weights, other = save_random_detector(tmp_path, "Res-RGS", "FPN", "MODEL.ROI_HEADS.NUM_CLASSES", 3)
+    cfg.MODEL.WEIGHTS = weights  # a trained detector, for 3 classes; the config says 10
+    with pytest.raises(IncompatibleCheckpointError, match=r"mis-shaped .*cls_score.weight: checkpoint \(4, 64\)"):
+        load_trained_model(cfg)
+    model = load_trained_model(other)
+    assert not model.training
+
+    lazy = get_config("lazy/coco_res_rgs_50_fpn.py")
+    lazy.rgsnet.update(depth=26, width_mult=0.25)
+    lazy.train.update(device="cpu", init_checkpoint=backbone_only, output_dir=str(tmp_path / "lazy"))
+    with pytest.raises(IncompatibleCheckpointError, match="leaves parts of this model untrained"):
+        load_trained_model(lazy)
+    lazy.train.init_checkpoint = ""
+    with pytest.raises(ConfigError, match="train.init_checkpoint is empty"):
+        load_trained_model(lazy)
 
 
 # --------------------------------------------------------------------------- weights paths as Detectron2 reads them
