@@ -479,3 +479,76 @@ def test_a_failed_download_is_one_line(tmp_path):
     message = str(err.value)
     assert message.startswith("cannot download the weights http://127.0.0.1:9/weights/model.pth (URLError")
     assert "\n" not in message and "give its local path" in message
+
+
+# --------------------------------------------------------------------------- poisoned files, every way in
+
+
+@pytest.fixture
+def poisoned(tmp_path, monkeypatch):
+    """``make(path)`` writes a weights file whose unpickling would create a marker file; torch told by its
+    environment to unpickle anything it is not told otherwise (torch 2.3-2.5's default)."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "PWNED"
+
+    def make(path):
+        evil = _Poison()
+        evil.marker = str(marker)
+        if path.suffix == ".pkl":
+            with open(path, "wb") as f:
+                pickle.dump({"model": {"x": evil}, "__author__": "evil"}, f)
+        else:
+            torch.save({"model_state" if path.suffix == ".pyth" else "model": {"x": evil}, "iteration": 9}, path)
+        return str(path)
+
+    yield make
+    assert not marker.exists(), "the payload ran"
+
+
+def assert_refused_cleanly(message):
+    """Refused, and without torch's advice to load it again unsafely."""
+    assert "refused" in message and "weights_only=False" not in message and "will likely succeed" not in message
+
+
+class _TinyDataTrainer:
+    """The project's trainer on a tiny in-memory batch (the weights are the subject, not the data)."""
+
+    @staticmethod
+    def make(cfg):
+        import itertools
+
+        from rgs_detectron.engine.trainer import RGSTrainer
+        from common import tiny_batch
+
+        class Trainer(RGSTrainer):
+            @classmethod
+            def build_train_loader(cls, cfg):
+                return itertools.repeat(tiny_batch())
+
+        return Trainer(cfg)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pyth", ".pkl"])
+def test_a_poisoned_file_never_runs_through_model_weights_resume_or_the_converter(tmp_path, poisoned, suffix,
+                                                                                  capsys):
+    from rgs_detectron.cli import convert as convert_tool
+
+    weights = poisoned(tmp_path / f"weights{suffix}")
+    out = tmp_path / "out"
+    opts = ["SOLVER.MAX_ITER", 20, "DATASETS.TEST", (), "OUTPUT_DIR", str(out)]
+    trainer = _TinyDataTrainer.make(tiny_detector_cfg("Res-RGS", "FPN", *opts, "MODEL.WEIGHTS", weights))
+    with pytest.raises(WeightsError) as err:  # MODEL.WEIGHTS
+        trainer.resume_or_load(resume=False)
+    assert_refused_cleanly(str(err.value))
+
+    poisoned(out / f"model_0000009{suffix}")
+    (out / "last_checkpoint").write_text(f"model_0000009{suffix}")
+    with pytest.raises(WeightsError) as err:  # --resume: what train_net reads first, then the trainer
+        RGSCheckpointer(None, str(out)).last_iteration()
+    assert_refused_cleanly(str(err.value))
+    with pytest.raises(WeightsError) as err:
+        trainer.resume_or_load(resume=True)
+    assert_refused_cleanly(str(err.value))
+
+    assert convert_tool.main([weights, str(tmp_path / "converted.pth"), "--variant", "Res-RGS"]) == 1
+    assert_refused_cleanly(capsys.readouterr().err)

@@ -269,3 +269,23 @@ def test_weights_that_leave_a_head_untrained_are_refused(tiny_model, untrained_h
     message = err[err.index("error: "):]
     assert "leaves parts of this model untrained" in message and words in message and "Traceback" not in message
     assert not out.exists() or not [p for p in out.iterdir() if p.suffix in (".png", ".json", ".ts", ".onnx")]
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pyth", ".pkl"])
+def test_a_poisoned_weights_file_never_runs_in_the_demo(tiny_model, images, tmp_path, monkeypatch, capsys, suffix):
+    import pickle
+
+    from test_checkpointer import _Poison
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    evil = _Poison()
+    evil.marker = str(tmp_path / "PWNED")
+    weights = tmp_path / f"weights{suffix}"
+    if suffix == ".pkl":
+        weights.write_bytes(pickle.dumps({"model": {"x": evil}, "__author__": "evil"}))
+    else:
+        torch.save({"model_state" if suffix == ".pyth" else "model": {"x": evil}}, weights)
+    assert run_demo((tiny_model[0], str(weights)), "--input", images, "--output", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "refused" in err and "weights_only=False" not in err and "will likely succeed" not in err
+    assert not (tmp_path / "PWNED").exists()
