@@ -69,7 +69,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
     """
     if model.spec.rule.preact:
         raise ConfigError("a warm start from ResNet weights needs ResNet's residual branches; Preact has others")
-    rgs_layers = sorted({p for n in resnet_state for p in n.split(".") if p in all_added_layers() + ("final_norm",)})
+    foreign = set(all_added_layers()) | {"final_norm"}
+    rgs_layers = sorted({part for name in resnet_state for part in name.split(".") if part in foreign})
     if rgs_layers:
         raise InputError(f"{source} is an RGSNet checkpoint (it has {', '.join(rgs_layers)} layers), not a plain "
                          "ResNet: convert it directly, without a warm start, or warm-start from a plain ResNet "

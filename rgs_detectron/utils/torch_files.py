@@ -25,10 +25,10 @@ from ..errors import ConfigError, WeightsError, first_line
 from .names import short_list
 
 __all__ = ["load_weights_only", "load_pickle_safely", "load_state_dict", "state_dict_in", "weights_source_path",
-           "CONVERT_COMMAND", "TORCHVISION"]
+           "CONVERT_COMMAND"]
 
 CONVERT_COMMAND = "python -m rgs_detectron.cli.convert"
-TORCHVISION = "torchvision:"
+_TORCHVISION = "torchvision:"
 
 _PICKLE_ALLOWED = {
     ("collections", "OrderedDict"),
@@ -138,11 +138,11 @@ def weights_source_path(source):
     it. Only a file not cached yet is downloaded (by ``torch.hub``, its hash checked); reading it
     is left to :func:`load_weights_only`, so it goes through the same safe reader as any file.
     """
-    if not source.startswith(TORCHVISION):
+    if not source.startswith(_TORCHVISION):
         return source
     from torchvision import models
 
-    name = source[len(TORCHVISION):]
+    name = source[len(_TORCHVISION):]
     try:
         weights = models.get_weight(name)
     except (ValueError, KeyError):
