@@ -17,6 +17,7 @@ from .config import add_rgsnet_config, get_rgsnet_cfg
 from . import modeling  # noqa: F401  (registers the backbones and the C4 head)
 from . import data  # noqa: F401  (registers the built-in digits datasets)
 from .modeling import VARIANTS, RGSNet, RGSNetSpec
+from .checkpoint import load_weights
 
 __version__ = "0.2.0"
-__all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "RGSNet", "RGSNetSpec", "VARIANTS", "__version__"]
+__all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "load_weights", "RGSNet", "RGSNetSpec", "VARIANTS", "__version__"]

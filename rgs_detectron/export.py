@@ -13,7 +13,7 @@ on a sample image and on a second image of another height and width (proving the
 shape), and must reproduce eager outputs: TorchScript within ``TORCHSCRIPT_ATOL``, ONNX
 Runtime within ``ONNX_ATOL``, same counts and classes. Only then is it written, with
 ``atomic_write``, so a failed export leaves nothing; an existing export is replaced only
-with ``overwrite``. Weights load strictly (``RGSCheckpointer``), never a random model.
+with ``overwrite``. The model is ``load_trained_model``'s: strictly loaded, no random head.
 """
 import copy
 import io
@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from detectron2.data import transforms as T
 from detectron2.export import TracingAdapter
 from detectron2.export.flatten import InstancesSchema
-from detectron2.modeling import GeneralizedRCNN, build_model
+from detectron2.modeling import GeneralizedRCNN
 
 from .data.images import read_image
-from .checkpoint.checkpointer import RGSCheckpointer, check_weights_file
+from .engine.predictor import load_trained_model
 from .errors import ConfigError, UserError
 from .utils.fileio import atomic_write
 
@@ -83,21 +83,16 @@ class ExportResult:
 
 
 def build_export_model(cfg):
-    """The detector in eval mode with weights loaded, RG shortcut on its plain reference ops.
+    """The trained detector in eval mode (``load_trained_model``), RG shortcut on its plain reference ops.
 
     ``ReLUGroupNorm`` falls back to the reference path under tracing anyway; forcing it in
     the config makes the traced graph independent of that runtime check.
     """
-    if not cfg.MODEL.WEIGHTS:
-        raise ConfigError("MODEL.WEIGHTS is empty: give trained weights (--weights), not a random model")
-    check_weights_file(cfg.MODEL.WEIGHTS)
     cfg = cfg.clone()
     cfg.defrost()
     if "RGSNET" in cfg.MODEL:
         cfg.MODEL.RGSNET.SHORTCUT_IMPL = "reference"
-    model = build_model(cfg)
-    RGSCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    return model.eval()
+    return load_trained_model(cfg)
 
 
 def _test_resize(cfg, image_hwc):

@@ -228,7 +228,8 @@ def test_pth_output_loads_with_weights_only(tmp_path, small_checkpoint):
     out = tmp_path / "d2.pth"
     convert_checkpoint(str(src), str(out), small_cfg("Res-RGS"))
     data = torch.load(out, weights_only=True)
-    assert set(data) == {"model", "__author__", "matching_heuristics"}
+    assert set(data) == {"model", "__author__", "matching_heuristics", "rgsnet_spec"}
+    assert RGSNetSpec.from_dict(data["rgsnet_spec"]) == small_cfg("Res-RGS")
     assert all(isinstance(v, torch.Tensor) for v in data["model"].values())
     assert not any(k.endswith("num_batches_tracked") or k.startswith("fc.") for k in data["model"])
 
@@ -306,7 +307,11 @@ def test_wrong_variant_fails_with_a_hint(tmp_path, small_checkpoint):
 def test_converted_file_is_not_converted_twice(tmp_path, small_checkpoint):
     out = tmp_path / "d2.pth"
     convert_checkpoint(str(small_checkpoint[0]), str(out), small_cfg("Res-RGS"))
-    # Its names are Detectron2's already; when they do not fit, the error says what the file is.
+    # Its names are Detectron2's already; when they do not fit (here: an older output, without the
+    # record that would refuse the target outright), the error says what the file is.
+    data = torch.load(out, weights_only=True)
+    del data["rgsnet_spec"]
+    torch.save(data, out)
     assert_fails(tmp_path, out, small_cfg("original"), r"converted already", out_name="again.pth")
 
 
@@ -498,3 +503,106 @@ def test_an_old_format_checkpoint_without_a_description_asks_for_one(tmp_path, c
     assert "give --variant" in err and "Traceback" not in err
     assert convert_tool.main([str(tmp_path / "old.pth"), str(tmp_path / "out.pth"), "--variant", "b-RGS", "--depth",
                               "26", "--width-mult", "0.25"]) == 0
+
+
+# --------------------------------------------------------------------------- torchvision sources, recorded specs
+
+
+@pytest.fixture
+def torch_cache(tmp_path, monkeypatch):
+    """An empty torch cache ($TORCH_HOME) and no network: a download attempt fails as offline."""
+    import urllib.error
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def offline(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("no network in the tests")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "torch_home" / "hub" / "checkpoints"
+
+
+def test_torchvision_source_is_read_from_torch_cache(tmp_path, torch_cache, capsys):
+    """`torchvision:ResNet50_Weights.IMAGENET1K_V1` is the file torchvision's get_state_dict() caches: placed
+    there (here a small ResNet under V1's name), it converts with no network, warm start and plain."""
+    torch_cache.mkdir(parents=True)
+    resnet = randomize(RGSNetClassifier(RGSNetSpec.create("original", 26, 0.25)))
+    torch.save(resnet.state_dict(), torch_cache / "resnet50-0676ba61.pth")
+    small = ["--depth", "26", "--width-mult", "0.25"]
+    source = "torchvision:ResNet50_Weights.IMAGENET1K_V1"
+    assert convert_tool.main([source, str(tmp_path / "warm.pth"), "--variant", "b-RGS", *small,
+                              "--warm-start-from-resnet"]) == 0
+    assert convert_tool.main([source, str(tmp_path / "original.pth"), "--variant", "original", *small]) == 0
+    assert "WARM START" in capsys.readouterr().out
+    load_d2(d2_backbone(small_cfg("original")), tmp_path / "original.pth")
+
+
+def test_an_uncached_torchvision_source_offline_names_the_file_to_place(tmp_path, torch_cache, capsys):
+    out = str(tmp_path / "o.pth")
+    # Any of torchvision's weights: the resolver does not care about the depth.
+    assert convert_tool.main(["torchvision:ResNet18_Weights.IMAGENET1K_V1", out, "--variant", "original"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"place resnet18-f37072fd.pth in {torch_cache}" in err and "no network in the tests" in err
+    assert convert_tool.main(["torchvision:ResNet50_Weights.IMAGENET1K_V9", out, "--variant", "original"]) == 2
+    assert "one of IMAGENET1K_V1, IMAGENET1K_V2" in capsys.readouterr().err
+
+
+def test_warm_start_refuses_an_rgsnet_classifier(tmp_path, small_checkpoint, torch_cache, capsys):
+    """Copying an RGSNet's own tensors would be labelled a warm start from a ResNet."""
+    src, _ = small_checkpoint
+    argv = ["--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25", "--warm-start-from-resnet"]
+    assert convert_tool.main([str(src), str(tmp_path / "o.pth"), *argv]) == 1
+    err = capsys.readouterr().err
+    assert "is an RGSNet checkpoint (it has inner_norm, shortcut_norm layers), not a plain ResNet" in err
+    assert not (tmp_path / "o.pth").exists()
+    # train_classifier --warm-start goes through the same resolver and the same refusal, before any training.
+    from rgs_detectron.cli import train_classifier
+
+    torch_cache.mkdir(parents=True)
+    (torch_cache / "resnet50-0676ba61.pth").write_bytes(src.read_bytes())
+    argv = ["--dataset", "digits", "--depth", "26", "--width-mult", "0.25", "--variant", "b-RGS", "--workers", "0",
+            "--device", "cpu", "--warm-start", "torchvision:ResNet50_Weights.IMAGENET1K_V1",
+            "--output", str(tmp_path / "run")]
+    assert train_classifier.main(argv) == 1
+    assert "torchvision:ResNet50_Weights.IMAGENET1K_V1 is an RGSNet checkpoint" in capsys.readouterr().err
+
+
+def _recorded(tmp_path, variant):
+    """A train_classifier-style checkpoint of a small classifier that records its spec."""
+    spec = small_cfg(variant)
+    path = tmp_path / f"{variant}_classifier.pth"
+    torch.save({"state_dict": randomize(RGSNetClassifier(spec)).state_dict(), "rgsnet_spec": spec.to_dict()}, path)
+    return path
+
+
+def test_a_target_that_contradicts_the_recorded_spec_is_refused(tmp_path, capsys):
+    """d-RGS and Res-RGS have the same tensors: only the record tells them apart, and it wins."""
+    src = _recorded(tmp_path, "Res-RGS")
+    out = tmp_path / "o.pth"
+    argv = [str(src), str(out), "--variant", "d-RGS", "--depth", "26", "--width-mult", "0.25"]
+    assert convert_tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "records Res-RGS-26, but the target given is d-RGS-26" in err and "variant ('Res-RGS' recorded" in err
+    assert not out.exists()
+    assert convert_tool.main(argv[:2] + ["--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25"]) == 0
+
+
+def test_the_input_is_read_once(tmp_path, monkeypatch):
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
+    src = _recorded(tmp_path, "b-RGS")
+    assert convert_tool.main([str(src), str(tmp_path / "o.pth")]) == 0
+    assert reads == [str(src)]
+
+
+@pytest.mark.parametrize("variant,twin", [("Res-RGS", "d-RGS"), ("b-RGS", "GS")])
+def test_converted_weights_never_load_into_their_twin(tmp_path, variant, twin, capsys):
+    src = _recorded(tmp_path, variant)
+    out = tmp_path / "d2.pth"
+    assert convert_tool.main([str(src), str(out)]) == 0
+    assert f"Note: architecture recorded in {src}: {variant}-26" in capsys.readouterr().out
+    RGSCheckpointer(build_model(tiny_detector_cfg(variant))).load(str(out))
+    with pytest.raises(WeightsError, match=f"made for {variant}-26 but the model's backbone.bottom_up is {twin}-26"):
+        RGSCheckpointer(build_model(tiny_detector_cfg(twin))).load(str(out))

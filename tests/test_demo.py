@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from detectron2.data import MetadataCatalog
@@ -123,6 +124,17 @@ def test_huge_image_is_drawn_at_a_bounded_size(tiny_model, tmp_path):
     assert summary["processed"][0]["width"] == 8000  # detections stay in the image's own pixels
 
 
+def test_a_240_byte_input_name_is_processed(tiny_model, tmp_path):
+    """The drawing's name is the input's: its atomic-write temporary name once passed the 255-byte limit."""
+    folder = tmp_path / "long"
+    folder.mkdir()
+    name = "n" * 236 + ".png"
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(folder / name)
+    out = tmp_path / "out"
+    assert run_demo(tiny_model, "--input", folder, "--output", out) == 0
+    assert sorted(os.listdir(out)) == sorted([name, "detections.json", "summary.json"])
+
+
 def test_weights_of_another_variant_are_refused(tiny_model, images, tmp_path, capsys):
     config, _ = tiny_model
     _, other, _ = save_random_detector(tmp_path, "original", "FPN", *SMALL_TEST)
@@ -131,7 +143,8 @@ def test_weights_of_another_variant_are_refused(tiny_model, images, tmp_path, ca
     assert rc == 1
     err = capsys.readouterr().err
     message = err[err.index("demo: error:"):]  # one message, no traceback, after the log lines
-    assert "refusing a partial load" in message and "shortcut_norm" in message and "Traceback" not in message
+    assert "made for original-26 but the model's backbone.bottom_up is Res-RGS-26" in message
+    assert "Traceback" not in message
     assert not (tmp_path / "out").exists()
 
 
@@ -213,3 +226,66 @@ def test_an_output_path_that_is_a_file_is_one_line(tiny_model, images, tmp_path,
     message = err[err.index(f"{tool}: error:"):]  # after the log lines (pytest closes their captured stream)
     assert "not_a_folder" in message and "Traceback" not in message
     assert a_file.read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- no random heads outside training
+
+
+@pytest.fixture(scope="module")
+def untrained_heads(tmp_path_factory, tiny_model):
+    """{case: weights} that fit the tiny model's backbone but leave a head untrained: ImageNet-style weights
+    (the backbone alone) and a trained detector for another class count."""
+    folder = tmp_path_factory.mktemp("untrained_heads")
+    data = torch.load(tiny_model[1], weights_only=True)
+    prefix = "backbone.bottom_up."
+    imagenet = folder / "imagenet.pth"
+    torch.save({"model": {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)},
+                "__author__": "x", "matching_heuristics": True, "rgsnet_spec": data["rgsnet_spec"]}, imagenet)
+    _, other_classes, _ = save_random_detector(folder, "Res-RGS", "FPN", *SMALL_TEST, "MODEL.ROI_HEADS.NUM_CLASSES", 5)
+    return {"imagenet": (str(imagenet), "proposal_generator.rpn_head.*, roi_heads.box_head.*"),
+            "5 classes": (other_classes, "roi_heads.box_predictor.cls_score.weight: checkpoint (6, 64) vs model (4")}
+
+
+@pytest.mark.parametrize("case", ["imagenet", "5 classes"])
+@pytest.mark.parametrize("tool", ["demo", "export", "train_net --eval-only"])
+def test_weights_that_leave_a_head_untrained_are_refused(tiny_model, untrained_heads, images, tmp_path, capsys, case,
+                                                         tool):
+    """Demo, export and evaluation run trained models only; fine-tuning such weights is training's business."""
+    from rgs_detectron.cli import export as export_tool
+    from rgs_detectron.cli import train_net as train_net_tool
+
+    config, _ = tiny_model
+    weights, words = untrained_heads[case]
+    out = tmp_path / "out"
+    if tool == "demo":
+        rc = run_demo((config, weights), "--input", images, "--output", out)
+    elif tool == "export":
+        rc = export_tool.main(["--config-file", config, "--weights", weights, "--output", str(out), "--device", "cpu"])
+    else:
+        rc = train_net_tool.main(["--config-file", config, "--eval-only", "MODEL.WEIGHTS", weights, "MODEL.DEVICE",
+                                  "cpu", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()", "OUTPUT_DIR", str(out)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    message = err[err.index("error: "):]
+    assert "leaves parts of this model untrained" in message and words in message and "Traceback" not in message
+    assert not out.exists() or not [p for p in out.iterdir() if p.suffix in (".png", ".json", ".ts", ".onnx")]
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pyth", ".pkl"])
+def test_a_poisoned_weights_file_never_runs_in_the_demo(tiny_model, images, tmp_path, monkeypatch, capsys, suffix):
+    import pickle
+
+    from test_checkpointer import _Poison
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    evil = _Poison()
+    evil.marker = str(tmp_path / "PWNED")
+    weights = tmp_path / f"weights{suffix}"
+    if suffix == ".pkl":
+        weights.write_bytes(pickle.dumps({"model": {"x": evil}, "__author__": "evil"}))
+    else:
+        torch.save({"model_state" if suffix == ".pyth" else "model": {"x": evil}}, weights)
+    assert run_demo((tiny_model[0], str(weights)), "--input", images, "--output", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "refused" in err and "weights_only=False" not in err and "will likely succeed" not in err
+    assert not (tmp_path / "PWNED").exists()

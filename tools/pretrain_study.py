@@ -28,8 +28,6 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import torch
-
 from rgs_detectron.classification.classifier import RGSNetClassifier
 from rgs_detectron.data.builtin import digits_root
 from rgs_detectron.data.digits import generate_digits_dataset
@@ -39,6 +37,7 @@ from rgs_detectron.model_zoo import get_config_file
 from rgs_detectron.modeling.spec import RG_INITS, RGSNetSpec
 from rgs_detectron.utils.fileio import atomic_write
 from rgs_detectron.utils.plots import read_metrics
+from rgs_detectron.utils.torch_files import load_weights_only
 
 PY = sys.executable
 FM_PUBLISHED = "ResNet18: 94.9% accuracy (Fashion-MNIST's benchmark table; another recipe and model size)"
@@ -135,7 +134,7 @@ def _classifier_record(folder):
     if not os.path.isfile(path):
         return None
     history = json.load(open(os.path.join(folder, "metrics.json")))
-    top1 = torch.load(path, map_location="cpu", weights_only=True)["metrics"]["val_top1"]
+    top1 = load_weights_only(path)["metrics"]["val_top1"]
     return history[0]["train_loss"], 100.0 - top1
 
 

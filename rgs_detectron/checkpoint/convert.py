@@ -33,8 +33,7 @@ from ..modeling.backbone import RGSNet
 from ..modeling.spec import RGSNetSpec
 from ..modeling.variants import twin_of
 from ..utils.fileio import atomic_write
-from ..utils.names import short_list
-from ..utils.torch_files import load_state_dict, load_weights_only
+from ..utils.torch_files import load_weights_only, state_dict_in, weights_source_path
 from ..classification.classifier import RGSNetClassifier
 from .conversion_report import (
     ConversionResult,
@@ -43,6 +42,7 @@ from .conversion_report import (
     required_settings,
 )
 from ..classification.warm_start import LABEL, warm_start_from_resnet
+from .checkpointer import spec_differences
 
 __all__ = [
     "ConversionError",
@@ -52,7 +52,6 @@ __all__ = [
     "expected_shapes",
     "save_d2_checkpoint",
     "convert_checkpoint",
-    "recorded_spec",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,13 +59,6 @@ logger = logging.getLogger(__name__)
 
 class ConversionError(WeightsError, ValueError):
     """The checkpoint cannot be converted as asked; nothing was written."""
-
-
-def recorded_spec(path):
-    """The ``RGSNetSpec`` a ``train_classifier`` checkpoint records, or None for other checkpoints."""
-    record = load_weights_only(path)
-    spec = record.get("rgsnet_spec") if isinstance(record, dict) else None
-    return RGSNetSpec.from_dict(spec) if isinstance(spec, dict) else None
 
 
 # ----------------------------------------------------------------------------- renaming
@@ -193,15 +185,19 @@ def _refuse_small_stem(state, input_path):
 # ----------------------------------------------------------------------------- writing
 
 
-def save_d2_checkpoint(tensors, path, overwrite=False, author="rgs_detectron"):
-    """Write ``{"model", "__author__", "matching_heuristics"}`` atomically with ``torch.save``."""
+def _refuse_pkl(path):
     if path.endswith(".pkl"):
         raise ConfigError(
             f"output {path!r}: .pkl weights are unpickled by Detectron2 with plain pickle, which can run "
             "code; write a .pth (read with torch.load(weights_only=True)) instead"
         )
+
+
+def save_d2_checkpoint(tensors, path, spec: RGSNetSpec, overwrite=False, author="rgs_detectron"):
+    """Write ``{"model", "__author__", "matching_heuristics", "rgsnet_spec"}`` atomically with ``torch.save``."""
+    _refuse_pkl(path)
     model = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in tensors.items())
-    payload = {"model": model, "__author__": author, "matching_heuristics": True}
+    payload = {"model": model, "__author__": author, "matching_heuristics": True, "rgsnet_spec": spec.to_dict()}
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
 
@@ -217,43 +213,77 @@ def save_d2_checkpoint(tensors, path, overwrite=False, author="rgs_detectron"):
 # ----------------------------------------------------------------------------- driver
 
 
-def _warm_started(state, spec):
+def _warm_started(state, spec, source):
     """The state dict of an RGSNetClassifier for ``spec`` warm-started from ResNet ``state``."""
     fc = state.get("fc.weight")
     torch.manual_seed(0)  # the initial values of new SE layers, if any
     classifier = RGSNetClassifier(spec.replace(norm="BN", stride_in_1x1=False, res5_dilation=1, stem="imagenet"),
                                   num_classes=fc.shape[0] if fc is not None else 1000)
-    report = warm_start_from_resnet(classifier, state)
+    report = warm_start_from_resnet(classifier, state, source)
     return classifier.state_dict(), report
 
 
-def convert_checkpoint(input_path, output_path, spec: RGSNetSpec, *, cfg=None, renames=(), allow_partial=False,
-                       overwrite=False, warm_start=False):
+def _target(spec, recorded, source, warm_start):
+    """The spec to convert for: the recorded one wins; one given that contradicts it is refused."""
+    if warm_start:
+        if spec is None:
+            raise ConfigError("a warm start needs the target: give --variant (and --depth/--width-mult) or "
+                              "--config-file")
+        return spec  # a recorded plain ResNet describes the input, not the target
+    if recorded is None:
+        if spec is None:
+            raise ConfigError(f"{source!r} records no architecture (only train_classifier checkpoints do): give "
+                              "--variant (and --depth/--width-mult if not 50 / 1x) or --config-file")
+        return spec
+    if spec is None:
+        return recorded
+    # The converter writes the stride in the 3x3 conv whatever a config says (a conflict is a note).
+    differences = spec_differences(recorded.replace(stride_in_1x1=False), spec.replace(stride_in_1x1=False))
+    if differences:
+        raise ConfigError(
+            f"{source!r} records {recorded.variant}-{recorded.depth}, but the target given is "
+            f"{spec.variant}-{spec.depth}; they differ in "
+            + ", ".join(f"{f} ({a!r} recorded, {b!r} given)" for f, a, b in differences)
+            + ". Leave out the target (the recorded architecture is used) or give the one recorded."
+        )
+    return spec
+
+
+def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=None, renames=(),
+                       allow_partial=False, overwrite=False, warm_start=False):
     """Convert ``input_path`` for the backbone ``spec`` describes and write ``output_path``.
 
-    ``cfg``, when the target came from a config file, is checked for settings that
-    contradict torchvision-style weights (reported as notes). ``warm_start``: the input
-    is a plain ResNet whose tensors initialise ``spec``'s shared layers, the variant's
-    own layers starting at stated values (``warm_start.py``; not the paper's protocol,
-    and the output file and report say so). Raises
+    ``input_path`` is a weights source (a path, or ``torchvision:ENUM.VALUE``, found in or
+    downloaded into torch's cache), read once. ``spec`` may be None when the checkpoint
+    records its architecture (``train_classifier``'s do); a given ``spec`` that contradicts
+    the record is refused. ``cfg``, when the target came from a config file, is checked for
+    settings that contradict torchvision-style weights (reported as notes). ``warm_start``:
+    the input is a plain ResNet whose tensors initialise ``spec``'s shared layers, the
+    variant's own layers starting at stated values (``warm_start.py``; not the paper's
+    protocol, and the output file and report say so). The output records the spec. Raises
     :class:`ConversionError` (nothing written) on unreadable input, unknown, missing or
-    mis-shaped tensors (unless ``allow_partial``), or an existing output (unless
-    ``overwrite``).
+    mis-shaped tensors (unless ``allow_partial``), or an existing output (unless ``overwrite``).
     """
-    if output_path.endswith(".pkl"):
-        save_d2_checkpoint({}, output_path)  # raises: explains why not .pkl
+    _refuse_pkl(output_path)
+    path = weights_source_path(input_path)
     if os.path.exists(output_path) and not overwrite:
         raise ConversionError(f"output {output_path!r} exists; pass --overwrite to replace it")
-    if os.path.exists(output_path) and os.path.exists(input_path) and os.path.samefile(output_path, input_path):
+    if os.path.exists(output_path) and os.path.exists(path) and os.path.samefile(output_path, path):
         raise ConversionError("the output would replace the input checkpoint; choose another name")
-    expected = expected_shapes(spec)
 
-    state = load_state_dict(input_path)
+    checkpoint = load_weights_only(path)
+    record = checkpoint.get("rgsnet_spec") if isinstance(checkpoint, dict) else None
+    state = state_dict_in(checkpoint, path)
     _refuse_small_stem(state, input_path)
+    recorded = RGSNetSpec.from_dict(record) if isinstance(record, dict) else None
+    notes = [f"architecture recorded in {input_path}: {recorded.variant}-{recorded.depth}"] if spec is None and \
+        recorded else []
+    spec = _target(spec, recorded, input_path, warm_start)
+    expected = expected_shapes(spec)
     state, renamed_from, dropped_by_rules = apply_renames(state, renames)
-    notes, author = [], "rgs_detectron"
+    author = "rgs_detectron"
     if warm_start:
-        state, report = _warm_started(state, spec)
+        state, report = _warm_started(state, spec, input_path)
         renamed_from = {n: renamed_from.get(n, n) for n in state}
         notes += report.lines()
         author = f"rgs_detectron, {spec.variant} {LABEL}"
@@ -278,12 +308,13 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec, *, cfg=None, r
     if not keep:
         raise ConversionError(f"no tensor of {input_path!r} matches the target backbone; nothing was written")
     twin = twin_of(spec.rule)
-    if twin:
+    if twin and recorded is None:
         notes.append(f"{spec.variant} and {twin} have exactly the same tensors, so the names cannot tell them "
-                     f"apart: fine-tune with the variant the checkpoint was trained as")
+                     f"apart: the output records {spec.variant}, the variant the checkpoint must have been trained as")
     if cfg is not None:
         notes += config_conflicts(cfg)
-    written = save_d2_checkpoint(keep, output_path, overwrite=overwrite, author=author)
+    target = spec.replace(stride_in_1x1=False, stem="imagenet")  # what the tensors are laid out for
+    written = save_d2_checkpoint(keep, output_path, target, overwrite=overwrite, author=author)
     logger.info("Wrote %d tensors for %s to %s", len(keep), spec.variant, written)
     return ConversionResult(
         output=written,

@@ -40,7 +40,7 @@ from ..errors import ConfigError, UserError
 from ..utils.fileio import atomic_write
 from ..modeling.spec import RGSNetSpec
 from .classifier import RGSNetClassifier
-from ..utils.torch_files import load_state_dict
+from ..utils.torch_files import load_state_dict, load_weights_only, weights_source_path
 from .recipes import Recipe
 from .warm_start import LABEL, warm_start_from_resnet
 
@@ -118,7 +118,8 @@ class _Run:
         self.model = RGSNetClassifier(spec, num_classes=num_classes)
         self.warm_start_lines = []
         if options.warm_start:
-            report = warm_start_from_resnet(self.model, load_state_dict(options.warm_start))
+            state = load_state_dict(weights_source_path(options.warm_start))
+            report = warm_start_from_resnet(self.model, state, options.warm_start)
             self.warm_start_lines = report.lines()
         memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.model.to(self.dist.device, memory_format=memory_format)
@@ -159,7 +160,7 @@ class _Run:
         if not self.options.resume:
             raise ConfigError(f"{self.options.output!r} holds a run (last.pth): pass --resume to continue it, "
                               "or choose another --output")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights_only(path)
         recorded = state.get("rgsnet_spec")
         if not isinstance(recorded, dict) or RGSNetSpec.from_dict(recorded) != self.spec \
                 or state.get("num_classes") != self.num_classes:

@@ -24,6 +24,7 @@ from typing import List
 import torch
 
 from ..errors import ConfigError, InputError
+from ..modeling.variants import all_added_layers
 
 __all__ = ["warm_start_from_resnet", "WarmStartReport", "LABEL"]
 
@@ -56,15 +57,24 @@ def _how(module):
     return f"{kind}, its default initialisation"
 
 
-def warm_start_from_resnet(model, resnet_state):
+def warm_start_from_resnet(model, resnet_state, source="the warm start"):
     """Copy ``resnet_state`` (a torchvision-layout ResNet state dict) into ``model``.
 
     ``model`` is an ``RGSNetClassifier`` of the same depth and widths. Every tensor of the
     ResNet must find its place (``fc`` may differ in class count); every tensor of
-    ``model`` must come from the ResNet unless its variant adds it. Returns a report.
+    ``model`` must come from the ResNet unless its variant adds it. An RGSNet checkpoint
+    (layers a variant adds, or Preact's ``final_norm``) is refused: it is no ResNet, and
+    copying it would label an RGSNet's own training as a warm start. ``source`` names the
+    weights in messages. Returns a report.
     """
     if model.spec.rule.preact:
         raise ConfigError("a warm start from ResNet weights needs ResNet's residual branches; Preact has others")
+    foreign = set(all_added_layers()) | {"final_norm"}
+    rgs_layers = sorted({part for name in resnet_state for part in name.split(".") if part in foreign})
+    if rgs_layers:
+        raise InputError(f"{source} is an RGSNet checkpoint (it has {', '.join(rgs_layers)} layers), not a plain "
+                         "ResNet: convert it directly, without a warm start, or warm-start from a plain ResNet "
+                         "(e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1)")
     target = model.state_dict()
     modules = dict(model.named_modules())
     added = set(model.spec.rule.added_layers()) | {"se"}

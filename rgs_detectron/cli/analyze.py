@@ -12,7 +12,8 @@ whole model; element-wise ops, NMS and batch norm are not counted (Detectron2's 
 GroupNorm is (fvcore: 5 flops per element), so the RG shortcut's GN shows up. Activations are
 fvcore's ``ActivationCountAnalysis`` (output elements of convolutions and matmuls).
 ``--max-depth N`` adds fvcore's per-module table down to depth N. Weights, when given, load
-strictly (``RGSCheckpointer``). Exit status: 0 done, 1 bad weights, 2 usage error.
+strictly, every tensor of the model from them (``load_trained_model``). Exit status: 0 done, 1 bad
+weights, 2 usage error.
 """
 import argparse
 import logging
@@ -29,7 +30,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 from detectron2.utils.logger import setup_logger
 
-from ..checkpoint.checkpointer import RGSCheckpointer
+from ..engine.predictor import load_trained_model
 from ..engine.defaults import add_config_args, load_cfg, run_tool
 
 
@@ -59,9 +60,7 @@ def _rows(model):
 def analyze(cfg, height, width, max_depth=0):
     """Return the summary table (and fvcore's detailed one if ``max_depth``) as text."""
     torch.manual_seed(0)  # random weights, but the same ones (and proposals) every run
-    model = build_model(cfg).eval()
-    if cfg.MODEL.WEIGHTS:
-        RGSCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    model = load_trained_model(cfg) if cfg.MODEL.WEIGHTS else build_model(cfg).eval()
     # The ROI-head cost scales with the proposals the RPN keeps; record how many it had.
     proposals = []
     if getattr(model, "roi_heads", None) is not None and getattr(model, "proposal_generator", None) is not None:

@@ -1,14 +1,20 @@
 """Convert an ImageNet RGSNet / torchvision ResNet checkpoint to Detectron2 weights.
 
-    python -m rgs_detectron.cli.convert resnet50.pth R-50.pth --variant original
+    python -m rgs_detectron.cli.convert output/imagenet_res_rgs_50/model_final.pth Res-RGS-50.pth
+    python -m rgs_detectron.cli.convert torchvision:ResNet50_Weights.IMAGENET1K_V1 R-50.pth --variant original
     python -m rgs_detectron.cli.convert res_rgs50.pth.tar Res-RGS-50.pth --variant Res-RGS
     python -m rgs_detectron.cli.convert b_rgs26.pth out.pth --variant b-RGS --depth 26 --width-mult 0.25
     python -m rgs_detectron.cli.convert in.pth out.pth --config-file configs/my.yaml [KEY VALUE ...]
-    python -m rgs_detectron.cli.convert resnet50.pth b-RGS-50-warm.pth --variant b-RGS --warm-start-from-resnet
+    python -m rgs_detectron.cli.convert torchvision:ResNet50_Weights.IMAGENET1K_V1 b-RGS-50-warm.pth \\
+        --variant b-RGS --warm-start-from-resnet
 
-The target backbone is described by options (``RGSNetSpec.create``), by the config you
-will fine-tune with, or, for ``train_classifier`` checkpoints, by the checkpoint itself. See docs/CONVERT.md. Exit status: 0 written, 1 the checkpoint cannot
-be converted (nothing written), 2 usage error.
+The input is a file or ``torchvision:ENUM.VALUE`` (torchvision's weights, taken from torch's
+cache, ``$TORCH_HOME/hub/checkpoints``, and downloaded there when missing). The target
+backbone is described by options (``RGSNetSpec.create``), by the config you will fine-tune
+with, or, for ``train_classifier`` checkpoints, by the checkpoint itself (a target given
+that contradicts the record is refused). The output records its architecture. See
+docs/CONVERT.md. Exit status: 0 written, 1 the checkpoint cannot be converted (nothing
+written), 2 usage error.
 """
 import argparse
 import sys
@@ -16,7 +22,7 @@ import sys
 from ..config import get_rgsnet_cfg
 from ..errors import ConfigError
 from ..checkpoint.conversion_report import settings_opts, settings_yaml
-from ..checkpoint.convert import convert_checkpoint, recorded_spec
+from ..checkpoint.convert import convert_checkpoint
 from ..modeling.spec import RGSNetSpec
 from ..modeling.variants import VARIANTS
 from ..engine.defaults import run_tool
@@ -29,7 +35,8 @@ def get_parser():
     p = argparse.ArgumentParser(
         prog="convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("input", help=".pth / .pth.tar / .pt state dict (optionally under 'state_dict' or 'model')")
+    p.add_argument("input", help=".pth / .pth.tar / .pt state dict (optionally under 'state_dict' or 'model'), "
+                   "or torchvision:ENUM.VALUE, e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1")
     p.add_argument("output", help="the converted checkpoint (.pth)")
     d = p.add_argument_group("target backbone (or --config-file)")
     d.add_argument("--config-file", metavar="FILE", help="the Detectron2 yaml you will fine-tune with")
@@ -56,7 +63,7 @@ def get_parser():
 
 
 def target(args):
-    """(spec, cfg or None) for the command line's target description."""
+    """(spec or None, cfg or None) for the command line's target description (None: the recorded one)."""
     description = {k: getattr(args, k) for k in _DESCRIPTION if getattr(args, k) is not None}
     if args.config_file:
         if description:
@@ -67,10 +74,7 @@ def target(args):
     if args.opts:
         raise ConfigError(f"KEY VALUE overrides {args.opts} need --config-file")
     if not description:
-        spec = recorded_spec(args.input)
-        if spec is not None:  # a train_classifier checkpoint says what it is
-            print(f"Architecture recorded in {args.input}: {spec.variant}-{spec.depth}, {spec}")
-            return spec, None
+        return None, None  # a train_classifier checkpoint says what it is
     if "variant" not in description:
         raise ConfigError("give --variant (and --depth/--width-mult if not 50 / 1x) or --config-file "
                           "(only train_classifier checkpoints record their architecture)")

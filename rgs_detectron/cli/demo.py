@@ -9,9 +9,10 @@ Writes into ``--output`` (a folder): ``<name>.png`` per image with the detection
 ``summary.json`` (every processed image, every skipped input with the reason, the
 categories and settings). An input that is missing, unreadable or that the model
 cannot process is reported and skipped; the JSON files cover everything done, even
-when the run is interrupted. The output folder may not hold any input image. Weights
-are loaded strictly (``RGSPredictor``). Exit status: 0 at least one image processed,
-1 none could be, 2 usage error.
+when the run is interrupted. The output folder may not hold any input image. The weights
+must be a trained detector's, every tensor of the model (``load_trained_model``): no head
+runs with random weights. Exit status: 0 at least one image processed, 1 none could be,
+2 usage error.
 """
 import argparse
 import glob

@@ -21,9 +21,9 @@ from detectron2.utils.logger import setup_logger
 
 from ..checkpoint.checkpointer import RGSCheckpointer
 from ..engine.guarded_run import check_resume_point
-from ..engine.lazy_trainer import lazy_model, lazy_test, lazy_train
+from ..engine.lazy_trainer import lazy_test, lazy_train
+from ..engine.predictor import load_trained_model
 from ..engine.preflight import lazy_preflight
-from ..engine.trainer import create_ddp_model
 from ..errors import ConfigError
 from ..engine.defaults import run_tool
 from ..engine.launch import argument_parser, check_output_dir, launch_run
@@ -49,10 +49,7 @@ def run(cfg, args):
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="rgs_detectron")
     if args.eval_only:
-        model = lazy_model(cfg)
-        checkpointer = RGSCheckpointer(create_ddp_model(model), cfg.train.output_dir)
-        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
-        return lazy_test(cfg, model)
+        return lazy_test(cfg, load_trained_model(cfg, resume=args.resume))
     return lazy_train(cfg, resume=args.resume)
 
 

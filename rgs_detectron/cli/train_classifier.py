@@ -12,7 +12,7 @@
         --recipe cifar --epochs 16 --variant b-RGS --depth 26 --width-mult 0.25 --output output/fm_b_rgs
 
     # a warm start from torchvision's ResNet-50 (NOT the paper's protocol; labelled as such)
-    ... --variant b-RGS --warm-start resnet50-0676ba61.pth --recipe imagenet --epochs 10
+    ... --variant b-RGS --warm-start torchvision:ResNet50_Weights.IMAGENET1K_V1 --recipe imagenet --epochs 10
 
 Then ``python -m rgs_detectron.cli.convert OUTPUT/model_final.pth OUT.pth`` (the checkpoint
 records its architecture). ``--batch-size`` is the global batch over all processes; the
@@ -54,7 +54,8 @@ def get_parser():
     m.add_argument("--rg-init", choices=RG_INITS, default="paper",
                    help="initial scale of the RG shortcut's GroupNorm: paper (1) or zero (Res-RGS only)")
     m.add_argument("--warm-start", metavar="RESNET.pth",
-                   help="initialise from a plain ResNet's weights (not the paper's protocol; labelled in the outputs)")
+                   help="initialise from a plain ResNet's weights, a file or torchvision:ENUM.VALUE (not the paper's "
+                   "protocol; labelled in the outputs)")
     t = p.add_argument_group("training")
     t.add_argument("--recipe", choices=RECIPES, default="imagenet")
     t.add_argument("--epochs", type=int, help="shorten or lengthen the recipe (milestones scale along)")

@@ -20,6 +20,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..config import get_rgsnet_cfg
 from ..checkpoint.checkpointer import RGSCheckpointer
+from ..engine.predictor import load_trained_model
 from ..engine.preflight import preflight
 from ..engine.guarded_run import check_resume_point
 from ..engine.trainer import RGSTrainer
@@ -41,9 +42,7 @@ def run(cfg, args):
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="rgs_detectron")
     if args.eval_only:
-        model = RGSTrainer.build_model(cfg)
-        RGSCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = RGSTrainer.test(cfg, model)
+        results = RGSTrainer.test(cfg, load_trained_model(cfg, resume=args.resume))
         if comm.is_main_process():
             verify_results(cfg, results)
         return results

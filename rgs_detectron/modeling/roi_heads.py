@@ -19,7 +19,9 @@ def make_rgsnet_res5(spec=None, **description):
     res5 load into the head.
     """
     spec = RGSNetSpec.resolve(spec, description, "make_rgsnet_res5")
-    return nn.Sequential(*make_rgsnet_stages(spec, 5, 5)[0])
+    res5 = nn.Sequential(*make_rgsnet_stages(spec, 5, 5)[0])
+    res5.spec = spec  # what the checkpointer compares with the spec a checkpoint records
+    return res5
 
 
 @ROI_HEADS_REGISTRY.register()

@@ -2,7 +2,8 @@
 
 Temporary files are named ``.NAME.PID.RANDOM.tmp`` beside the final file, so that the
 ones a killed process left behind can be recognised and removed later
-(:func:`remove_stale_temp_files`) without touching those of a live writer.
+(:func:`remove_stale_temp_files`) without touching those of a live writer. ``NAME`` is cut
+short where the whole name would pass the file system's 255-byte limit on one name.
 """
 import errno
 import os
@@ -14,12 +15,16 @@ from ..errors import DiskFullError
 __all__ = ["atomic_write", "temp_path", "remove_stale_temp_files"]
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
 
 
 def temp_path(path):
     """A fresh hidden name beside ``path`` (same folder, so ``os.replace`` is an atomic rename)."""
     folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    suffix = f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    while len(os.fsencode(f".{name}{suffix}")) > NAME_MAX:
+        name = name[:-1]
+    return os.path.join(folder, f".{name}{suffix}")
 
 
 def atomic_write(path, write_fn, mode="wb"):

@@ -9,19 +9,26 @@
 
 Every failure is a :class:`WeightsError` naming the file: missing, a folder, empty,
 truncated, or holding objects a weights file never needs.
+
+A weights *source* (:func:`weights_source_path`) is a path or ``torchvision:ENUM.VALUE``,
+torchvision's published weights, found in (or downloaded once into) torch's own cache.
 """
 import os
 import pickle
+import re
 from collections import OrderedDict
+from urllib.parse import urlparse
 
 import torch
 
-from ..errors import WeightsError, first_line
+from ..errors import ConfigError, WeightsError, first_line
 from .names import short_list
 
-__all__ = ["load_weights_only", "load_pickle_safely", "load_state_dict", "CONVERT_COMMAND"]
+__all__ = ["load_weights_only", "load_pickle_safely", "load_state_dict", "state_dict_in", "weights_source_path",
+           "CONVERT_COMMAND"]
 
 CONVERT_COMMAND = "python -m rgs_detectron.cli.convert"
+_TORCHVISION = "torchvision:"
 
 _PICKLE_ALLOWED = {
     ("collections", "OrderedDict"),
@@ -101,12 +108,16 @@ def load_weights_only(path):
 
 
 def load_state_dict(path):
-    """A tensor-only state dict from a checkpoint file.
+    """A tensor-only state dict from a checkpoint file (see :func:`state_dict_in`)."""
+    return state_dict_in(load_weights_only(path), path)
+
+
+def state_dict_in(obj, path):
+    """The tensor-only state dict of checkpoint ``obj``, read from ``path`` (named in errors).
 
     Accepts the state dict itself or one under ``state_dict``/``model``; strips the
     ``module.`` prefix that (Distributed)DataParallel adds.
     """
-    obj = load_weights_only(path)
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), dict):
@@ -118,3 +129,38 @@ def load_state_dict(path):
     if not_tensors:
         raise WeightsError(f"{path!r}: these entries are not tensors: {short_list(not_tensors)}")
     return OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in obj.items())
+
+
+def weights_source_path(source):
+    """The local file of a weights source: ``source`` itself, or for ``torchvision:ENUM.VALUE``
+    (any of torchvision's weights, e.g. ``torchvision:ResNet50_Weights.IMAGENET1K_V1``) the file
+    in torch's cache, ``$TORCH_HOME/hub/checkpoints``, where ``weights.get_state_dict()`` keeps
+    it. Only a file not cached yet is downloaded (by ``torch.hub``, its hash checked); reading it
+    is left to :func:`load_weights_only`, so it goes through the same safe reader as any file.
+    """
+    if not source.startswith(_TORCHVISION):
+        return source
+    from torchvision import models
+
+    name = source[len(_TORCHVISION):]
+    try:
+        weights = models.get_weight(name)
+    except (ValueError, KeyError):
+        enum = getattr(models, name.split(".")[0], None)
+        known = ", ".join(getattr(enum, "__members__", {}))
+        raise ConfigError(f"{source!r}: torchvision has no weights {name!r}; give ENUM.VALUE, "
+                          + (f"one of {known}" if known else "e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1")
+                          ) from None
+    folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+    file_name = os.path.basename(urlparse(weights.url).path)
+    path = os.path.join(folder, file_name)
+    if not os.path.exists(path):
+        digest = re.search(r"-([a-f0-9]{6,})\.", file_name)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            torch.hub.download_url_to_file(weights.url, path, digest.group(1) if digest else None, progress=True)
+        except Exception as e:
+            raise WeightsError(f"cannot download {source} from {weights.url} ({type(e).__name__}: {first_line(e)}); "
+                               f"offline, place {file_name} in {folder} (torch's cache, $TORCH_HOME/hub/checkpoints) "
+                               "and run again") from None
+    return path
