@@ -4,6 +4,7 @@ records only what happened, bad input is one line naming the file or option, and
 chain (pretrain -> convert -> fine-tune a detector with train_net -> evaluate) works on real data."""
 import importlib.util
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -114,6 +115,7 @@ def test_a_corrupt_image_is_named_also_from_a_worker_process(tmp_path, capsys, w
     err = capsys.readouterr().err
     assert f"train_classifier: error: cannot read image {bad}" in err and "replace or remove the file" in err
     assert len(err.strip().splitlines()) == 1, err
+    assert not multiprocessing.active_children()  # the workers stopped with it (they lingered, then took 10 s)
 
 
 @pytest.mark.skipif(not os.path.isdir(pretrain_datasets.FASHION_MNIST_DEBIAN),
