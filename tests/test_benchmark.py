@@ -88,3 +88,12 @@ def test_synthetic_batch_is_valid_and_reproducible():
         assert (boxes[:, 2:] > boxes[:, :2]).all()
         assert (boxes >= 0).all() and (boxes[:, 2] <= 96).all() and (boxes[:, 3] <= 64).all()
         assert x["instances"].gt_classes.max() < 80
+
+
+def test_analyze_input_size_must_be_positive(capsys):
+    from rgs_detectron.cli import analyze
+
+    with pytest.raises(SystemExit) as exit_:
+        analyze.main(["--config-file", "configs/demo/digits_res_rgs.yaml", "--input-size", "0", "-5"])
+    assert exit_.value.code == 2
+    assert "analyze: error: argument --input-size: 0 is invalid: give an integer > 0" in capsys.readouterr().err

@@ -145,18 +145,22 @@ def test_digits_generator_never_deletes_what_it_did_not_write(tmp_path):
     generate_digits_dataset(own, num_train=2, num_val=1, image_size=64, min_scale=12, max_scale=24)
     generate_digits_dataset(own, num_train=3, num_val=1, image_size=64, min_scale=12, max_scale=24, overwrite=True)
     assert len(json.load(open(own / "annotations" / "instances_train.json"))["images"]) == 3
-    # A user file inside its folder makes it foreign again.
-    (own / "mine.txt").write_text("keep")
-    with pytest.raises(InputError, match="mine.txt"):
-        generate_digits_dataset(own, num_train=2, num_val=1, image_size=64, overwrite=True)
-    assert (own / "mine.txt").read_text() == "keep"
+    # A user file inside its folder, or inside one of its subfolders, makes it foreign again.
+    for mine in (own / "mine.txt", own / "JPEGImages" / "mine.jpg", own / "ImageSets" / "Main" / "mine" / "a.txt"):
+        mine.parent.mkdir(parents=True, exist_ok=True)
+        mine.write_text("keep")
+        with pytest.raises(InputError, match=str(mine.relative_to(own))):
+            generate_digits_dataset(own, num_train=2, num_val=1, image_size=64, overwrite=True)
+        assert mine.read_text() == "keep"
+        mine.unlink()
 
 
-def test_make_digits_cli_refuses_a_foreign_root_with_status_1(tmp_path):
+def test_make_digits_cli_refuses_a_foreign_root_with_status_1(tmp_path, capsys):
+    from rgs_detectron.cli import make_digits
+
     (tmp_path / "other.txt").write_text("x")
-    r = subprocess.run([sys.executable, "-m", "rgs_detectron.cli.make_digits", "--root", str(tmp_path)],
-                       capture_output=True, text=True)
-    assert r.returncode == 1 and "make_digits: error:" in r.stderr and "Traceback" not in r.stderr
+    assert make_digits.main(["--root", str(tmp_path)]) == 1  # run_tool's exit status, as a process would give
+    assert "make_digits: error:" in capsys.readouterr().err
     assert os.listdir(tmp_path) == ["other.txt"]
 
 
@@ -250,3 +254,40 @@ def test_label_maps_keep_their_class_ids(tmp_path):
     Image.fromarray(labels).save(tmp_path / "labels.png")
     read = read_label_map(str(tmp_path / "labels.png"))
     assert read[0, 0] == 7 and read[1, 1] == 300
+
+
+# --------------------------------------------------------------------------- make_digits: what it was asked for
+
+
+def test_make_digits_keeps_a_dataset_only_when_it_has_the_parameters_asked_for(tmp_path, capsys):
+    from rgs_detectron.cli import make_digits
+
+    root = tmp_path / "rgs_digits"
+    small = ["--root", str(root), "--num-train", "2", "--num-val", "1", "--image-size", "64", "--min-scale", "12",
+             "--max-scale", "24"]
+    assert make_digits.main(small) == 0
+    marker = json.loads((root / ".complete").read_text())
+    assert marker["num_train"] == 2 and marker["max_scale"] == 24 and marker["seed"] == 0
+    # The same request, or one naming fewer options, keeps it.
+    assert make_digits.main(small) == 0 and make_digits.main(["--root", str(root), "--num-val", "1"]) == 0
+    # Other values are refused, naming each, and change nothing (--num-train and --seed were silently ignored).
+    assert make_digits.main([*small, "--num-train", "3", "--seed", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "--num-train 3 (the dataset: 2); --seed 1 (the dataset: 0). Pass --overwrite to regenerate it" in err
+    assert json.loads((root / ".complete").read_text()) == marker
+    assert make_digits.main([*small, "--num-train", "3", "--overwrite"]) == 0
+    assert len(json.load(open(root / "annotations" / "instances_train.json"))["images"]) == 3
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--num-train", "-5"], "--num-train -5 is invalid: give 1 or more"),
+    (["--num-val", "0"], "--num-val 0 is invalid"),
+    (["--image-size", "10"], "--min-scale 20, --max-scale 48, --image-size 10 are invalid"),
+    (["--image-size", "64", "--min-scale", "4", "--max-scale", "24"], "give 8 <= --min-scale <= --max-scale"),
+    (["--min-scale", "30", "--max-scale", "24"], "--min-scale 30, --max-scale 24, --image-size 128 are invalid"),
+])
+def test_make_digits_impossible_values_are_usage_errors_and_write_nothing(tmp_path, capsys, options, message):
+    from rgs_detectron.cli import make_digits
+
+    assert make_digits.main(["--root", str(tmp_path / "rgs_digits"), *options]) == 2
+    assert message in capsys.readouterr().err and os.listdir(tmp_path) == []

@@ -27,12 +27,13 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from rgs_detectron.classification.classifier import RGSNetClassifier
 from rgs_detectron.data.builtin import digits_root
 from rgs_detectron.data.digits import generate_digits_dataset
 from rgs_detectron.engine.defaults import run_tool
-from rgs_detectron.errors import ConfigError
+from rgs_detectron.errors import ConfigError, UserError, first_line
 from rgs_detectron.model_zoo import get_config_file
 from rgs_detectron.modeling.spec import RG_INITS, RGSNetSpec
 from rgs_detectron.utils.fileio import atomic_write
@@ -75,12 +76,26 @@ def _run(name, commands, folder):
     return True
 
 
+def _readable(read, path):
+    """``read(path)``; for a file that cannot be read (truncated, foreign), one line naming it and None:
+    the run counts as not finished, and the summary goes on."""
+    try:
+        return read(path)
+    except (OSError, ValueError, LookupError, TypeError, UserError) as e:
+        print(f"[study] cannot read {path} ({first_line(e)}): counted as not finished", flush=True)
+        return None
+
+
 def _final_ap(folder):
     path = os.path.join(folder, "metrics.json")
     if not os.path.isfile(os.path.join(folder, "model_final.pth")) or not os.path.isfile(path):
         return None
-    rows = [r for r in read_metrics(path) if "bbox/AP" in r]
-    return rows[-1]["bbox/AP"] if rows else None
+
+    def last_ap(p):
+        rows = [r for r in read_metrics(p) if "bbox/AP" in r]
+        return float(rows[-1]["bbox/AP"]) if rows else None
+
+    return _readable(last_ap, path)
 
 
 def _train_net(args, variant, init, seed, folder, weights=None):
@@ -133,9 +148,10 @@ def _classifier_record(folder):
     path = os.path.join(folder, "model_final.pth")
     if not os.path.isfile(path):
         return None
-    history = json.load(open(os.path.join(folder, "metrics.json")))
-    top1 = load_weights_only(path)["metrics"]["val_top1"]
-    return history[0]["train_loss"], 100.0 - top1
+    top1 = _readable(lambda p: float(load_weights_only(p)["metrics"]["val_top1"]), path)
+    first_loss = _readable(lambda p: float(json.loads(Path(p).read_text())[0]["train_loss"]),
+                           os.path.join(folder, "metrics.json"))
+    return None if top1 is None or first_loss is None else (first_loss, 100.0 - top1)
 
 
 def summarize(args):

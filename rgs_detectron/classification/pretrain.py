@@ -8,22 +8,29 @@ of the evaluation set (no padding, so top-1/top-5 are exact).
 What a run leaves in its output folder (written by rank 0, each file atomically):
 
 * ``last.pth``: everything needed to resume (weights, optimizer, scheduler, AMP scaler,
-  epoch, metrics so far), rewritten after every epoch; ``--resume`` continues from it
-  and a run killed at any moment resumes at the next epoch after the last complete one;
-* ``model_final.pth``: the weights with their ``RGSNetSpec``, class count, recipe and
-  final metrics: the file the converter takes as it is;
+  epoch, metrics so far, the settings), rewritten after every epoch; ``--resume``
+  continues from it and a run killed at any moment resumes at the next epoch after the
+  last complete one;
+* ``model_final.pth``: the weights with their ``RGSNetSpec``, class count, recipe, settings
+  and final metrics: the file the converter takes as it is;
 * ``metrics.json`` (one record per epoch), ``log.txt``, TensorBoard events in ``tensorboard/``.
 
 Each epoch's randomness (data order, augmentation) is seeded from ``(seed, epoch)``, so a
-resumed run sees the same batches the uninterrupted run would have.
+resumed run sees the same batches the uninterrupted run would have. What is recorded is
+what happened: a resume whose settings (``PretrainOptions.settings``) differ from the
+run's is refused, naming each; a run or finished model is replaced only with ``overwrite``.
 """
 import dataclasses
+import errno
+import glob
 import json
 import logging
 import math
 import os
+import shutil
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -35,18 +42,19 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from ..config import resolve_device
-from ..utils.output_lock import OutputDirLock
-from ..errors import ConfigError, UserError
-from ..utils.fileio import atomic_write
+from ..errors import ConfigError, DiskFullError, InputError, UserError, WeightsError, first_line
 from ..modeling.spec import RGSNetSpec
-from .classifier import RGSNetClassifier
+from ..utils.fileio import atomic_write, remove_stale_temp_files
+from ..utils.output_lock import OutputDirLock
 from ..utils.torch_files import load_state_dict, load_weights_only, weights_source_path
+from .classifier import RGSNetClassifier
 from .recipes import Recipe
 from .warm_start import LABEL, warm_start_from_resnet
 
 __all__ = ["PretrainOptions", "pretrain"]
 
 logger = logging.getLogger("rgs_detectron.pretrain")
+RUN_FILES = ("last.pth", "model_final.pth", "metrics.json")  # what makes a folder hold a run
 
 
 @dataclass
@@ -59,10 +67,12 @@ class PretrainOptions:
     workers: int = 2
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False  # replace the run or finished model in ``output``
     warm_start: Optional[str] = None
     progress: bool = True
     log_period: int = 50
     description: str = ""  # dataset and settings, recorded in the checkpoints
+    settings: dict = field(default_factory=dict)  # option -> value: recorded; a resume must repeat them
 
 
 class _Distributed:
@@ -93,6 +103,22 @@ def _loader(dataset, batch_size, sampler, workers, seed, device):
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=device.type == "cuda", drop_last=sampler is not None and hasattr(sampler, "set_epoch"),
                       generator=torch.Generator().manual_seed(seed), persistent_workers=False)
+
+
+def _batches(loader):
+    """``loader``'s batches. A data error in a worker process comes back from torch inside the worker's
+    traceback: keep it the one-line message it was (it names the file)."""
+    batches = iter(loader)
+    try:
+        yield from batches
+    except UserError as e:
+        lines = str(e).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught "):
+            raise type(e)(lines[-1].split(": ", 1)[-1]) from None
+        raise
+    finally:  # after a worker's error the iterator sits in a reference cycle, and the collector's shutdown of
+        # its workers waits 5 s for each: stop them now, as DataLoader itself does (no public way)
+        getattr(batches, "_shutdown_workers", lambda: None)()
 
 
 def _topk_correct(logits, targets, ks=(1, 5)):
@@ -146,6 +172,7 @@ class _Run:
     def _record(self):
         return {"rgsnet_spec": self.spec.to_dict(), "num_classes": self.num_classes,
                 "recipe": dataclasses.asdict(self.options.recipe), "description": self.options.description,
+                "settings": self.options.settings,
                 "warm_start": (f"{self.options.warm_start}: {LABEL}" if self.options.warm_start else None)}
 
     def _save(self, name, state):
@@ -153,26 +180,55 @@ class _Run:
         atomic_write(path, lambda f: torch.save(state, f))
         return path
 
-    def _resume(self):
-        path = os.path.join(self.options.output, "last.pth")
-        if not os.path.exists(path):
-            return
-        if not self.options.resume:
-            raise ConfigError(f"{self.options.output!r} holds a run (last.pth): pass --resume to continue it, "
-                              "or choose another --output")
-        state = load_weights_only(path)
-        recorded = state.get("rgsnet_spec")
-        if not isinstance(recorded, dict) or RGSNetSpec.from_dict(recorded) != self.spec \
-                or state.get("num_classes") != self.num_classes:
-            raise ConfigError(f"{path} was made for another network ({state.get('rgsnet_spec')}); resume with "
-                              "the same --variant/--depth/--width-mult/--stem or choose another --output")
+    def _prepare_output(self):
+        """Resume, replace (``overwrite``) or refuse the run ``output`` holds, before anything is written."""
+        o = self.options
+        found = [name for name in RUN_FILES if os.path.exists(os.path.join(o.output, name))]
+        if found and o.overwrite:
+            if self.dist.main:
+                for path in [os.path.join(o.output, name) for name in found] + glob.glob(
+                        os.path.join(o.output, "tensorboard", "events.out.tfevents.*")):
+                    os.remove(path)
+                logger.info(f"--overwrite: removed the previous run's {', '.join(found)}")
+        elif found and not o.resume:
+            raise ConfigError(f"{o.output!r} holds a run ({', '.join(found)}): pass --resume to continue it, "
+                              "--overwrite to replace it, or choose another --output")
+        elif found and "last.pth" not in found:
+            raise ConfigError(f"{o.output!r} holds {', '.join(found)} but no last.pth to resume from: pass "
+                              "--overwrite to train again, or choose another --output")
+        elif found:
+            self._resume(os.path.join(o.output, "last.pth"))
+
+    def _resume(self, path):
+        try:
+            state = load_weights_only(path)
+        except WeightsError as e:
+            raise InputError(f"{e}; the run cannot resume from it: pass --overwrite to train again") from None
+        recorded = state.get("rgsnet_spec") if isinstance(state, dict) else None
+        if not isinstance(recorded, dict) or "optimizer" not in state:
+            raise InputError(f"{path} is not a train_classifier run: pass --overwrite to replace it, or choose "
+                             "another --output")
+        ours, theirs = self.spec.to_dict(), RGSNetSpec.from_dict(recorded).to_dict()
+        differ = [f"{k} {ours.get(k)} (the run: {v})" for k, v in theirs.items() if ours.get(k) != v]
+        if state.get("num_classes") != self.num_classes:
+            differ.append(f"{self.num_classes} classes (the run: {state.get('num_classes')})")
+        before = state.get("settings")
+        if before is not None:
+            differ += [f"{k} {v} (the run: {before.get(k)})" for k, v in self.options.settings.items()
+                       if before.get(k) != v]
+        elif state.get("description") != self.options.description:  # recorded before settings were
+            differ.append(f"this command trains {self.options.description!r}, the run {state.get('description')!r}")
+        if differ:
+            raise ConfigError(f"{path} is another run than this command describes: {'; '.join(differ)}. Resume "
+                              "with the run's options, pass --overwrite to start again, or choose another --output")
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.history = list(state["history"])
         self.start_epoch = state["epoch"] + 1
-        logger.info(f"Resuming from {path}: epoch {self.start_epoch + 1} of {self.options.recipe.epochs}")
+        if self.start_epoch < self.options.recipe.epochs:
+            logger.info(f"Resuming from {path}: epoch {self.start_epoch + 1} of {self.options.recipe.epochs}")
 
     # ------------------------------------------------------------------ epochs
 
@@ -183,8 +239,8 @@ class _Run:
         loader = _loader(self.train_set, self.batch, self.sampler, self.options.workers, seed, self.dist.device)
         self.net.train()
         totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.options.recipe.epochs}", unit="batch",
-                   disable=not (self.options.progress and self.dist.main), leave=False)
+        bar = tqdm(_batches(loader), total=len(loader), desc=f"epoch {epoch + 1}/{self.options.recipe.epochs}",
+                   unit="batch", disable=not (self.options.progress and self.dist.main), leave=False)
         for step, (images, targets) in enumerate(bar):
             images = images.to(self.dist.device, non_blocking=True, memory_format=self.memory_format)
             targets = targets.to(self.dist.device, non_blocking=True)
@@ -217,7 +273,7 @@ class _Run:
         self.net.eval()
         loader = _loader(self.val_shard, self.batch, None, self.options.workers, 0, self.dist.device)
         totals = [0.0, 0.0, 0.0, 0.0]  # loss sum, top-1, top-5, count
-        for images, targets in loader:
+        for images, targets in _batches(loader):
             images = images.to(self.dist.device, memory_format=self.memory_format)
             targets = targets.to(self.dist.device)
             with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
@@ -232,16 +288,24 @@ class _Run:
 
     def run(self):
         o = self.options
-        self._resume()
+        if self.dist.main:
+            removed = remove_stale_temp_files(o.output)
+            if removed:
+                logger.info(f"Removed temporary files of a killed run: {', '.join(removed)}")
+        self._prepare_output()
+        final_path = os.path.join(o.output, "model_final.pth")
+        if self.start_epoch >= o.recipe.epochs and os.path.exists(final_path):
+            logger.info(f"{final_path} is this run, finished: nothing to do")
+            return self.history[-1]
         if self.dist.main:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(os.path.join(o.output, "tensorboard"))
             logger.info(o.recipe.describe())
             for line in self.warm_start_lines:
                 logger.info(line)
             logger.info(f"{len(self.train_set)} training and {self.val_size} evaluation images; "
                         f"{self.dist.world} process(es) on {self.dist.device.type}, {self.batch} images each per step")
+            self.writer = SummaryWriter(os.path.join(o.output, "tensorboard"))
         for epoch in range(self.start_epoch, o.recipe.epochs):
             start = time.perf_counter()
             metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **self._train_epoch(epoch)}
@@ -273,12 +337,48 @@ class _Run:
         return final
 
 
+class _LogFile(logging.FileHandler):
+    """``OUTPUT/log.txt``. A line it cannot write (a full disk) stops the run with one message naming
+    the file, not logging's traceback for every line."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.setFormatter(logging.Formatter("[%(asctime)s] %(name)s %(levelname)s: %(message)s", "%m/%d %H:%M:%S"))
+
+    def handleError(self, record):
+        raise InputError(f"cannot write {self.baseFilename}: {first_line(sys.exc_info()[1])}; free space or "
+                         "choose another --output") from None
+
+    def close(self):
+        try:
+            super().close()
+        except OSError:  # the unwritten lines of a full disk; handleError has said so
+            pass
+
+
+def _check_room(folder, model):
+    """Refuse before the first write when ``folder`` cannot hold the checkpoints: last.pth (weights and
+    momentum) twice while it is replaced, model_final.pth, and 16 MiB of logs."""
+    need = 5 * sum(t.numel() * t.element_size() for t in model.state_dict().values()) + (16 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise DiskFullError(errno.ENOSPC, f"{folder!r} has {free >> 20} MiB free and this run needs about "
+                            f"{need >> 20} MiB for its checkpoints: free space or choose another --output")
+
+
 def pretrain(spec, train_set, val_set, num_classes, options: PretrainOptions):
     """Train ``RGSNetClassifier(spec)``; return the last epoch's metrics (see the module docstring)."""
     os.makedirs(options.output, exist_ok=True)
-    lock = OutputDirLock(options.output).acquire() if int(os.environ.get("RANK", "0")) == 0 else None
-    try:
-        return _Run(spec, train_set, val_set, num_classes, options).run()
-    finally:
-        if lock:
-            lock.release()
+    run = _Run(spec, train_set, val_set, num_classes, options)
+    if not run.dist.main:
+        return run.run()
+    _check_room(options.output, run.model)
+    log = logging.getLogger("rgs_detectron")
+    with OutputDirLock(options.output):
+        handler = _LogFile(os.path.join(options.output, "log.txt"))
+        log.addHandler(handler)
+        try:
+            return run.run()
+        finally:
+            log.removeHandler(handler)
+            handler.close()

@@ -35,8 +35,6 @@ class Recipe:
         """This recipe for another length, batch size (linear LR rule) or explicit LR."""
         epochs = self.epochs if epochs is None else epochs
         batch_size = self.batch_size if batch_size is None else batch_size
-        if epochs < 1 or batch_size < 1:
-            raise ConfigError(f"--epochs ({epochs}) and --batch-size ({batch_size}) must be positive")
         milestones = tuple(sorted({max(1, round(m * epochs / self.epochs)) for m in self.milestones}))
         milestones = tuple(m for m in milestones if m < epochs)
         return replace(self, epochs=epochs, batch_size=batch_size, milestones=milestones,

@@ -30,8 +30,8 @@ from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 from detectron2.utils.logger import setup_logger
 
+from ..engine.defaults import add_config_args, load_cfg, positive_int, run_tool
 from ..engine.predictor import load_trained_model
-from ..engine.defaults import add_config_args, load_cfg, run_tool
 
 
 def get_parser():
@@ -40,7 +40,7 @@ def get_parser():
     parser.add_argument(
         "--weights", default="", help="checkpoint to load (counts are the same, except the proposals kept)"
     )
-    parser.add_argument("--input-size", nargs=2, type=int, default=[800, 1333], metavar=("H", "W"))
+    parser.add_argument("--input-size", nargs=2, type=positive_int, default=[800, 1333], metavar=("H", "W"))
     parser.add_argument("--max-depth", type=int, default=0, help="also print fvcore's table to this depth")
     return add_config_args(parser)
 

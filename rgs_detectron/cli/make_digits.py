@@ -3,14 +3,17 @@
     python -m rgs_detectron.cli.make_digits                 # -> $DETECTRON2_DATASETS/rgs_digits
     python -m rgs_detectron.cli.make_digits --num-train 600 --seed 1 --overwrite
 
-``--root`` must be a new or empty folder, or a digits dataset this tool wrote; anything
-else is refused untouched. Exit status: 0 ready, 1 refused, 2 usage error.
+An existing dataset is kept when it agrees with every option given (its ``.complete``
+marker records what it was made with); one made with other values is refused, naming
+them, unless ``--overwrite``, which regenerates it (options not given: the defaults).
+``--root`` must be a new or empty folder, or a digits dataset this tool wrote and nothing
+else; anything else is refused untouched. Exit status: 0 ready, 1 refused, 2 usage error.
 """
 import argparse
 import sys
 
 from ..data.builtin import digits_root
-from ..data.digits import generate_digits_dataset
+from ..data.digits import DEFAULTS, MIN_SCALE, generate_digits_dataset
 from ..engine.defaults import run_tool
 
 
@@ -18,16 +21,15 @@ def _main(argv):
     p = argparse.ArgumentParser(prog="make_digits", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=None, help="output folder (default: $DETECTRON2_DATASETS/rgs_digits)")
-    p.add_argument("--num-train", type=int, default=300)
-    p.add_argument("--num-val", type=int, default=100)
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="regenerate a complete digits dataset this tool wrote")
+    for name, help in (("num_train", "training images"), ("num_val", "validation images"),
+                       ("image_size", "side of the square images"), ("max_objects", "digits per image, at most"),
+                       ("min_scale", f"smallest digit height in pixels ({MIN_SCALE} or more)"),
+                       ("max_scale", "largest digit height in pixels (at most --image-size)"), ("seed", "random seed")):
+        p.add_argument("--" + name.replace("_", "-"), type=int, help=f"{help} (default {DEFAULTS[name]})")
+    p.add_argument("--overwrite", action="store_true", help="regenerate a digits dataset this tool wrote")
     a = p.parse_args(argv)
-    root = generate_digits_dataset(
-        a.root or digits_root(), num_train=a.num_train, num_val=a.num_val,
-        image_size=a.image_size, seed=a.seed, overwrite=a.overwrite,
-    )
+    root = generate_digits_dataset(a.root or digits_root(), overwrite=a.overwrite,
+                                   **{name: getattr(a, name) for name in DEFAULTS})
     print(f"digits dataset ready at {root}")
     return 0
 

@@ -18,81 +18,79 @@ Then ``python -m rgs_detectron.cli.convert OUTPUT/model_final.pth OUT.pth`` (the
 records its architecture). ``--batch-size`` is the global batch over all processes; the
 learning rate scales linearly with it. ``--stem small`` (3x3 conv, no max-pool) suits
 28-32 pixel images but cannot be converted for detection. Kill it at any moment and rerun
-with ``--resume``. Exit status: 0 done, 1 failed (data, weights), 2 usage error.
+with ``--resume`` and the same options (a resume that differs from the run is refused,
+naming each option); a run or finished model in ``--output`` is replaced only with
+``--overwrite``. Exit status: 0 done, 1 failed (data, weights, disk), 2 usage error.
 """
 import argparse
 import sys
 
 from detectron2.utils.logger import setup_logger
 
-from ..errors import ConfigError
 from ..classification.datasets import DATASETS, build_datasets
 from ..classification.pretrain import PretrainOptions, pretrain
 from ..classification.recipes import RECIPES, get_recipe
-from ..modeling.spec import RG_INITS, STEMS, RGSNetSpec
-from ..modeling.variants import VARIANTS
-from ..engine.defaults import run_tool
+from ..engine.defaults import (add_spec_args, non_negative_int, positive_float, positive_int, run_tool,
+                               spec_from_args)
+from ..errors import ConfigError
 
 
 def get_parser():
     p = argparse.ArgumentParser(prog="train_classifier", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", required=True, choices=DATASETS)
+    d.add_argument("--dataset", required=True, choices=[name for name, _ in DATASETS],
+                   help=". ".join(f"{name}: {' '.join(fn.__doc__.split()).rstrip('.')}" for name, fn in DATASETS))
     d.add_argument("--data-root", help="dataset folder (imagenet: with train/ and val/; not needed for digits)")
     d.add_argument("--download", action="store_true", help="let torchvision download CIFAR or Fashion-MNIST")
-    d.add_argument("--image-size", type=int, help="input size (imagenet 224; small datasets 32)")
-    d.add_argument("--limit-train", type=int, help="train on a fixed random subset of this many images")
-    d.add_argument("--limit-val", type=int, help="evaluate on a fixed random subset of this many images")
-    m = p.add_argument_group("model (RGSNetSpec)")
-    m.add_argument("--variant", default="Res-RGS", help="one of: " + ", ".join(VARIANTS))
-    m.add_argument("--depth", type=int, default=50)
-    m.add_argument("--width-mult", type=float, default=1.0)
-    m.add_argument("--stem", choices=STEMS, default="imagenet")
-    m.add_argument("--gn-groups", type=int, default=0, help="GroupNorm groups (0: 32 scaled with width)")
-    m.add_argument("--se-reduction", type=int, default=0)
-    m.add_argument("--rg-init", choices=RG_INITS, default="paper",
-                   help="initial scale of the RG shortcut's GroupNorm: paper (1) or zero (Res-RGS only)")
-    m.add_argument("--warm-start", metavar="RESNET.pth",
-                   help="initialise from a plain ResNet's weights, a file or torchvision:ENUM.VALUE (not the paper's "
-                   "protocol; labelled in the outputs)")
+    d.add_argument("--image-size", type=positive_int, help="input size (imagenet 224; small datasets 32)")
+    d.add_argument("--limit-train", type=positive_int, help="train on a fixed random subset of this many images")
+    d.add_argument("--limit-val", type=positive_int, help="evaluate on a fixed random subset of this many images")
+    add_spec_args(p).add_argument("--warm-start", metavar="RESNET.pth", help="initialise from a plain ResNet's "
+                                  "weights, a file or torchvision:ENUM.VALUE (not the paper's protocol; labelled in the outputs)")
     t = p.add_argument_group("training")
     t.add_argument("--recipe", choices=RECIPES, default="imagenet")
-    t.add_argument("--epochs", type=int, help="shorten or lengthen the recipe (milestones scale along)")
-    t.add_argument("--batch-size", type=int, help="global batch (learning rate scales linearly)")
-    t.add_argument("--lr", type=float, help="learning rate, instead of the recipe's scaled one")
+    t.add_argument("--epochs", type=positive_int, help="shorten or lengthen the recipe (milestones scale along)")
+    t.add_argument("--batch-size", type=positive_int, help="global batch (learning rate scales linearly)")
+    t.add_argument("--lr", type=positive_float, help="learning rate, instead of the recipe's scaled one")
     t.add_argument("--device", default="auto", help="cpu, cuda or auto")
     t.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on the CPU)")
     t.add_argument("--channels-last", action="store_true")
-    t.add_argument("--workers", type=int, default=2, help="data loading processes per training process")
+    t.add_argument("--workers", type=non_negative_int, default=2, help="data loading processes per training process")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--output", required=True, help="folder for checkpoints, metrics and logs")
-    t.add_argument("--resume", action="store_true", help="continue the run in --output")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in --output (its options must agree)")
+    again.add_argument("--overwrite", action="store_true", help="replace the run or finished model in --output")
     t.add_argument("--no-progress", action="store_true")
     return p
 
 
 def _main(argv):
     args = get_parser().parse_args(argv)
-    setup_logger(args.output, name="rgs_detectron", abbrev_name="rgs")
-    if args.stem == "small" and args.dataset == "imagenet":
+    setup_logger(name="rgs_detectron", abbrev_name="rgs")  # the console; the run adds OUTPUT/log.txt
+    spec = spec_from_args(args)
+    if spec.stem == "small" and args.dataset == "imagenet":
         raise ConfigError("--stem small is for 28-32 pixel images; ImageNet models use --stem imagenet")
-    spec = RGSNetSpec.create(args.variant, args.depth, args.width_mult, stem=args.stem, gn_groups=args.gn_groups,
-                             se_reduction=args.se_reduction, rg_init=args.rg_init)
     recipe = get_recipe(args.recipe).scaled(args.epochs, args.batch_size, args.lr)
     train, val, num_classes, image_size = build_datasets(
         args.dataset, args.data_root, args.image_size, download=args.download, limit_train=args.limit_train,
         limit_val=args.limit_val, seed=args.seed)
     description = (f"{args.dataset} at {image_size}x{image_size} ({len(train)} train / {len(val)} eval images), "
                    f"{recipe.describe()}, seed {args.seed}")
+    # What a --resume must repeat: the options that decide what the run computes (not where or how fast).
+    settings = {"--dataset": args.dataset, "--image-size": image_size, "--limit-train (training images)": len(train),
+                "--limit-val (evaluation images)": len(val), "--seed": args.seed, "--recipe": recipe.name,
+                "--epochs": recipe.epochs, "--batch-size": recipe.batch_size, "--lr": recipe.lr,
+                "--warm-start": args.warm_start}
     options = PretrainOptions(output=args.output, recipe=recipe, device=args.device, amp=args.amp,
                               channels_last=args.channels_last, workers=args.workers, seed=args.seed,
-                              resume=args.resume, warm_start=args.warm_start, progress=not args.no_progress,
-                              description=description)
+                              resume=args.resume, overwrite=args.overwrite, warm_start=args.warm_start,
+                              progress=not args.no_progress, description=description, settings=settings)
     final = pretrain(spec, train, val, num_classes, options)
-    print(f"{spec.variant}-{spec.depth} ({args.width_mult:g}x): eval top-1 {final.get('val_top1', float('nan')):.2f}% "
-          f"(error {100 - final.get('val_top1', float('nan')):.2f}%), top-5 {final.get('val_top5', float('nan')):.2f}%; "
-          f"{args.output}/model_final.pth")
+    print(f"{spec.variant}-{spec.depth} ({args.width_mult or 1:g}x): eval top-1 "
+          f"{final.get('val_top1', float('nan')):.2f}% (error {100 - final.get('val_top1', float('nan')):.2f}%), "
+          f"top-5 {final.get('val_top5', float('nan')):.2f}%; {args.output}/model_final.pth")
     return 0
 
 

@@ -13,6 +13,7 @@ Layout under ``root`` (default ``$DETECTRON2_DATASETS/rgs_digits``)::
     Annotations/{id}.xml                 # VOC
     ImageSets/Main/{train,val}.txt       # VOC
     annotations/instances_{train,val}.json  # COCO
+    .complete                            # written last: the parameters it was made with
 """
 import json
 import os
@@ -23,7 +24,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SPLITS = ("train", "val")
@@ -103,31 +104,57 @@ def _voc_xml(file_id, size, objects):
     return ET.ElementTree(ann)
 
 
-def generate_digits_dataset(
-    root,
-    num_train=300,
-    num_val=100,
-    image_size=128,
-    max_objects=4,
-    min_scale=20,
-    max_scale=48,
-    seed=0,
-    overwrite=False,
-):
-    """Write the dataset under ``root``; return ``root``.
+# The parameters a dataset is made with (recorded in its ``.complete`` marker) and their defaults.
+DEFAULTS = {"num_train": 300, "num_val": 100, "image_size": 128, "max_objects": 4, "min_scale": 20, "max_scale": 48,
+            "seed": 0}
+MIN_SCALE = 8  # the scans' own 8x8: a digit drawn smaller loses its strokes
 
-    Deterministic for a given seed. Written into a temporary folder beside ``root`` and
-    moved into place at the end, so an interrupted run never leaves a half dataset
-    that looks complete. An existing complete dataset is kept unless ``overwrite``.
+
+def _option(name):
+    return "--" + name.replace("_", "-")
+
+
+def _validated(params):
+    for name in ("num_train", "num_val", "max_objects"):
+        if params[name] < 1:
+            raise ConfigError(f"{_option(name)} {params[name]} is invalid: give 1 or more")
+    lo, hi, size = params["min_scale"], params["max_scale"], params["image_size"]
+    if not MIN_SCALE <= lo <= hi <= size:
+        raise ConfigError(f"--min-scale {lo}, --max-scale {hi}, --image-size {size} are invalid: digits are drawn "
+                          f"{lo} to {hi} pixels tall on {size}x{size} images, so give {MIN_SCALE} <= --min-scale <= "
+                          f"--max-scale <= --image-size (e.g. --image-size 64 --min-scale 12 --max-scale 24)")
+    return params
+
+
+def generate_digits_dataset(root, *, overwrite=False, **requested):
+    """Write the dataset under ``root`` made with ``requested`` parameters (keywords of
+    :data:`DEFAULTS`; None or absent: the default); return ``root``.
+
+    Deterministic for given parameters. Written into a temporary folder beside ``root`` and
+    moved into place at the end, so an interrupted run never leaves a half dataset that
+    looks complete. An existing complete dataset is kept when it agrees with every
+    requested parameter; one made with others is refused (InputError, naming them) unless
+    ``overwrite``, which regenerates it.
 
     Nothing this function did not write is ever deleted: ``root`` must be missing, empty,
-    or a dataset it wrote itself (its ``.complete`` marker and only its own folders);
-    anything else is refused with an InputError, files untouched.
+    or a dataset it wrote itself (its ``.complete`` marker and exactly the files it
+    records); anything else is refused with an InputError, files untouched.
     """
+    unknown = set(requested) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"generate_digits_dataset() got unknown parameters {sorted(unknown)}")
+    requested = {k: v for k, v in requested.items() if v is not None}
     root = os.path.abspath(root)
-    if is_complete(root) and not overwrite:
+    recorded = _recorded_parameters(root)
+    keep = recorded is not None and recorded.get("format") == FORMAT_VERSION and not overwrite
+    params = _validated({**(recorded if keep else DEFAULTS), **requested})
+    if keep:
+        differ = [f"{_option(k)} {v} (the dataset: {recorded[k]})" for k, v in requested.items() if recorded[k] != v]
+        if differ:
+            raise InputError(f"{root} holds a digits dataset made with other parameters: {'; '.join(differ)}. Pass "
+                             "--overwrite to regenerate it, or choose another --root")
         return root
-    _check_replaceable(root)
+    _check_replaceable(root, recorded)
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".rgs_digits_", dir=parent)
@@ -135,20 +162,22 @@ def generate_digits_dataset(
         for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main"), "annotations"):
             os.makedirs(os.path.join(tmp, sub))
         digits, labels = _digit_images()
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(params["seed"])
+        size = params["image_size"]
         categories = [{"id": i + 1, "name": n} for i, n in enumerate(CLASS_NAMES)]
         image_id = 0
         ann_id = 0
-        for split, count in (("train", num_train), ("val", num_val)):
+        for split in SPLITS:
             images, annotations, ids = [], [], []
-            for _ in range(count):
+            for _ in range(params[f"num_{split}"]):
                 image_id += 1
                 file_id = f"{split}_{image_id:05d}"
-                img, objects = _render(rng, digits, labels, image_size, max_objects, min_scale, max_scale)
+                img, objects = _render(rng, digits, labels, size, params["max_objects"], params["min_scale"],
+                                       params["max_scale"])
                 img.save(os.path.join(tmp, "JPEGImages", f"{file_id}.jpg"), quality=95)
-                _voc_xml(file_id, image_size, objects).write(os.path.join(tmp, "Annotations", f"{file_id}.xml"))
+                _voc_xml(file_id, size, objects).write(os.path.join(tmp, "Annotations", f"{file_id}.xml"))
                 ids.append(file_id)
-                images.append({"id": image_id, "file_name": f"{file_id}.jpg", "width": image_size, "height": image_size})
+                images.append({"id": image_id, "file_name": f"{file_id}.jpg", "width": size, "height": size})
                 for (x0, y0, x1, y1), label, polygon in objects:  # polygon: a list of polygons
                     ann_id += 1
                     w, h = x1 - x0, y1 - y0
@@ -161,8 +190,7 @@ def generate_digits_dataset(
             with open(os.path.join(tmp, "annotations", f"instances_{split}.json"), "w") as f:
                 json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
         with open(os.path.join(tmp, _DONE_MARK), "w") as f:
-            json.dump({"format": FORMAT_VERSION, "seed": seed, "num_train": num_train, "num_val": num_val,
-                       "image_size": image_size}, f)
+            json.dump({"format": FORMAT_VERSION, **params}, f)
         if os.path.exists(root) and os.listdir(root):
             shutil.rmtree(root)  # ours: _check_replaceable said so
         os.replace(tmp, root)
@@ -172,33 +200,44 @@ def generate_digits_dataset(
     return root
 
 
-def is_complete(root):
-    """A finished dataset of this format (an older format is replaced, being this tool's own)."""
+def _recorded_parameters(root):
+    """The parameters in ``root``'s ``.complete`` marker (older markers lack some: they were the defaults),
+    or None when it has none."""
     try:
         with open(os.path.join(root, _DONE_MARK)) as f:
-            return json.load(f).get("format") == FORMAT_VERSION
-    except (OSError, ValueError, AttributeError):
-        return False
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return {**DEFAULTS, **recorded} if isinstance(recorded, dict) else None
 
 
-def _written_by_this_tool(root):
-    return os.path.isfile(os.path.join(root, _DONE_MARK))
+def _own_files(recorded):
+    """What a dataset with the ``recorded`` parameters consists of (paths relative to its root)."""
+    own = {_DONE_MARK, "JPEGImages", "Annotations", "ImageSets", os.path.join("ImageSets", "Main"), "annotations"}
+    if recorded is None:
+        return own
+    own |= {os.path.join("ImageSets", "Main", f"{split}.txt") for split in SPLITS}
+    own |= {os.path.join("annotations", f"instances_{split}.json") for split in SPLITS}
+    image_id = 0
+    for split in SPLITS:
+        for _ in range(recorded[f"num_{split}"]):
+            image_id += 1
+            own |= {os.path.join("JPEGImages", f"{split}_{image_id:05d}.jpg"),
+                    os.path.join("Annotations", f"{split}_{image_id:05d}.xml")}
+    return own
 
 
-_OWN_ENTRIES = {"JPEGImages", "Annotations", "ImageSets", "annotations", _DONE_MARK}
-
-
-def _check_replaceable(root):
+def _check_replaceable(root, recorded):
     if not os.path.exists(root):
         return
     if not os.path.isdir(root):
         raise InputError(f"{root} exists and is not a folder; choose another place for the digits dataset")
-    entries = set(os.listdir(root))
-    if not entries:
-        return
-    if not _written_by_this_tool(root) or not entries <= _OWN_ENTRIES:
+    found = {os.path.relpath(os.path.join(folder, name), root)
+             for folder, dirs, files in os.walk(root) for name in dirs + files}
+    foreign = sorted(found - _own_files(recorded))
+    if found and (recorded is None or foreign):
         raise InputError(
             f"{root} is not empty and is not a digits dataset written by this tool (no {_DONE_MARK} marker, or "
-            f"other files in it: {', '.join(sorted(entries - _OWN_ENTRIES)[:5]) or 'none'}); nothing was changed. "
-            "Give an empty or new folder (the default is $DETECTRON2_DATASETS/rgs_digits)."
+            f"files it did not write: {', '.join(foreign[:5]) or 'none'}); nothing was changed. Move those files "
+            "away, or give an empty or new folder (the default is $DETECTRON2_DATASETS/rgs_digits)."
         )

@@ -1,11 +1,15 @@
 """What every command line here shares: error reporting, exit status, config and device set-up."""
 import argparse
+import math
 import sys
 
 from ..config import get_rgsnet_cfg, resolve_device
 from ..errors import UserError
+from ..modeling.spec import RG_INITS, STEMS, RGSNetSpec
+from ..modeling.variants import VARIANTS
 
-__all__ = ["run_tool", "add_config_args", "load_cfg", "probability"]
+__all__ = ["run_tool", "add_config_args", "load_cfg", "probability", "positive_int", "non_negative_int",
+           "positive_float", "add_spec_args", "spec_from_args"]
 
 
 def run_tool(main, argv=None, prog=None):
@@ -56,3 +60,53 @@ def probability(text):
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
     return value
+
+
+def _bounded(kind, low, inclusive):
+    """argparse type: a finite ``kind`` number above ``low`` (or equal to it when ``inclusive``)."""
+    what = f"{'an integer' if kind is int else 'a number'} {'>=' if inclusive else '>'} {low:g}"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text} is invalid: give {what}")
+        return value
+
+    return parse
+
+
+positive_int, non_negative_int, positive_float = (_bounded(int, 0, False), _bounded(int, 0, True),
+                                                  _bounded(float, 0, False))
+
+# The options describing an RGSNetSpec (dest names = RGSNetSpec.create's keywords).
+SPEC_ARGS = ("variant", "depth", "width_mult", "blocks_per_stage", "stem_channels", "res2_out_channels", "num_groups",
+             "width_per_group", "gn_groups", "se_reduction", "stem", "rg_init")
+
+
+def add_spec_args(parser):
+    """The model's ``RGSNetSpec`` as options, each defaulting to None so a command can tell "given"
+    from "default" (``spec_from_args`` fills in ``RGSNetSpec.create``'s defaults)."""
+    g = parser.add_argument_group("model (RGSNetSpec; RGSNetSpec.create's defaults for what is not given)")
+    g.add_argument("--variant", help="one of: " + ", ".join(VARIANTS) + " (default Res-RGS)")
+    g.add_argument("--depth", type=positive_int, help="26, 32, 38, 44, 50, 62, 77, 101, 152 or 200 (default 50)")
+    g.add_argument("--width-mult", type=positive_float, help="channel multiplier: 0.25, 0.5, 1, 2 (default 1)")
+    g.add_argument("--blocks-per-stage", type=positive_int, nargs=4, metavar="N",
+                   help="explicit blocks in res2..res5 (instead of --depth)")
+    g.add_argument("--stem-channels", type=positive_int, help="stem output channels (default 64 x width)")
+    g.add_argument("--res2-out-channels", type=positive_int, help="res2 output channels (default 256 x width)")
+    g.add_argument("--num-groups", type=positive_int, help="ResNeXt cardinality (default 1)")
+    g.add_argument("--width-per-group", type=positive_int, help="bottleneck channels per group (default 64 x width)")
+    g.add_argument("--gn-groups", type=non_negative_int, help="GroupNorm groups (default 0: 32 scaled with width)")
+    g.add_argument("--se-reduction", type=non_negative_int, help="squeeze-and-excitation reduction (default 0: none)")
+    g.add_argument("--stem", choices=STEMS, help="imagenet (default) or small (3x3, no max-pool: 28-32 pixel images)")
+    g.add_argument("--rg-init", choices=RG_INITS,
+                   help="initial scale of the RG shortcut's GroupNorm: paper (1, default) or zero (Res-RGS only)")
+    return g
+
+
+def spec_from_args(args):
+    """The ``RGSNetSpec`` that ``add_spec_args``'s options describe."""
+    return RGSNetSpec.create(**{k: getattr(args, k) for k in SPEC_ARGS if getattr(args, k, None) is not None})
