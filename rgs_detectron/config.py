@@ -6,8 +6,10 @@ freezing and output features stay on Detectron2's own keys (``MODEL.RESNETS.*``,
 ``RGSNetSpec.from_cfg`` (``rgs_detectron/modeling/spec.py``).
 """
 import os
+import re
 
 import torch
+import yaml
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
@@ -57,14 +59,18 @@ def get_rgsnet_cfg(config_file=None, opts=()):
     """Detectron2's defaults + the RGSNet keys + ``config_file`` + ``opts`` (KEY VALUE ...).
 
     The config is returned unfrozen. A missing file, an unknown key or a bad value raises
-    a ConfigError naming the file or key.
+    a ConfigError naming the file or key. The file and every ``_BASE_`` it inherits are read
+    as plain yaml: Detectron2 falls back to ``yaml.unsafe_load``, which runs any Python a
+    ``!!python/...`` tag names; here such a tag is refused, naming the file and the tag.
     """
     cfg = add_rgsnet_config(get_cfg())
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f"config file {config_file!r} does not exist")
         try:
-            cfg.merge_from_file(config_file)
+            cfg.merge_from_file(config_file, allow_unsafe=False)
+        except yaml.constructor.ConstructorError as e:
+            raise ConfigError(_refused_tag_message(config_file, e)) from None
         except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
             raise ConfigError(f"cannot merge config file {config_file!r}: {_yacs_message(e)}") from None
         except Exception as e:  # yaml syntax errors and the like
@@ -85,6 +91,17 @@ def num_classes(cfg):
     if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE:
         return "MODEL.RETINANET.NUM_CLASSES", cfg.MODEL.RETINANET.NUM_CLASSES
     return "MODEL.ROI_HEADS.NUM_CLASSES", cfg.MODEL.ROI_HEADS.NUM_CLASSES
+
+
+def _refused_tag_message(config_file, error):
+    tag = re.search(r"tag '([^']*)'", str(error.problem))
+    tag = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else str(error.problem)
+    mark = error.problem_mark
+    where = f"{mark.name}, line {mark.line + 1}" if mark else config_file
+    inherited = mark and os.path.abspath(mark.name) != os.path.abspath(config_file)
+    via = f" (inherited by {config_file} through _BASE_)" if inherited else ""
+    return (f"config file {where}{via}: the yaml tag {tag} is refused: config files are read as plain yaml, and "
+            "this tag would build a Python object (run code). Write the value as a plain number, string or list.")
 
 
 def _yacs_message(e):

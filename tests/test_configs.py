@@ -1,4 +1,4 @@
-"""Every shipped config loads and builds; the C4/FPN schedule twins agree."""
+"""Every shipped config loads and builds; the C4/FPN schedule twins agree; yaml never runs code."""
 import os
 from pathlib import Path
 
@@ -7,6 +7,8 @@ import pytest
 from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_model
 
+from rgs_detectron import get_rgsnet_cfg
+from rgs_detectron.errors import ConfigError
 from rgs_detectron.model_zoo import get_config_file, list_configs
 
 from common import rgs_cfg
@@ -77,3 +79,22 @@ def test_documented_manual_batch_recipe_trains_ten_voc_epochs():
     assert cfg.SOLVER.STEPS[0] * cfg.SOLVER.IMS_PER_BATCH / TRAIN_IMAGES["voc"] == pytest.approx(8, rel=1e-3)
     assert "SOLVER.MAX_ITER 12528 SOLVER.STEPS \"(10022,)\"" in (ROOT / "README.md").read_text()
 
+
+PAYLOAD = 'SEED: !!python/object/apply:os.system ["touch {marker}"]\n'
+
+
+@pytest.mark.parametrize("inherited", [False, True], ids=["in_the_file", "in_its_base"])
+def test_a_yaml_config_never_runs_code(tmp_path, inherited):
+    """Detectron2 falls back to yaml.unsafe_load; here a Python tag is refused, in the file or its _BASE_."""
+    marker = tmp_path / "MARKER"
+    payload = tmp_path / ("base.yaml" if inherited else "config.yaml")
+    payload.write_text(PAYLOAD.format(marker=marker))
+    config = tmp_path / "config.yaml"
+    if inherited:
+        config.write_text('_BASE_: "base.yaml"\nSOLVER:\n  MAX_ITER: 5\n')
+    with pytest.raises(ConfigError) as err:
+        get_rgsnet_cfg(str(config))
+    assert not marker.exists()
+    message = str(err.value)
+    assert f"{payload.name}, line 1" in message and "the yaml tag !!python/object/apply:os.system is refused" in message
+    assert ("inherited by" in message) == inherited

@@ -329,3 +329,15 @@ def test_a_multi_run_study_keeps_each_runs_log_to_itself(datasets_root, tmp_path
         lines = [line for line in text.splitlines() if "iter:" in line]
         assert lines and len(lines) == len(set(lines))  # no line written twice
     assert "| original | 2 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_yaml_config_never_runs_code_in_train_net(tmp_path, capsys):
+    """A Python tag in a config's _BASE_ is refused before anything runs (Detectron2 would unsafe_load it)."""
+    marker = tmp_path / "MARKER"
+    (tmp_path / "base.yaml").write_text(f'SEED: !!python/object/apply:os.system ["touch {marker}"]\n')
+    (tmp_path / "config.yaml").write_text('_BASE_: "base.yaml"\n')
+    assert train_net_tool.main(["--config-file", str(tmp_path / "config.yaml"), "OUTPUT_DIR", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert err.startswith("train_net: error: config file ") and "base.yaml, line 1 (inherited by" in err
+    assert "!!python/object/apply:os.system is refused" in err and len(err.strip().splitlines()) == 1
