@@ -48,6 +48,18 @@ def test_get_config_file_and_get_config():
     assert "lazy/common/data.py" not in model_zoo.list_configs()
 
 
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../config.py", "../__init__.py", "demo/../../__init__.py"])
+def test_get_config_file_refuses_paths_outside_the_shipped_configs(path):
+    with pytest.raises(ConfigError, match="is not a shipped config"):
+        model_zoo.get_config_file(path)
+
+
+def test_get_config_takes_detectron2s_trained_argument():
+    assert model_zoo.get_config("coco_res_rgs_50.yaml", trained=False).MODEL.RGSNET.VARIANT == "Res-RGS"
+    with pytest.raises(ConfigError, match="no trained detector weights ship with rgs_detectron"):
+        model_zoo.get_config("coco_res_rgs_50.yaml", trained=True)
+
+
 def test_forgetting_add_rgsnet_config_names_it():
     cfg = get_cfg()
     with pytest.raises(ConfigError, match=r"add_rgsnet_config\(cfg\)"):
