@@ -49,7 +49,7 @@ def add_rgsnet_config(cfg):
     # COCO evaluation engine: "auto" (faster-coco-eval when installed, else pycocotools),
     # "faster_coco_eval" or "pycocotools". Same AP either way.
     _C.TEST.COCO_EVAL_ENGINE = "auto"
-    # Training boxes that cannot be right (negative or zero size, wholly outside the
+    # Training boxes that cannot be right (NaN or infinite, negative or zero size, wholly outside the
     # image): "drop" them with a report, or "fail". See rgs_detectron/data/boxes.py.
     _C.DATASETS.INVALID_BOXES = "drop"
     return cfg

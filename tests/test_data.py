@@ -226,6 +226,18 @@ def test_invalid_boxes_are_reported_and_dropped_never_rewritten(caplog):
     assert check_boxes([_record(good)], "x", policy="fail")[0]["annotations"][0]["bbox"] == list(good)
 
 
+def test_nan_and_infinite_boxes_are_reported_and_dropped(caplog):
+    from rgs_detectron.data.boxes import check_boxes
+
+    caplog.set_level("INFO", logger="rgs_detectron")
+    good = (10, 10, 20, 20)
+    out = check_boxes([_record(good, (float("nan"), 5, 10, 10), (5, 5, float("inf"), 10))], "DATASETS.TRAIN ['x']")
+    assert [a["bbox"] for a in out[0]["annotations"]] == [list(good)]
+    assert "dropped 2 invalid boxes: 2 NaN or infinite coordinates" in caplog.text
+    with pytest.raises(InputError, match="1 invalid boxes: 1 NaN or infinite coordinates"):
+        check_boxes([_record((5, 5, 10, float("-inf")))], "x", policy="fail")
+
+
 def test_corrupt_test_set_json_is_found_before_training(tmp_path):
     from detectron2.data.datasets import register_coco_instances
 

@@ -2,13 +2,15 @@
 
 Left alone, Detectron2 quietly changes them: a box with a negative width or height comes
 out of the augmentation as the box around its corners (another, valid box), and
-zero-size boxes or boxes wholly outside the image are dropped later without a word.
+zero-size boxes or boxes wholly outside the image are dropped later without a word;
+NaN or infinite coordinates go into the losses as they are.
 Here they are counted and reported before training, then dropped
 (``DATASETS.INVALID_BOXES: "drop"``, the default) or refused (``"fail"``); valid boxes are
 never rewritten. Boxes that only extend past the image edge are valid: Detectron2 clips
 them, and they are counted in the report.
 """
 import logging
+import math
 
 from detectron2.structures import BoxMode
 
@@ -23,6 +25,8 @@ logger = logging.getLogger(__name__)
 def _problem(ann, width, height):
     if "bbox" not in ann:
         return None
+    if not all(math.isfinite(v) for v in ann["bbox"]):
+        return "NaN or infinite coordinates"  # every comparison below is False for NaN
     x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
     if x1 < x0 or y1 < y0:
         return "negative width or height"
