@@ -12,6 +12,8 @@
 import os
 import sys
 
+from torch.multiprocessing import ProcessExitedException
+
 from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 
@@ -67,10 +69,8 @@ def launch_run(run, args, payload, output_dir, prog, device):
     try:
         launch(_Worker(run, prog), args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=payload)
-    except Exception as e:
-        if type(e).__name__ == "ProcessExitedException":  # a worker ended with the error printed above
-            return getattr(e, "exit_code", 1) or 1
-        raise
+    except ProcessExitedException as e:  # a worker ended with the error printed above
+        return e.exit_code or 1
     finally:
         if lock:
             lock.release()
