@@ -15,11 +15,10 @@ import logging
 import os
 import weakref
 
-from torch.nn.parallel import DistributedDataParallel
-
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import filter_images_with_only_crowd_annotations, get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine.defaults import create_ddp_model as d2_create_ddp_model
 from detectron2.evaluation import (
     CityscapesInstanceEvaluator,
     CityscapesSemSegEvaluator,
@@ -44,22 +43,12 @@ __all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "load_train_dict
 
 
 def create_ddp_model(model, *, fp16_compression=False, **kwargs):
-    """Wrap in DDP when there is more than one process; CPU models get no ``device_ids``.
-
-    ``fp16_compression`` (LazyConfig's ``train.ddp``) compresses gradients on CUDA, as
-    Detectron2's own ``create_ddp_model`` does.
-    """
-    if comm.get_world_size() == 1:
-        return model
+    """Detectron2's ``create_ddp_model`` for CPU models too: it passes ``device_ids=[rank]``, which DDP
+    refuses for them, and its fp16 gradient compression (LazyConfig's ``train.ddp``) is CUDA-only here."""
     cuda = next(model.parameters()).is_cuda
-    if cuda:
-        kwargs.setdefault("device_ids", [comm.get_local_rank()])
-    ddp = DistributedDataParallel(model, **kwargs)
-    if fp16_compression and cuda:
-        from torch.distributed.algorithms.ddp_comm_hooks import default as comm_hooks
-
-        ddp.register_comm_hook(state=None, hook=comm_hooks.fp16_compress_hook)
-    return ddp
+    if not cuda:
+        kwargs.setdefault("device_ids", None)
+    return d2_create_ddp_model(model, fp16_compression=fp16_compression and cuda, **kwargs)
 
 
 EVALUATOR_TYPES = ("coco", "pascal_voc", "sem_seg", "coco_panoptic_seg", "lvis", "cityscapes_instance",
@@ -120,6 +109,7 @@ class RGSTrainer(DefaultTrainer):
     """``DefaultTrainer`` for RGSNet detectors (see the module docstring)."""
 
     def __init__(self, cfg):
+        # Detectron2 0.7.2's DefaultTrainer.__init__ (a59f0563), changed: create_ddp_model above, RGSCheckpointer.
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
