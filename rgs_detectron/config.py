@@ -130,8 +130,9 @@ def resolve_device(requested):
     return requested
 
 
-def check_cuda(num_devices, what):
-    """Raise a UserError with PyTorch's reason unless ``num_devices`` CUDA devices are usable."""
+def check_cuda(num_devices, what, cpu="MODEL.DEVICE cpu (--device cpu for the demo and export tools)"):
+    """Raise a UserError with PyTorch's reason unless ``num_devices`` CUDA devices are usable; ``cpu``: the setting
+    that runs on the CPU instead."""
     reason = None
     if not torch.cuda.is_available():
         try:
@@ -145,5 +146,5 @@ def check_cuda(num_devices, what):
         raise UserError(
             f"{what} needs CUDA, which PyTorch {torch.__version__} cannot use here: {reason}. "
             "Fix the NVIDIA driver or install a torch build for it (README, 'Install'), "
-            "or run on the CPU with MODEL.DEVICE cpu (--device cpu for the demo and export tools)."
+            f"or run on the CPU with {cpu}."
         )

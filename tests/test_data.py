@@ -112,6 +112,18 @@ def test_missing_dataset_files_are_named_with_a_fix(name, hint, monkeypatch, tmp
     assert name in str(err.value) and hint in str(err.value)
 
 
+def test_the_minival_hint_names_the_folder_the_dataset_is_read_from(tmp_path):
+    from detectron2.data.datasets import register_coco_instances
+
+    annotations = tmp_path / "elsewhere" / "coco" / "annotations"
+    register_coco_instances("rgs_test_minival_elsewhere", {}, str(annotations / "instances_minival2014.json"),
+                            str(tmp_path))
+    with pytest.raises(InputError) as err:
+        check_dataset_files(["rgs_test_minival_elsewhere"])
+    assert f"--val2014 {annotations / 'instances_val2014.json'} [--val2017 {annotations / 'instances_val2017.json'}]" \
+        in str(err.value)
+
+
 def test_missing_digits_and_unknown_dataset(tmp_path):
     from rgs_detectron.data.builtin import register_digits
 

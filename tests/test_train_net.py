@@ -178,6 +178,21 @@ def test_config_mistakes_are_one_line_with_the_key(datasets_root, tmp_path, monk
     assert not list(tmp_path.iterdir())  # nothing was started
 
 
+def test_every_problem_is_reported_in_one_run(tmp_path, capsys):
+    """Training data, test data and weights: one failed start names all three, not three failed starts."""
+    from rgs_detectron.data.builtin import register_digits
+
+    register_digits(str(tmp_path / "nowhere"), prefix="rgs_digits_nowhere")
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, "DATASETS.TRAIN", "('rgs_digits_nowhere_train',)",
+            "DATASETS.TEST", "('rgs_digits_nowhere_val',)", "MODEL.WEIGHTS", str(tmp_path / "imagenet.pth"),
+            "SOLVER.CHECKPOINT_PERIOD", "0", "OUTPUT_DIR", str(tmp_path / "o")]
+    assert train_net_tool.main(argv) == 2  # the first problem's status: a config value
+    err = capsys.readouterr().err
+    assert err.startswith("train_net: error: 3 problems, found before anything was built:")
+    assert "SOLVER.CHECKPOINT_PERIOD = 0 is invalid" in err and "imagenet.pth" in err
+    assert "dataset 'rgs_digits_nowhere_train' needs" in err and "dataset 'rgs_digits_nowhere_val' needs" in err
+
+
 def test_eval_only_without_weights_is_refused(datasets_root, tmp_path, monkeypatch, capsys):
     argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", "--eval-only", *TINY, *IN_PROCESS_DATA,
             "OUTPUT_DIR", str(tmp_path)]
@@ -198,6 +213,17 @@ def test_cuda_requested_but_unusable_says_why(datasets_root, tmp_path, monkeypat
     assert train_net_tool.main(argv) == 1
     err = capsys.readouterr().err
     assert "driver on your system is too old" in err and "MODEL.DEVICE cpu" in err and "8 process(es)" in err
+
+
+def test_lazy_config_cuda_error_names_the_lazy_setting(tmp_path, monkeypatch, capsys):
+    from rgs_detectron.cli import lazy_train_net
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", "train.device=cuda", "train.init_checkpoint=",
+            f"train.output_dir={tmp_path}"]
+    assert lazy_train_net.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "needs CUDA" in err and "run on the CPU with train.device=cpu." in err and "MODEL.DEVICE" not in err
 
 
 def test_cuda_hidden_from_a_real_process_fails_clearly(datasets_root, tmp_path):

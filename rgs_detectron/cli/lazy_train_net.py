@@ -20,13 +20,12 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint.checkpointer import RGSCheckpointer
-from ..engine.guarded_run import check_resume_point
 from ..engine.lazy_trainer import lazy_model, lazy_test, lazy_train
 from ..engine.preflight import lazy_preflight
 from ..engine.trainer import create_ddp_model
 from ..errors import ConfigError
 from ..engine.defaults import run_tool
-from ..engine.launch import argument_parser, check_output_dir, launch_run
+from ..engine.launch import argument_parser, launch_run
 
 __all__ = ["main", "load_lazy_config"]
 
@@ -59,13 +58,7 @@ def run(cfg, args):
 def _main(argv):
     args = argument_parser().parse_args(argv)
     cfg = load_lazy_config(args.config_file, args.opts)
-    checkpointer = RGSCheckpointer(None, cfg.train.get("output_dir", "")) if "train" in cfg else None
-    resuming = bool(args.resume and checkpointer and checkpointer.has_checkpoint())
-    lazy_preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus,
-                   num_machines=args.num_machines)
-    if resuming and not args.eval_only:
-        check_resume_point(checkpointer.last_iteration(), cfg.train.max_iter, cfg.train.output_dir, "train.max_iter")
-    check_output_dir(cfg.train.output_dir, args)
+    lazy_preflight(cfg, args)
     return launch_run(run, args, (cfg, args), cfg.train.output_dir, "lazy_train_net", cfg.train.get("device", "cuda"))
 
 

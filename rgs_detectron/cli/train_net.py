@@ -13,7 +13,7 @@ default) without usable CUDA fails with PyTorch's reason; the CPU is used only w
 """
 import sys
 
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -21,10 +21,9 @@ from detectron2.utils.logger import setup_logger
 from ..config import get_rgsnet_cfg
 from ..checkpoint.checkpointer import RGSCheckpointer
 from ..engine.preflight import preflight
-from ..engine.guarded_run import check_resume_point
 from ..engine.trainer import RGSTrainer
 from ..engine.defaults import run_tool
-from ..engine.launch import argument_parser, check_output_dir, launch_run
+from ..engine.launch import argument_parser, launch_run
 
 __all__ = ["main", "setup", "run"]
 
@@ -55,13 +54,7 @@ def run(cfg, args):
 def _main(argv):
     args = argument_parser().parse_args(argv)
     cfg = setup(args)
-    checkpointer = RGSCheckpointer(None, cfg.OUTPUT_DIR)
-    resuming = args.resume and checkpointer.has_checkpoint()
-    preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus, num_machines=args.num_machines)
-    if resuming and not args.eval_only:  # as the trainer will see it, scaled to the world size
-        scaled = DefaultTrainer.auto_scale_workers(cfg, args.num_gpus * args.num_machines)
-        check_resume_point(checkpointer.last_iteration(), scaled.SOLVER.MAX_ITER, cfg.OUTPUT_DIR)
-    check_output_dir(cfg.OUTPUT_DIR, args)
+    preflight(cfg, args)
     return launch_run(run, args, (cfg, args), cfg.OUTPUT_DIR, "train_net", cfg.MODEL.DEVICE)
 
 

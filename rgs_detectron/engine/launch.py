@@ -21,7 +21,7 @@ from ..checkpoint.checkpointer import RGSCheckpointer
 from ..utils.output_lock import OutputDirLock
 from ..errors import ConfigError, UserError
 
-__all__ = ["argument_parser", "check_output_dir", "launch_run"]
+__all__ = ["argument_parser", "check_output_dir", "launch_run", "resuming"]
 
 
 def argument_parser():
@@ -32,8 +32,13 @@ def argument_parser():
     return parser
 
 
+def resuming(output_dir, args):
+    """Whether ``args`` continue the run in ``output_dir`` (``--resume`` and a ``last_checkpoint`` to resume)."""
+    return bool(args.resume and os.path.isfile(os.path.join(output_dir, "last_checkpoint")))
+
+
 def check_output_dir(output_dir, args):
-    """Refuse to start a new run over another run's checkpoints by accident."""
+    """Refuse to start a new run over another run's checkpoints by accident (part of the preflight)."""
     checkpointer = RGSCheckpointer(None, output_dir)
     if args.eval_only or args.resume or args.overwrite or not checkpointer.has_checkpoint():
         return

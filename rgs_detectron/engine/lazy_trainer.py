@@ -16,7 +16,7 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from ..checkpoint.checkpointer import RGSCheckpointer
-from .guarded_run import check_resume_point, run_guarded
+from .guarded_run import run_guarded
 from .trainer import create_ddp_model
 
 __all__ = ["lazy_test", "lazy_train", "lazy_model"]
@@ -66,7 +66,6 @@ def lazy_train(cfg, resume=False):
     ])
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
-    check_resume_point(start_iter - 1, cfg.train.max_iter, cfg.train.output_dir, "train.max_iter")
 
     def loop():
         trainer.train(start_iter, cfg.train.max_iter)

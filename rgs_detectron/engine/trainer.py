@@ -8,8 +8,8 @@
 * Data read by ``RGSDatasetMapper`` (16-bit PNGs, named unreadable files) and training
   boxes checked once (``DATASETS.INVALID_BOXES``).
 * ``model_final.pth`` exists after every finished run, also one resumed after a kill that
-  hit its last save; a resume past ``SOLVER.MAX_ITER`` and a diverged run fail with
-  the key to change.
+  hit its last save; a diverged run fails with the key to change (a resume past
+  ``SOLVER.MAX_ITER`` is refused before, by the preflight).
 """
 import logging
 import os
@@ -37,7 +37,7 @@ from ..data.mapper import RGSDatasetMapper
 from ..errors import ConfigError, InputError, first_line
 from ..checkpoint.checkpointer import RGSCheckpointer
 from .evaluation import build_coco_evaluator
-from .guarded_run import check_resume_point, run_guarded
+from .guarded_run import run_guarded
 
 __all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "load_train_dicts", "EVALUATOR_TYPES"]
 
@@ -138,10 +138,6 @@ class RGSTrainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         return build_detection_test_loader(cfg, dataset_name, mapper=RGSDatasetMapper(cfg, False))
-
-    def resume_or_load(self, resume=True):
-        super().resume_or_load(resume=resume)
-        check_resume_point(self.start_iter - 1, self.max_iter, self.cfg.OUTPUT_DIR)
 
     def train(self):
         s = self.cfg.SOLVER
