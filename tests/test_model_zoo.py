@@ -200,6 +200,20 @@ def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
     assert "randomly initialised model" in capsys.readouterr().err
 
 
+TINY_LAZY = ["rgsnet.depth=26", "rgsnet.width_mult=0.25", "rgsnet.norm=BN", "train.device=cpu", "train.max_iter=1",
+             "train.init_checkpoint=", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
+             "dataloader.test.num_workers=0", f"dataloader.train.dataset.names={PREFIX}_train",
+             f"dataloader.test.dataset.names={PREFIX}_val"]  # tiny, should a check let the run start
+
+
+def test_lazy_config_with_more_classes_than_the_test_set_is_refused(digits, tmp_path, capsys):
+    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, "model.roi_heads.num_classes=20",
+            f"train.output_dir={tmp_path}"]
+    assert lazy_train_net.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"test dataset '{PREFIX}_val' has 10 classes" in err and "set model.roi_heads.num_classes=10" in err
+
+
 def test_evaluators_follow_detectron2s_evaluator_types():
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.evaluation import SemSegEvaluator

@@ -168,6 +168,8 @@ def test_missing_weights_fail_before_training(tmp_path, datasets_root):
     (["SOLVER.AMP.ENABLED", "True"], 2, "needs CUDA"),
     (["MODEL.NO_SUCH_KEY", "1"], 2, "bad config override: Non-existent key: MODEL.NO_SUCH_KEY"),
     (["DATASETS.INVALID_BOXES", "ignore"], 2, "DATASETS.INVALID_BOXES = 'ignore' is invalid"),
+    (["MODEL.ROI_HEADS.NUM_CLASSES", "20"], 2, "NUM_CLASSES = 20, but test dataset 'rgs_digits_t_val' has 10 classes, "
+     "so its evaluation would fail"),
 ])
 def test_config_mistakes_are_one_line_with_the_key(datasets_root, tmp_path, monkeypatch, capsys, opts, status, words):
     argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path),
@@ -191,6 +193,16 @@ def test_every_problem_is_reported_in_one_run(tmp_path, capsys):
     assert err.startswith("train_net: error: 3 problems, found before anything was built:")
     assert "SOLVER.CHECKPOINT_PERIOD = 0 is invalid" in err and "imagenet.pth" in err
     assert "dataset 'rgs_digits_nowhere_train' needs" in err and "dataset 'rgs_digits_nowhere_val' needs" in err
+
+
+def test_eval_only_with_more_classes_than_the_test_set_is_refused_before_inference(datasets_root, tmp_path, capsys):
+    weights = tmp_path / "model.pth"
+    weights.write_bytes(b"not read: the class count is refused first")
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", "--eval-only", *TINY, *IN_PROCESS_DATA,
+            "MODEL.ROI_HEADS.NUM_CLASSES", "11", "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(tmp_path / "o")]
+    assert train_net_tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "test dataset 'rgs_digits_t_val' has 10 classes" in err and "set MODEL.ROI_HEADS.NUM_CLASSES 10" in err
 
 
 def test_eval_only_without_weights_is_refused(datasets_root, tmp_path, monkeypatch, capsys):

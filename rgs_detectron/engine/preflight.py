@@ -1,7 +1,7 @@
 """Checks a training or evaluation run passes before anything is built.
 
 Each catches a mistake that Detectron2 reports late (after hours of training, for a
-corrupt test set) or cryptically
+corrupt test set or a class count the evaluator cannot map) or cryptically
 (``ZeroDivisionError`` for ``CHECKPOINT_PERIOD 0``, ``KeyError: 'p2'`` for a C4 backbone
 in an FPN config, ``IndexError`` for too few classes, an ``AssertionError`` for a batch
 that does not divide), and says which key or file to change. Every check runs, and every
@@ -10,6 +10,7 @@ problem found is reported in one message: one failed start, not one per problem.
 same checks of device, data, weights, resume point and output folder.
 """
 import torch
+from omegaconf import OmegaConf
 
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
@@ -99,10 +100,15 @@ def _check_solver(cfg, world):
 
 
 def _check_classes(key, num, train, test, sep=" "):
-    for name in train + test:
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
-        if classes is not None and len(classes) > num:
-            raise ConfigError(f"{key} = {num}, but dataset '{name}' has {len(classes)} classes: set {key}{sep}{len(classes)}")
+    """Too few classes fail in training (IndexError); more than a test set has, at its evaluation (after training)."""
+    for name in dict.fromkeys(train + test):
+        n = len(MetadataCatalog.get(name).get("thing_classes", None) or []) or num
+        if n > num:
+            raise ConfigError(f"{key} = {num}, but dataset '{name}' has {n} classes: set {key}{sep}{n}")
+        if n < num and name in test:
+            raise ConfigError(f"{key} = {num}, but test dataset '{name}' has {n} classes, so its evaluation would "
+                              f"fail at the first prediction of class {n} or above, after all the training or "
+                              f"inference: set {key}{sep}{n}")
 
 
 def _check_evaluators(names):
@@ -183,6 +189,15 @@ def _lazy_names(node):
     return [names] if isinstance(names, str) else list(names)
 
 
+def _lazy_num_classes(cfg):
+    """(key, class count) of a LazyConfig's model: the ROI heads', or RetinaNet's own; None when it has neither."""
+    for key in ("model.roi_heads.num_classes", "model.num_classes"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, int):
+            return key, value
+    return None
+
+
 def lazy_preflight(cfg, args):
     """``preflight`` for a LazyConfig: its nodes, then the same device, data, weights and output checks."""
     eval_only = args.eval_only
@@ -207,5 +222,8 @@ def lazy_preflight(cfg, args):
     test = _lazy_names(cfg.dataloader.test) if "test" in cfg.dataloader else []
     _check_inputs(problems, eval_only=eval_only, weights=cfg.train.get("init_checkpoint", ""),
                   weights_key="train.init_checkpoint", resuming=resuming(output_dir, args), train=train, test=test)
+    classes = _lazy_num_classes(cfg)
+    if classes:
+        problems.check(_check_classes, *classes, train, test, sep="=")
     _check_run(problems, args, output_dir, cfg.train.get("max_iter"), "train.max_iter")
     problems.raise_all()
