@@ -214,6 +214,15 @@ def test_lazy_config_with_more_classes_than_the_test_set_is_refused(digits, tmp_
     assert f"test dataset '{PREFIX}_val' has 10 classes" in err and "set model.roi_heads.num_classes=10" in err
 
 
+def test_lazy_train_net_never_replaces_a_finished_model_without_overwrite(digits, tmp_path, capsys):
+    (tmp_path / "model_final.pth").write_bytes(b"a finished model")
+    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, "model.roi_heads.num_classes=10",
+            f"train.output_dir={tmp_path}"]
+    assert lazy_train_net.main(argv) == 2
+    assert "holds another run (model_final.pth)" in capsys.readouterr().err
+    assert (tmp_path / "model_final.pth").read_bytes() == b"a finished model"
+
+
 def test_evaluators_follow_detectron2s_evaluator_types():
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.evaluation import SemSegEvaluator

@@ -270,8 +270,23 @@ def test_a_new_run_never_replaces_another_runs_checkpoints(datasets_root, tmp_pa
     RGSCheckpointer(build_model(tiny_detector_cfg()), str(tmp_path)).save("model_0000003", iteration=3)
     argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 2
-    assert "holds a run (last checkpoint model_0000003.pth): --resume continues it, --overwrite" in capsys.readouterr().err
+    assert "holds another run (last_checkpoint, model_0000003.pth): --resume continues it, --overwrite" in capsys.readouterr().err
     assert (tmp_path / "model_0000003.pth").exists() and not (tmp_path / "model_final.pth").exists()
+
+
+@pytest.mark.parametrize("flags", [[], ["--resume"]], ids=["new_run", "resume_with_nothing_to_resume"])
+def test_a_finished_model_is_never_replaced_without_overwrite(datasets_root, tmp_path, capsys, flags):
+    """model_final.pth and no last_checkpoint (copied there, or the tag deleted): still another run's model."""
+    (tmp_path / "model_final.pth").write_bytes(b"a finished model")
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *flags, *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR",
+            str(tmp_path)]
+    assert train_net_tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds another run (model_final.pth): --resume continues it, --overwrite starts a new run" in err
+    assert ("--resume found no last_checkpoint" in err) == bool(flags)
+    assert (tmp_path / "model_final.pth").read_bytes() == b"a finished model"
+    assert train_net_tool.main(["--resume", "--overwrite", *argv]) == 2
+    assert "--resume continues a run and --overwrite starts a new one" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("opts,words", [

@@ -1,14 +1,16 @@
 """Starting a training run the same way for both trainers.
 
-* The output folder: a run that would replace another run's checkpoints is refused unless
-  it resumes it (``--resume``) or says so (``--overwrite``); the folder is locked for the
-  run's lifetime (on machine 0, where Detectron2 writes).
+* The output folder: a new run never replaces another run's model. A folder holding
+  checkpoints (``model_*.pth``, ``model_final.pth`` or ``last_checkpoint``) is refused
+  unless the run resumes it (``--resume``) or says so (``--overwrite``). The folder
+  is locked for the run's lifetime (on machine 0, where Detectron2 writes).
 * Detectron2's ``launch``; CPU runs of several processes hide the GPUs from them, since
   ``launch`` would otherwise pick NCCL for CPU tensors.
 * Errors carried home: in a multi-process launch a worker's user error cannot reach the
   parent as an exception (torch's spawn turns it into a traceback string), so the worker
   prints it as one line and exits with its status, which the parent returns.
 """
+import fnmatch
 import os
 import sys
 
@@ -17,11 +19,12 @@ from torch.multiprocessing import ProcessExitedException
 from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 
-from ..checkpoint.checkpointer import RGSCheckpointer
-from ..utils.output_lock import OutputDirLock
 from ..errors import ConfigError, UserError
+from ..utils.output_lock import OutputDirLock
 
 __all__ = ["argument_parser", "check_output_dir", "launch_run", "resuming"]
+
+CHECKPOINT_FILES = ("last_checkpoint", "model_*.pth")
 
 
 def argument_parser():
@@ -37,17 +40,26 @@ def resuming(output_dir, args):
     return bool(args.resume and os.path.isfile(os.path.join(output_dir, "last_checkpoint")))
 
 
+def _files(output_dir, patterns):
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    return sorted(n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns))
+
+
 def check_output_dir(output_dir, args):
-    """Refuse to start a new run over another run's checkpoints by accident (part of the preflight)."""
-    checkpointer = RGSCheckpointer(None, output_dir)
-    if args.eval_only or args.resume or args.overwrite or not checkpointer.has_checkpoint():
+    """Refuse a new run over another run's checkpoints unless ``--overwrite`` says so (part of the preflight)."""
+    if args.eval_only:
         return
-    with open(os.path.join(output_dir, "last_checkpoint")) as f:
-        last = f.read().strip()
-    raise ConfigError(
-        f"{output_dir!r} holds a run (last checkpoint {last}): --resume continues it, --overwrite starts a new run "
-        "there (its checkpoints are replaced), or choose another output folder"
-    )
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues a run and --overwrite starts a new one: give one of them")
+    if resuming(output_dir, args):
+        return
+    found = _files(output_dir, CHECKPOINT_FILES)
+    if found and not args.overwrite:
+        nothing = "--resume found no last_checkpoint to continue, and " if args.resume else ""
+        raise ConfigError(
+            f"{nothing}{output_dir!r} holds another run ({', '.join(found)}): --resume continues it, --overwrite "
+            "starts a new run there (its checkpoints are replaced), or choose another output folder"
+        )
 
 
 class _Worker:
