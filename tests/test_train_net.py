@@ -123,6 +123,45 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(datasets_ro
     assert torch.load(out / "model_final.pth", weights_only=True)["iteration"] == 39
 
 
+@pytest.mark.slow
+def test_overwrite_then_kill_then_resume_never_continues_the_previous_run(datasets_root, tmp_path):
+    """A finished run; a new one with --overwrite killed (SIGKILL) before its first checkpoint; --resume: the new run
+    starts over, and the previous run's model is neither reported as the new one's nor lost."""
+    from rgs_detectron import get_rgsnet_cfg
+    from rgs_detectron.engine import RGSTrainer
+
+    out = tmp_path / "run"
+    opts = [*TINY, "SOLVER.MAX_ITER", "40", "SOLVER.CHECKPOINT_PERIOD", "1000", "TEST.COCO_EVAL_ENGINE", "pycocotools"]
+    out.mkdir()
+    finished = RGSTrainer(get_rgsnet_cfg("configs/demo/digits_res_rgs.yaml", [*opts, *IN_PROCESS_DATA, "OUTPUT_DIR",
+                                                                              str(out)]))
+    finished.iter = finished._trainer.iter = 39  # as at the end of a finished run
+    finished.checkpointer.save("model_final", origin="the previous run")  # and last_checkpoint
+    old = {k: v.clone() for k, v in finished.model.state_dict().items()}
+    cmd = [sys.executable, "tools/train_net.py", "--config-file", "configs/demo/digits_res_rgs.yaml", "--overwrite",
+           *opts, "OUTPUT_DIR", str(out)]
+    proc = subprocess.Popen(cmd, env=_env(datasets_root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    log, deadline = out / "log.txt", time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and "Starting training from iteration 0" in log.read_text():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", "--resume", *opts, *IN_PROCESS_DATA,
+            "OUTPUT_DIR", str(out)]
+    assert train_net_tool.main(argv) == 0
+    final = torch.load(out / "model_final.pth", weights_only=True)
+    assert "origin" not in final and final["iteration"] == 39  # trained by the new run, all 40 steps
+    assert not all(torch.equal(final["model"][k], old[k]) for k in final["model"])  # not the old model
+    (previous,) = [p.parent for p in out.glob("previous_run_*/model_final.pth")]  # the killed run's log: another
+    assert torch.load(previous / "model_final.pth", weights_only=True)["origin"] == "the previous run"
+    assert (previous / "last_checkpoint").read_text() == "model_final.pth"
+
+
 HOLD_LOCK = """
 import sys, time
 from rgs_detectron.utils.output_lock import OutputDirLock

@@ -2,7 +2,10 @@
 
 * The output folder: a new run never replaces another run's model. A folder holding
   checkpoints (``model_*.pth``, ``model_final.pth`` or ``last_checkpoint``) is refused
-  unless the run resumes it (``--resume``) or says so (``--overwrite``). The folder
+  unless the run resumes it (``--resume``) or says so (``--overwrite``). A new run starts
+  clean: what an earlier run left there (checkpoints, ``last_checkpoint``, metrics, logs,
+  events, ``config.yaml``, ``inference/``) is moved into ``previous_run_<time>/`` in that
+  folder, never deleted, so a later ``--resume`` can only continue the new run. The folder
   is locked for the run's lifetime (on machine 0, where Detectron2 writes).
 * Detectron2's ``launch``; CPU runs of several processes hide the GPUs from them, since
   ``launch`` would otherwise pick NCCL for CPU tensors.
@@ -13,6 +16,7 @@
 import fnmatch
 import os
 import sys
+import time
 
 from torch.multiprocessing import ProcessExitedException
 
@@ -25,13 +29,15 @@ from ..utils.output_lock import OutputDirLock
 __all__ = ["argument_parser", "check_output_dir", "launch_run", "resuming"]
 
 CHECKPOINT_FILES = ("last_checkpoint", "model_*.pth")
+RUN_FILES = CHECKPOINT_FILES + ("metrics.json", "log.txt*", "events.out.tfevents.*", "config.yaml", "inference")
 
 
 def argument_parser():
     """Detectron2's ``default_argument_parser`` plus ``--overwrite``."""
     parser = default_argument_parser()
     parser.add_argument("--overwrite", action="store_true",
-                        help="start a new run in an output folder that holds one (its checkpoints are replaced)")
+                        help="start a new run in an output folder that holds one; that run's files are moved into "
+                        "previous_run_<time>/ there (delete it yourself when no longer needed)")
     return parser
 
 
@@ -58,8 +64,24 @@ def check_output_dir(output_dir, args):
         nothing = "--resume found no last_checkpoint to continue, and " if args.resume else ""
         raise ConfigError(
             f"{nothing}{output_dir!r} holds another run ({', '.join(found)}): --resume continues it, --overwrite "
-            "starts a new run there (its checkpoints are replaced), or choose another output folder"
+            "starts a new run there (the old run's files are moved into previous_run_<time>/), or choose another "
+            "output folder"
         )
+
+
+def _move_previous_run(output_dir, prog):
+    """Move an earlier run's files aside, so that nothing of it is taken for the new run's."""
+    found = _files(output_dir, RUN_FILES)
+    if not found:
+        return
+    target = os.path.join(output_dir, time.strftime("previous_run_%Y%m%d-%H%M%S"))
+    while os.path.exists(target):
+        target += "_"
+    os.makedirs(target)
+    for name in found:
+        os.replace(os.path.join(output_dir, name), os.path.join(target, name))
+    print(f"{prog}: a new run starts in {output_dir}; the previous run's files ({', '.join(found)}) are now in "
+          f"{target} (delete it when you no longer need it)", file=sys.stderr)
 
 
 class _Worker:
@@ -79,11 +101,13 @@ class _Worker:
 
 
 def launch_run(run, args, payload, output_dir, prog, device):
-    """``run(*payload)`` in every process of ``args``' launch; returns an exit status."""
+    """``run(*payload)`` in every process of ``args``' launch, a new run in a clean folder; returns an exit status."""
     if str(device).startswith("cpu") and args.num_gpus * args.num_machines > 1:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the spawned processes then use gloo, as their tensors need
     lock = OutputDirLock(output_dir).acquire() if args.machine_rank == 0 else None
     try:
+        if lock and not args.eval_only and not resuming(output_dir, args):
+            _move_previous_run(output_dir, prog)  # check_output_dir allowed it
         launch(_Worker(run, prog), args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=payload)
     except ProcessExitedException as e:  # a worker ended with the error printed above
