@@ -223,6 +223,35 @@ def test_lazy_train_net_never_replaces_a_finished_model_without_overwrite(digits
     assert (tmp_path / "model_final.pth").read_bytes() == b"a finished model"
 
 
+@pytest.mark.parametrize("overrides,words", [
+    (["train.max_itr=5"], "'train.max_itr=5': train.max_itr is not a key of this LazyConfig; did you mean train.max_iter?"),
+    (["trian.max_iter=5"], "trian is not a key of this LazyConfig; did you mean train?"),
+    (["dataloader.train.mapper.recompute_boxs=True"], "did you mean dataloader.train.mapper.recompute_boxes"),
+    (["train.device=cpu", "train.max_iter", "5"], "bad override 'train.max_iter': LazyConfig overrides are key=value, "
+     "e.g. train.max_iter=5"),
+    (["MODEL.DEVICE", "cpu"], "e.g. MODEL.DEVICE=cpu (KEY VALUE pairs are for yaml configs and train_net)"),
+])
+def test_lazy_overrides_name_keys_the_config_has(tmp_path, capsys, overrides, words):
+    """A typo'd key is refused with its near matches (it was added and never read); a yacs-style KEY VALUE is pointed
+    at and shown as key=value."""
+    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, *overrides, f"train.output_dir={tmp_path}"]
+    assert lazy_train_net.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lazy_train_net: error: bad override") and words in err, err
+    assert not list(tmp_path.iterdir())  # nothing was started
+
+
+def test_lazy_overrides_may_set_what_the_target_takes_or_add_on_purpose():
+    from rgs_detectron.config import load_lazy_config
+
+    cfg = load_lazy_config("configs/lazy/coco_res_rgs_50_fpn.py", [
+        "dataloader.train.mapper.recompute_boxes=True",  # a parameter of the mapper the config leaves at its default
+        "model.roi_heads.box_predictor.test_topk_per_image=50", "+train.note=mine",
+        "dataloader.train.mapper.augmentations.0.short_edge_length=[64]"])
+    assert cfg.dataloader.train.mapper.recompute_boxes and cfg.train.note == "mine"
+    assert cfg.model.roi_heads.box_predictor.test_topk_per_image == 50
+
+
 def test_evaluators_follow_detectron2s_evaluator_types():
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.evaluation import SemSegEvaluator

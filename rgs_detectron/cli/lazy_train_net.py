@@ -14,34 +14,19 @@ strict for the backbone and safe, and ``model_final.pth`` is always written (see
 """
 import sys
 
-from detectron2.config import LazyConfig
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint.checkpointer import RGSCheckpointer
+from ..config import load_lazy_config
 from ..engine.lazy_trainer import lazy_model, lazy_test, lazy_train
 from ..engine.preflight import lazy_preflight
 from ..engine.trainer import create_ddp_model
-from ..errors import ConfigError
 from ..engine.defaults import run_tool
 from ..engine.launch import argument_parser, launch_run
 
-__all__ = ["main", "load_lazy_config"]
-
-
-def load_lazy_config(path, overrides=()):
-    """The LazyConfig of ``path`` with ``key=value`` overrides, or a ConfigError naming the problem."""
-    try:
-        cfg = LazyConfig.load(path)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path!r} does not exist") from None
-    except Exception as e:
-        raise ConfigError(f"cannot load LazyConfig {path!r}: {type(e).__name__}: {e}") from None
-    try:
-        return LazyConfig.apply_overrides(cfg, list(overrides))
-    except Exception as e:
-        raise ConfigError(f"bad override in {list(overrides)} (LazyConfig overrides are key=value): {e}") from None
+__all__ = ["main"]
 
 
 def run(cfg, args):
