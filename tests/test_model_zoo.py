@@ -126,6 +126,34 @@ def test_every_shipped_lazy_config_trains_two_iterations_on_digits(digits, tmp_p
         assert "segm" in results
 
 
+def test_lazy_training_checks_boxes_like_the_yacs_trainer(tmp_path, caplog):
+    """Reported once and dropped (an image left without boxes goes too), or refused with train.invalid_boxes=fail."""
+    import json
+
+    from detectron2.data.datasets import register_coco_instances
+
+    from rgs_detectron.engine.lazy_trainer import lazy_train_loader
+    from rgs_detectron.errors import InputError
+
+    images = [{"id": i, "file_name": f"{i}.png", "width": 64, "height": 64} for i in (1, 2)]
+    boxes = [[4, 4, 20, 20], [30, 30, -8, 10], [10, 10, 0, 5]]  # valid; negative width; zero width (alone on image 2)
+    anns = [{"id": k, "image_id": 1 if k < 2 else 2, "category_id": 1, "bbox": b, "area": 1, "iscrowd": 0}
+            for k, b in enumerate(boxes)]
+    (tmp_path / "train.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                     "categories": [{"id": 1, "name": "thing"}]}))
+    register_coco_instances("rgs_test_lazy_boxes", {}, str(tmp_path / "train.json"), str(tmp_path))
+    cfg = _tiny_lazy(model_zoo.get_config("lazy/coco_res_rgs_50_fpn.py"), tmp_path)
+    cfg.dataloader.train.dataset.names = "rgs_test_lazy_boxes"
+    caplog.set_level("INFO", logger="rgs_detectron")
+    loader = lazy_train_loader(cfg)
+    records = loader.dataset.dataset.dataset._dataset  # grouped by aspect ratio < iterable < mapped < the list
+    assert len(records) == 1 and [a["bbox"] for a in records[0]["annotations"]] == [[4, 4, 20, 20]]
+    assert "dropped 2 invalid boxes" in caplog.text and "1 negative width or height" in caplog.text
+    cfg.train.invalid_boxes = "fail"
+    with pytest.raises(InputError, match="2 invalid boxes"):
+        lazy_train_loader(cfg)
+
+
 @pytest.mark.slow
 def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, tmp_path):
     """README's few lines: Detectron2's own RetinaNet LazyConfig, ResNet replaced by RGSNet."""

@@ -12,11 +12,12 @@ them, and they are counted in the report.
 import logging
 import math
 
+from detectron2.data.build import filter_images_with_only_crowd_annotations
 from detectron2.structures import BoxMode
 
 from ..errors import ConfigError, InputError
 
-__all__ = ["check_boxes", "INVALID_BOX_POLICIES"]
+__all__ = ["check_boxes", "checked_train_dicts", "INVALID_BOX_POLICIES"]
 
 INVALID_BOX_POLICIES = ("drop", "fail")
 logger = logging.getLogger(__name__)
@@ -76,3 +77,14 @@ def check_boxes(dataset_dicts, what, policy="drop"):
         )
     logger.warning(f"{what}: dropped {total} invalid boxes: {lines} (DATASETS.INVALID_BOXES fail refuses them)")
     return out
+
+
+def checked_train_dicts(dataset_dicts, what, policy="drop", filter_empty=True):
+    """Training records with their boxes checked, then (``filter_empty``) without the images left with no
+    usable annotation, as Detectron2 filters them; an InputError when no image is left. Both trainers'."""
+    dicts = check_boxes(dataset_dicts, what, policy)
+    if filter_empty:
+        dicts = filter_images_with_only_crowd_annotations(dicts)
+    if not dicts:
+        raise InputError(f"{what} has no image with a usable annotation")
+    return dicts

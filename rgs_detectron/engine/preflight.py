@@ -217,6 +217,9 @@ def lazy_preflight(cfg, args):
                    eval_only=eval_only)
     if not eval_only and cfg.train.max_iter < 1:
         problems.add(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")
+    if not eval_only and cfg.train.get("invalid_boxes", "drop") not in INVALID_BOX_POLICIES:
+        problems.add(f"train.invalid_boxes = {cfg.train.invalid_boxes!r} is invalid: choose one of "
+                     f"{', '.join(INVALID_BOX_POLICIES)}")
     output_dir = cfg.train.output_dir
     train = [] if eval_only else _lazy_names(cfg.dataloader.train)
     test = _lazy_names(cfg.dataloader.test) if "test" in cfg.dataloader else []

@@ -16,7 +16,7 @@ import os
 import weakref
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.data.build import filter_images_with_only_crowd_annotations, get_detection_dataset_dicts
+from detectron2.data.build import get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.engine.defaults import create_ddp_model as d2_create_ddp_model
 from detectron2.evaluation import (
@@ -31,7 +31,7 @@ from detectron2.evaluation import (
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..data.boxes import check_boxes
+from ..data.boxes import checked_train_dicts
 from ..data.checks import dataset_files
 from ..data.mapper import RGSDatasetMapper
 from ..errors import ConfigError, InputError, first_line
@@ -97,12 +97,8 @@ def load_train_dicts(cfg):
         files = "; ".join(", ".join(dataset_files(n)) for n in names)
         detail = first_line(e)
         raise InputError(f"cannot load training data {names} ({files}): {type(e).__name__}: {detail}") from None
-    dicts = check_boxes(dicts, f"DATASETS.TRAIN {names}", cfg.DATASETS.INVALID_BOXES)
-    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
-        dicts = filter_images_with_only_crowd_annotations(dicts)
-    if not dicts:
-        raise InputError(f"DATASETS.TRAIN {names} has no image with a usable annotation")
-    return dicts
+    return checked_train_dicts(dicts, f"DATASETS.TRAIN {names}", cfg.DATASETS.INVALID_BOXES,
+                               cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
 
 
 class RGSTrainer(DefaultTrainer):
