@@ -252,7 +252,8 @@ def test_lazy_train_net_never_replaces_a_finished_model_without_overwrite(digits
 
 
 @pytest.mark.parametrize("overrides,words", [
-    (["train.max_itr=5"], "'train.max_itr=5': train.max_itr is not a key of this LazyConfig; did you mean train.max_iter?"),
+    (["train.max_itr=5"], "'train.max_itr=5': train.max_itr is not a key of this LazyConfig; did you mean "
+     "train.max_iter?"),
     (["trian.max_iter=5"], "trian is not a key of this LazyConfig; did you mean train?"),
     (["dataloader.train.mapper.recompute_boxs=True"], "did you mean dataloader.train.mapper.recompute_boxes"),
     (["train.device=cpu", "train.max_iter", "5"], "bad override 'train.max_iter': LazyConfig overrides are key=value, "
@@ -262,7 +263,8 @@ def test_lazy_train_net_never_replaces_a_finished_model_without_overwrite(digits
 def test_lazy_overrides_name_keys_the_config_has(tmp_path, capsys, overrides, words):
     """A typo'd key is refused with its near matches (it was added and never read); a yacs-style KEY VALUE is pointed
     at and shown as key=value."""
-    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, *overrides, f"train.output_dir={tmp_path}"]
+    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, *overrides,
+            f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("lazy_train_net: error: bad override") and words in err, err

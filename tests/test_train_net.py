@@ -224,8 +224,8 @@ def test_every_problem_is_reported_in_one_run(tmp_path, capsys):
     from rgs_detectron.data.builtin import register_digits
 
     register_digits(str(tmp_path / "nowhere"), prefix="rgs_digits_nowhere")
-    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, "DATASETS.TRAIN", "('rgs_digits_nowhere_train',)",
-            "DATASETS.TEST", "('rgs_digits_nowhere_val',)", "MODEL.WEIGHTS", str(tmp_path / "imagenet.pth"),
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY,
+            "DATASETS.TRAIN", "('rgs_digits_nowhere_train',)", "DATASETS.TEST", "('rgs_digits_nowhere_val',)", "MODEL.WEIGHTS", str(tmp_path / "imagenet.pth"),
             "SOLVER.CHECKPOINT_PERIOD", "0", "OUTPUT_DIR", str(tmp_path / "o")]
     assert train_net_tool.main(argv) == 2  # the first problem's status: a config value
     err = capsys.readouterr().err
@@ -309,7 +309,8 @@ def test_a_new_run_never_replaces_another_runs_checkpoints(datasets_root, tmp_pa
     RGSCheckpointer(build_model(tiny_detector_cfg()), str(tmp_path)).save("model_0000003", iteration=3)
     argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 2
-    assert "holds another run (last_checkpoint, model_0000003.pth): --resume continues it, --overwrite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds another run (last_checkpoint, model_0000003.pth): --resume continues it, --overwrite" in err
     assert (tmp_path / "model_0000003.pth").exists() and not (tmp_path / "model_final.pth").exists()
 
 

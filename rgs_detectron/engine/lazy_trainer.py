@@ -5,9 +5,10 @@ evaluator}``, ``optimizer``, ``lr_multiplier`` and ``train`` (``output_dir``,
 ``init_checkpoint``, ``max_iter``, ``amp``, ``ddp``, ``checkpointer``, ``eval_period``,
 ``log_period``, ``device``), as ``detectron2/model_zoo/configs/common/train.py`` defines
 them, and optionally ``train.invalid_boxes`` ("drop", the default, or "fail": what to do with
-training boxes that cannot be right, checked as in the yacs trainer). The loop is Detectron2's (``SimpleTrainer``/``AMPTrainer`` and its hooks); checkpoints
-go through ``RGSCheckpointer`` (atomic, strict backbone, safe reads) and the run through
-``run_guarded`` (temporary-file clean-up, divergence message, ``model_final.pth``).
+training boxes that cannot be right, checked as in the yacs trainer). The loop is Detectron2's
+(``SimpleTrainer``/``AMPTrainer`` and its hooks); checkpoints go through ``RGSCheckpointer``
+(atomic, strict backbone, safe reads) and the run through ``run_guarded`` (temporary-file
+clean-up, divergence message, ``model_final.pth``).
 """
 import logging
 
