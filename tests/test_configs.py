@@ -98,3 +98,54 @@ def test_a_yaml_config_never_runs_code(tmp_path, inherited):
     message = str(err.value)
     assert f"{payload.name}, line 1" in message and "the yaml tag !!python/object/apply:os.system is refused" in message
     assert ("inherited by" in message) == inherited
+
+
+@pytest.fixture
+def cuda_usable(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+def test_the_device_option_overrides_only_when_given(cuda_usable):
+    """One rule for demo, export and analyze: --device when given, else MODEL.DEVICE (with CUDA usable,
+    MODEL.DEVICE cpu ran on cuda: --device defaulted to auto and always won)."""
+    import argparse
+
+    from rgs_detectron.engine.defaults import add_config_args, load_cfg
+
+    parser = add_config_args(argparse.ArgumentParser())
+    config = str(CONFIG_DIR / "demo" / "digits_res_rgs.yaml")
+
+    def device(*argv):
+        return load_cfg(parser.parse_args(["--config-file", config, *argv])).MODEL.DEVICE
+
+    assert device("MODEL.DEVICE", "cpu") == "cpu"
+    assert device("--device", "cpu", "MODEL.DEVICE", "cuda") == "cpu"
+    assert device("MODEL.DEVICE", "auto") == device("--device", "auto") == device() == "cuda"
+
+
+def test_digits_demo_and_benchmark_follow_the_same_rule(cuda_usable, monkeypatch, tmp_path):
+    """Their shipped configs name no device: --device, else MODEL.DEVICE among the overrides, else auto."""
+    from rgs_detectron.cli import benchmark, digits_demo
+
+    seen = []
+    monkeypatch.setattr(digits_demo, "generate_digits_dataset", lambda root: None)
+    monkeypatch.setattr(digits_demo, "run_one", lambda args, device, *rest: seen.append(device))
+    assert digits_demo.main(["--output", str(tmp_path), "MODEL.DEVICE", "cpu"]) == 0
+    assert digits_demo.main(["--output", str(tmp_path)]) == 0
+    assert seen == ["cpu", "cuda"]
+
+    class Measured(Exception):
+        pass
+
+    def measure(args, *rest):
+        seen.append(args.device)
+        raise Measured
+
+    monkeypatch.setattr(benchmark, "_measure", measure)
+    args = benchmark.get_parser().parse_args(["--batch", "1", "--input-size", "32", "32", "MODEL.DEVICE", "cpu"])
+    with pytest.raises(Measured):
+        benchmark.run(args)
+    assert seen[-1] == "cpu"
