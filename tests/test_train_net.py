@@ -409,6 +409,29 @@ def test_corrupt_training_annotations_are_named(tmp_path, capsys):
     assert "cannot load training data ['rgs_test_corrupt_train']" in err and "train.json" in err
 
 
+def test_a_corrupt_image_read_in_a_worker_process_is_one_line_naming_it(tmp_path, capsys):
+    """DATALOADER.NUM_WORKERS 1: torch re-raises the worker's error with its whole traceback as the text."""
+    import numpy as np
+    from PIL import Image
+
+    from detectron2.data.datasets import register_coco_instances
+
+    Image.fromarray(np.full((64, 64, 3), 128, dtype=np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
+    images = [{"id": i, "file_name": n, "width": 64, "height": 64} for i, n in ((1, "good.png"), (2, "bad.png"))]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [8, 8, 30, 30], "area": 900, "iscrowd": 0} for i in (1, 2)]
+    (tmp_path / "train.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                     "categories": [{"id": 1, "name": "thing"}]}))
+    register_coco_instances("rgs_test_corrupt_image", {}, str(tmp_path / "train.json"), str(tmp_path))
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, "DATALOADER.NUM_WORKERS", "1",
+            "DATASETS.TRAIN", "('rgs_test_corrupt_image',)", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "o")]
+    assert train_net_tool.main(argv) == 1
+    err = capsys.readouterr().err
+    message = err[err.index("train_net: error:"):]
+    assert message.startswith(f"train_net: error: cannot read image {tmp_path / 'bad.png'}: ")
+    assert len(message.strip().splitlines()) == 1, message  # not the worker's traceback
+
+
 @pytest.mark.slow
 def test_a_multi_run_study_keeps_each_runs_log_to_itself(datasets_root, tmp_path):
     """digits_demo with two seeds: each run's log.txt holds its own run only, each line once."""

@@ -1,11 +1,23 @@
 """What every command line here shares: error reporting, exit status, config and device set-up."""
 import argparse
+import re
 import sys
 
 from ..config import get_rgsnet_cfg, resolve_device
 from ..errors import UserError
 
-__all__ = ["run_tool", "add_config_args", "load_cfg", "requested_device", "probability"]
+__all__ = ["run_tool", "user_message", "add_config_args", "load_cfg", "requested_device", "probability"]
+
+_WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
+def user_message(error):
+    """The message of a UserError, also of one raised in a DataLoader worker: torch re-raises it in the main
+    process with the worker's whole traceback as its text, whose last line holds the original message."""
+    text = str(error)
+    worker = _WORKER_ERROR.match(text)
+    start = text.rfind(f"{worker.group(1)}: ") if worker else -1
+    return text[start + len(worker.group(1)) + 2:].strip() if start >= 0 else text
 
 
 def run_tool(main, argv=None, prog=None):
@@ -15,7 +27,7 @@ def run_tool(main, argv=None, prog=None):
     try:
         return main(argv) or 0
     except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {user_message(e)}", file=sys.stderr)
         return e.exit_code
     except OSError as e:  # a path the user gave: a file where a folder should be, no permission, ...
         print(f"{prog}: error: {e}", file=sys.stderr)

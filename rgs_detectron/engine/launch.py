@@ -25,6 +25,7 @@ from detectron2.utils import comm
 
 from ..errors import ConfigError, UserError
 from ..utils.output_lock import OutputDirLock
+from .defaults import user_message
 
 __all__ = ["argument_parser", "check_output_dir", "launch_run", "resuming"]
 
@@ -96,7 +97,7 @@ class _Worker:
         except UserError as e:
             if comm.get_world_size() == 1:
                 raise
-            print(f"{self.prog} (rank {comm.get_rank()}): error: {e}", file=sys.stderr)
+            print(f"{self.prog} (rank {comm.get_rank()}): error: {user_message(e)}", file=sys.stderr)
             sys.exit(e.exit_code)
 
 
