@@ -209,6 +209,14 @@ def test_lazy_train_net_command_line_trains_resumes_and_evaluates(digits, tmp_pa
     assert ev.returncode == 0 and "copypaste: AP,AP50" in ev.stdout + ev.stderr, ev.stderr[-3000:]
 
 
+def test_lazy_train_net_help_says_a_lazyconfig_is_code(capsys):
+    with pytest.raises(SystemExit) as done:
+        lazy_train_net.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0 and "A LazyConfig is a Python file, and loading it runs it" in text
+    assert "treat a .py config like code you run" in text and "Change some config options" not in text  # yacs epilog
+
+
 def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
     assert lazy_train_net.main(["--config-file", str(tmp_path / "nope.py")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -6,9 +6,13 @@
     python -m rgs_detectron.cli.lazy_train_net --config-file ... --resume
     python -m rgs_detectron.cli.lazy_train_net --config-file ... rgsnet.variant=b-RGS train.device=cpu
 
-Overrides are LazyConfig's ``key=value``. Any Detectron2 LazyConfig works, RGSNet or not.
-Before anything is built the nodes, device, datasets and weights are checked and
-``train.output_dir`` is locked against a second run; checkpoints are atomic, weight loads
+A LazyConfig is a Python file, and loading it runs it with your permissions: treat a .py
+config like code you run, and use only ones you wrote or trust (train_net's yaml configs
+are read as plain data). Overrides are LazyConfig's ``key=value``, each naming a key the
+config has (``+key=value`` adds one). Any Detectron2 LazyConfig works, RGSNet or not.
+Before anything is built the nodes, device, datasets, weights and output folder are
+checked (``--resume`` and ``--overwrite`` as for train_net) and ``train.output_dir`` is
+locked against a second run; checkpoints are atomic, weight loads
 strict for the backbone and safe, and ``model_final.pth`` is always written (see
 ``engine/lazy_trainer.py``). Exit status: 0 done, 1 failed, 2 usage error.
 """
@@ -41,7 +45,7 @@ def run(cfg, args):
 
 
 def _main(argv):
-    args = argument_parser().parse_args(argv)
+    args = argument_parser(__doc__).parse_args(argv)
     cfg = load_lazy_config(args.config_file, args.opts)
     lazy_preflight(cfg, args)
     return launch_run(run, args, (cfg, args), cfg.train.output_dir, "lazy_train_net", cfg.train.get("device", "cuda"))

@@ -6,10 +6,14 @@
 
 Detectron2's ``default_argument_parser`` (``--num-gpus``, ``--num-machines``,
 ``--machine-rank``, ``--dist-url``, trailing KEY VALUE overrides). Before anything is
-built, the config, device, datasets and weights are checked (``engine/preflight.py``)
-and ``OUTPUT_DIR`` is locked against a second run. ``MODEL.DEVICE cuda`` (Detectron2's
-default) without usable CUDA fails with PyTorch's reason; the CPU is used only with
-``MODEL.DEVICE cpu`` (``--num-gpus N`` then starts N CPU processes on gloo).
+built, the config, device, datasets, weights and output folder are checked
+(``engine/preflight.py``: every problem in one message) and ``OUTPUT_DIR`` is locked
+against a second run. A new run never replaces another run's model: an ``OUTPUT_DIR``
+with checkpoints needs ``--resume`` (continue it) or ``--overwrite`` (start anew; the
+old run's files are moved into ``previous_run_<time>/`` there, never deleted).
+``MODEL.DEVICE cuda`` (Detectron2's default) without usable CUDA fails with PyTorch's
+reason; the CPU is used only with ``MODEL.DEVICE cpu`` (``--num-gpus N`` then starts N CPU
+processes on gloo). Config files are read as plain yaml: a ``!!python`` tag is refused.
 """
 import sys
 
@@ -52,7 +56,7 @@ def run(cfg, args):
 
 
 def _main(argv):
-    args = argument_parser().parse_args(argv)
+    args = argument_parser(__doc__).parse_args(argv)
     cfg = setup(args)
     preflight(cfg, args)
     return launch_run(run, args, (cfg, args), cfg.OUTPUT_DIR, "train_net", cfg.MODEL.DEVICE)

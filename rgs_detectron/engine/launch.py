@@ -33,9 +33,11 @@ CHECKPOINT_FILES = ("last_checkpoint", "model_*.pth")
 RUN_FILES = CHECKPOINT_FILES + ("metrics.json", "log.txt*", "events.out.tfevents.*", "config.yaml", "inference")
 
 
-def argument_parser():
-    """Detectron2's ``default_argument_parser`` plus ``--overwrite``."""
+def argument_parser(doc):
+    """Detectron2's ``default_argument_parser`` plus ``--overwrite``; ``doc`` (the command's docstring, with its
+    own examples) replaces Detectron2's epilog of yacs examples."""
     parser = default_argument_parser()
+    parser.description, parser.epilog = doc, None
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an output folder that holds one; that run's files are moved into "
                         "previous_run_<time>/ there (delete it yourself when no longer needed)")
