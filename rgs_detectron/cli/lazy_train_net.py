@@ -12,9 +12,10 @@ are read as plain data). Overrides are LazyConfig's ``key=value``, each naming a
 config has (``+key=value`` adds one). Any Detectron2 LazyConfig works, RGSNet or not.
 Before anything is built the nodes, device, datasets, weights and output folder are
 checked (``--resume`` and ``--overwrite`` as for train_net) and ``train.output_dir`` is
-locked against a second run; checkpoints are atomic, weight loads
-strict for the backbone and safe, and ``model_final.pth`` is always written (see
-``engine/lazy_trainer.py``). Exit status: 0 done, 1 failed, 2 usage error.
+locked against a second run; training boxes are checked (``train.invalid_boxes``),
+checkpoints are atomic, weight loads strict for the backbone and safe, and
+``model_final.pth`` is always written (see ``engine/lazy_trainer.py``). Exit status: 0
+done, 1 failed, 2 usage error.
 """
 import sys
 
