@@ -5,16 +5,22 @@ freezing and output features stay on Detectron2's own keys (``MODEL.RESNETS.*``,
 ``MODEL.BACKBONE.*``). Values are validated where they are used, by
 ``RGSNetSpec.from_cfg`` (``rgs_detectron/modeling/spec.py``).
 """
+import difflib
+import inspect
 import os
+import re
 
 import torch
+import yaml
+from omegaconf import OmegaConf
 
 from detectron2.config import CfgNode as CN
-from detectron2.config import get_cfg
+from detectron2.config import LazyConfig, get_cfg
+from detectron2.utils.registry import locate
 
 from .errors import ConfigError, UserError, first_line
 
-__all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "resolve_device", "check_cuda", "num_classes"]
+__all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "load_lazy_config", "resolve_device", "check_cuda", "num_classes"]
 
 
 def add_rgsnet_config(cfg):
@@ -47,7 +53,7 @@ def add_rgsnet_config(cfg):
     # COCO evaluation engine: "auto" (faster-coco-eval when installed, else pycocotools),
     # "faster_coco_eval" or "pycocotools". Same AP either way.
     _C.TEST.COCO_EVAL_ENGINE = "auto"
-    # Training boxes that cannot be right (negative or zero size, wholly outside the
+    # Training boxes that cannot be right (NaN or infinite, negative or zero size, wholly outside the
     # image): "drop" them with a report, or "fail". See rgs_detectron/data/boxes.py.
     _C.DATASETS.INVALID_BOXES = "drop"
     return cfg
@@ -57,14 +63,18 @@ def get_rgsnet_cfg(config_file=None, opts=()):
     """Detectron2's defaults + the RGSNet keys + ``config_file`` + ``opts`` (KEY VALUE ...).
 
     The config is returned unfrozen. A missing file, an unknown key or a bad value raises
-    a ConfigError naming the file or key.
+    a ConfigError naming the file or key. The file and every ``_BASE_`` it inherits are read
+    as plain yaml: Detectron2 falls back to ``yaml.unsafe_load``, which runs any Python a
+    ``!!python/...`` tag names; here such a tag is refused, naming the file and the tag.
     """
     cfg = add_rgsnet_config(get_cfg())
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f"config file {config_file!r} does not exist")
         try:
-            cfg.merge_from_file(config_file)
+            cfg.merge_from_file(config_file, allow_unsafe=False)
+        except yaml.constructor.ConstructorError as e:
+            raise ConfigError(_refused_tag_message(config_file, e)) from None
         except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
             raise ConfigError(f"cannot merge config file {config_file!r}: {_yacs_message(e)}") from None
         except Exception as e:  # yaml syntax errors and the like
@@ -80,11 +90,93 @@ def get_rgsnet_cfg(config_file=None, opts=()):
     return cfg
 
 
+def load_lazy_config(path, overrides=()):
+    """The LazyConfig of ``path`` with ``key=value`` overrides, or a ConfigError naming the problem.
+
+    A LazyConfig is a Python file, run as it is loaded: treat it like code you run. An override
+    must name a key the config has (or a parameter its ``_target_`` takes): a typo such as
+    ``train.max_itr=5`` would otherwise be added and never read. Hydra's ``+key=value`` adds a
+    key on purpose.
+    """
+    try:
+        cfg = LazyConfig.load(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist") from None
+    except Exception as e:
+        raise ConfigError(f"cannot load LazyConfig {path!r}: {type(e).__name__}: {e}") from None
+    overrides = list(overrides)
+    for i, override in enumerate(overrides):
+        if "=" not in override:
+            value = overrides[i + 1] if i + 1 < len(overrides) and "=" not in overrides[i + 1] else "VALUE"
+            raise ConfigError(f"bad override {override!r}: LazyConfig overrides are key=value, e.g. "
+                              f"{override}={value} (KEY VALUE pairs are for yaml configs and train_net)")
+        key = override.split("=", 1)[0]
+        problem = None if key.startswith(("+", "~")) else _lazy_key_problem(cfg, key)
+        if problem:
+            raise ConfigError(f"bad override {override!r}: {problem}")
+    try:
+        return LazyConfig.apply_overrides(cfg, overrides)
+    except Exception as e:
+        raise ConfigError(f"bad override in {overrides} (LazyConfig overrides are key=value): {e}") from None
+
+
+def _lazy_key_problem(cfg, key):
+    """Why ``key`` is neither a key of ``cfg`` nor a parameter the ``_target_`` of its node takes (with the near
+    matches), or None."""
+    node, parts = cfg, key.split(".")
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[:depth + 1])
+        if OmegaConf.is_list(node) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not OmegaConf.is_dict(node):
+            return f"{'.'.join(parts[:depth])} is a value, not a node with keys"
+        if part in node:
+            node = OmegaConf.select(node, part, throw_on_resolution_failure=False)
+            continue
+        params = _target_parameters(node.get("_target_"))
+        if params is None or part in params:  # None: the target takes any keyword
+            return None
+        known = list(dict.fromkeys([k for k in node.keys() if k != "_target_"] + sorted(params)))
+        near = difflib.get_close_matches(part, known, n=3, cutoff=0.6)
+        prefix = here[: -len(part)]
+        hint = f"did you mean {' or '.join(prefix + n for n in near)}?" if near else \
+            f"{prefix.rstrip('.') or 'the config'} has {', '.join(prefix + k for k in known)}"
+        return f"{here} is not a key of this LazyConfig; {hint} (+{key}=... adds it on purpose)"
+    return None
+
+
+def _target_parameters(target):
+    """The keyword names ``target`` (a LazyCall's ``_target_``) takes: a set, None for any, empty for no target."""
+    if target is None:
+        return set()
+    if isinstance(target, str):
+        target = locate(target)
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
 def num_classes(cfg):
     """(the key, the value) of the detector's class count: RetinaNet keeps it apart from the ROI heads."""
     if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE:
         return "MODEL.RETINANET.NUM_CLASSES", cfg.MODEL.RETINANET.NUM_CLASSES
     return "MODEL.ROI_HEADS.NUM_CLASSES", cfg.MODEL.ROI_HEADS.NUM_CLASSES
+
+
+def _refused_tag_message(config_file, error):
+    tag = re.search(r"tag '([^']*)'", str(error.problem))
+    tag = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else str(error.problem)
+    mark = error.problem_mark
+    where = f"{mark.name}, line {mark.line + 1}" if mark else config_file
+    inherited = mark and os.path.abspath(mark.name) != os.path.abspath(config_file)
+    via = f" (inherited by {config_file} through _BASE_)" if inherited else ""
+    return (f"config file {where}{via}: the yaml tag {tag} is refused: config files are read as plain yaml, and "
+            "this tag would build a Python object (run code). Write the value as a plain number, string or list.")
 
 
 def _yacs_message(e):
@@ -113,8 +205,9 @@ def resolve_device(requested):
     return requested
 
 
-def check_cuda(num_devices, what):
-    """Raise a UserError with PyTorch's reason unless ``num_devices`` CUDA devices are usable."""
+def check_cuda(num_devices, what, cpu="MODEL.DEVICE cpu (--device cpu for the demo and export tools)"):
+    """Raise a UserError with PyTorch's reason unless ``num_devices`` CUDA devices are usable; ``cpu``: the setting
+    that runs on the CPU instead."""
     reason = None
     if not torch.cuda.is_available():
         try:
@@ -128,5 +221,5 @@ def check_cuda(num_devices, what):
         raise UserError(
             f"{what} needs CUDA, which PyTorch {torch.__version__} cannot use here: {reason}. "
             "Fix the NVIDIA driver or install a torch build for it (README, 'Install'), "
-            "or run on the CPU with MODEL.DEVICE cpu (--device cpu for the demo and export tools)."
+            f"or run on the CPU with {cpu}."
         )

@@ -1,24 +1,27 @@
-"""Every shipped config loads and builds; the C4/FPN schedule twins agree."""
-import glob
+"""Every shipped config loads and builds; the C4/FPN schedule twins agree; yaml never runs code."""
 import os
+from pathlib import Path
 
 import pytest
 
 from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_model
 
+from rgs_detectron import get_rgsnet_cfg
+from rgs_detectron.errors import ConfigError
 from rgs_detectron.model_zoo import get_config_file, list_configs
 
 from common import rgs_cfg
 
-CONFIGS = sorted(
-    p for p in glob.glob("configs/**/*.yaml", recursive=True) if not os.path.basename(p).startswith("Base-")
-)
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
+CONFIGS = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml") if not p.name.startswith("Base-"))
 TRAIN_IMAGES = {"coco": 117_266, "voc": 5_011}  # with annotations: train2014 + valminusminival2014; trainval
 
 
 def test_configs_exist():
     names = {os.path.basename(p) for p in CONFIGS}
+    assert len(CONFIGS) >= 20  # found wherever pytest runs from
     for ds in ("coco", "voc"):
         for v in ("original", "b_rgs", "d_rgs", "res_rgs"):
             assert f"{ds}_{v}_50.yaml" in names and f"{ds}_{v}_50_fpn.yaml" in names
@@ -26,7 +29,7 @@ def test_configs_exist():
 
 @pytest.mark.parametrize("path", CONFIGS)
 def test_config_loads_and_builds(path):
-    cfg = rgs_cfg(base=path)
+    cfg = rgs_cfg(base=str(CONFIG_DIR / path))
     model = build_model(cfg)
     assert model.backbone is not None
     if "demo" not in path:
@@ -40,16 +43,16 @@ def test_config_loads_and_builds(path):
 
 @pytest.mark.parametrize("ds", ["COCO2014-5ep", "VOC2007-10ep"])
 def test_c4_and_fpn_share_data_and_schedule(ds):
-    c4 = rgs_cfg(base=f"configs/Base-{ds}-C4.yaml")
-    fpn = rgs_cfg(base=f"configs/Base-{ds}-FPN.yaml")
+    c4 = rgs_cfg(base=str(CONFIG_DIR / f"Base-{ds}-C4.yaml"))
+    fpn = rgs_cfg(base=str(CONFIG_DIR / f"Base-{ds}-FPN.yaml"))
     for node in ("DATASETS", "SOLVER", "INPUT"):
         assert c4[node] == fpn[node], node
     assert c4.MODEL.ROI_HEADS.NUM_CLASSES == fpn.MODEL.ROI_HEADS.NUM_CLASSES
 
 
 def test_the_checkout_configs_are_the_shipped_ones():
-    assert os.path.realpath("configs") == os.path.realpath(os.path.dirname(get_config_file("coco_res_rgs_50.yaml")))
-    assert {os.path.relpath(p, "configs") for p in CONFIGS} <= set(list_configs())
+    assert os.path.realpath(CONFIG_DIR) == os.path.realpath(os.path.dirname(get_config_file("coco_res_rgs_50.yaml")))
+    assert set(CONFIGS) <= set(list_configs())
 
 
 @pytest.mark.parametrize("config,epochs", [("coco_res_rgs_50.yaml", 5), ("coco_b_rgs_50_fpn.yaml", 5),
@@ -58,7 +61,7 @@ def test_the_checkout_configs_are_the_shipped_ones():
 def test_documented_commands_train_the_papers_epochs(config, epochs, num_gpus):
     """``train_net --config-file CONFIG --num-gpus N`` (README) trains the paper's epochs for any N:
     Detectron2 scales batch, LR and schedule from SOLVER.REFERENCE_WORLD_SIZE (8)."""
-    cfg = DefaultTrainer.auto_scale_workers(rgs_cfg(base=f"configs/{config}"), num_gpus)
+    cfg = DefaultTrainer.auto_scale_workers(rgs_cfg(base=str(CONFIG_DIR / config)), num_gpus)
     images = TRAIN_IMAGES[config.split("_")[0]]
     assert cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH / images == pytest.approx(epochs, rel=2e-3)
     assert cfg.SOLVER.STEPS[0] * cfg.SOLVER.IMS_PER_BATCH / images == pytest.approx(epochs * 0.8, rel=2e-3)
@@ -71,7 +74,78 @@ def test_documented_manual_batch_recipe_trains_ten_voc_epochs():
     opts = ["SOLVER.REFERENCE_WORLD_SIZE", 0, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.BASE_LR", 0.005,
             "SOLVER.MAX_ITER", 12528, "SOLVER.STEPS", (10022,), "SOLVER.WARMUP_ITERS", 400,
             "SOLVER.CHECKPOINT_PERIOD", 4000]
-    cfg = DefaultTrainer.auto_scale_workers(rgs_cfg(*opts, base="configs/voc_b_rgs_50_fpn.yaml"), 1)
+    cfg = DefaultTrainer.auto_scale_workers(rgs_cfg(*opts, base=str(CONFIG_DIR / "voc_b_rgs_50_fpn.yaml")), 1)
     assert cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH / TRAIN_IMAGES["voc"] == pytest.approx(10, rel=1e-3)
     assert cfg.SOLVER.STEPS[0] * cfg.SOLVER.IMS_PER_BATCH / TRAIN_IMAGES["voc"] == pytest.approx(8, rel=1e-3)
-    assert "SOLVER.MAX_ITER 12528 SOLVER.STEPS \"(10022,)\"" in open("README.md").read()
+    assert "SOLVER.MAX_ITER 12528 SOLVER.STEPS \"(10022,)\"" in (ROOT / "README.md").read_text()
+
+
+PAYLOAD = 'SEED: !!python/object/apply:os.system ["touch {marker}"]\n'
+
+
+@pytest.mark.parametrize("inherited", [False, True], ids=["in_the_file", "in_its_base"])
+def test_a_yaml_config_never_runs_code(tmp_path, inherited):
+    """Detectron2 falls back to yaml.unsafe_load; here a Python tag is refused, in the file or its _BASE_."""
+    marker = tmp_path / "MARKER"
+    payload = tmp_path / ("base.yaml" if inherited else "config.yaml")
+    payload.write_text(PAYLOAD.format(marker=marker))
+    config = tmp_path / "config.yaml"
+    if inherited:
+        config.write_text('_BASE_: "base.yaml"\nSOLVER:\n  MAX_ITER: 5\n')
+    with pytest.raises(ConfigError) as err:
+        get_rgsnet_cfg(str(config))
+    assert not marker.exists()
+    message = str(err.value)
+    assert f"{payload.name}, line 1" in message and "the yaml tag !!python/object/apply:os.system is refused" in message
+    assert ("inherited by" in message) == inherited
+
+
+@pytest.fixture
+def cuda_usable(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+def test_the_device_option_overrides_only_when_given(cuda_usable):
+    """One rule for demo, export and analyze: --device when given, else MODEL.DEVICE (with CUDA usable,
+    MODEL.DEVICE cpu ran on cuda: --device defaulted to auto and always won)."""
+    import argparse
+
+    from rgs_detectron.engine.defaults import add_config_args, load_cfg
+
+    parser = add_config_args(argparse.ArgumentParser())
+    config = str(CONFIG_DIR / "demo" / "digits_res_rgs.yaml")
+
+    def device(*argv):
+        return load_cfg(parser.parse_args(["--config-file", config, *argv])).MODEL.DEVICE
+
+    assert device("MODEL.DEVICE", "cpu") == "cpu"
+    assert device("--device", "cpu", "MODEL.DEVICE", "cuda") == "cpu"
+    assert device("MODEL.DEVICE", "auto") == device("--device", "auto") == device() == "cuda"
+
+
+def test_digits_demo_and_benchmark_follow_the_same_rule(cuda_usable, monkeypatch, tmp_path):
+    """Their shipped configs name no device: --device, else MODEL.DEVICE among the overrides, else auto."""
+    from rgs_detectron.cli import benchmark, digits_demo
+
+    seen = []
+    monkeypatch.setattr(digits_demo, "generate_digits_dataset", lambda root: None)
+    monkeypatch.setattr(digits_demo, "run_one", lambda args, device, *rest: seen.append(device))
+    assert digits_demo.main(["--output", str(tmp_path), "MODEL.DEVICE", "cpu"]) == 0
+    assert digits_demo.main(["--output", str(tmp_path)]) == 0
+    assert seen == ["cpu", "cuda"]
+
+    class Measured(Exception):
+        pass
+
+    def measure(args, *rest):
+        seen.append(args.device)
+        raise Measured
+
+    monkeypatch.setattr(benchmark, "_measure", measure)
+    args = benchmark.get_parser().parse_args(["--batch", "1", "--input-size", "32", "32", "MODEL.DEVICE", "cpu"])
+    with pytest.raises(Measured):
+        benchmark.run(args)
+    assert seen[-1] == "cpu"

@@ -112,6 +112,18 @@ def test_missing_dataset_files_are_named_with_a_fix(name, hint, monkeypatch, tmp
     assert name in str(err.value) and hint in str(err.value)
 
 
+def test_the_minival_hint_names_the_folder_the_dataset_is_read_from(tmp_path):
+    from detectron2.data.datasets import register_coco_instances
+
+    annotations = tmp_path / "elsewhere" / "coco" / "annotations"
+    register_coco_instances("rgs_test_minival_elsewhere", {}, str(annotations / "instances_minival2014.json"),
+                            str(tmp_path))
+    with pytest.raises(InputError) as err:
+        check_dataset_files(["rgs_test_minival_elsewhere"])
+    assert f"--val2014 {annotations / 'instances_val2014.json'} [--val2017 {annotations / 'instances_val2017.json'}]" \
+        in str(err.value)
+
+
 def test_missing_digits_and_unknown_dataset(tmp_path):
     from rgs_detectron.data.builtin import register_digits
 
@@ -228,6 +240,18 @@ def test_invalid_boxes_are_reported_and_dropped_never_rewritten(caplog):
     with pytest.raises(InputError, match="3 invalid boxes.*DATASETS.INVALID_BOXES"):
         check_boxes(records, "DATASETS.TRAIN ['x']", policy="fail")
     assert check_boxes([_record(good)], "x", policy="fail")[0]["annotations"][0]["bbox"] == list(good)
+
+
+def test_nan_and_infinite_boxes_are_reported_and_dropped(caplog):
+    from rgs_detectron.data.boxes import check_boxes
+
+    caplog.set_level("INFO", logger="rgs_detectron")
+    good = (10, 10, 20, 20)
+    out = check_boxes([_record(good, (float("nan"), 5, 10, 10), (5, 5, float("inf"), 10))], "DATASETS.TRAIN ['x']")
+    assert [a["bbox"] for a in out[0]["annotations"]] == [list(good)]
+    assert "dropped 2 invalid boxes: 2 NaN or infinite coordinates" in caplog.text
+    with pytest.raises(InputError, match="1 invalid boxes: 1 NaN or infinite coordinates"):
+        check_boxes([_record((5, 5, 10, float("-inf")))], "x", policy="fail")
 
 
 def test_corrupt_test_set_json_is_found_before_training(tmp_path):

@@ -48,6 +48,18 @@ def test_get_config_file_and_get_config():
     assert "lazy/common/data.py" not in model_zoo.list_configs()
 
 
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../config.py", "../__init__.py", "demo/../../__init__.py"])
+def test_get_config_file_refuses_paths_outside_the_shipped_configs(path):
+    with pytest.raises(ConfigError, match="is not a shipped config"):
+        model_zoo.get_config_file(path)
+
+
+def test_get_config_takes_detectron2s_trained_argument():
+    assert model_zoo.get_config("coco_res_rgs_50.yaml", trained=False).MODEL.RGSNET.VARIANT == "Res-RGS"
+    with pytest.raises(ConfigError, match="no trained detector weights ship with rgs_detectron"):
+        model_zoo.get_config("coco_res_rgs_50.yaml", trained=True)
+
+
 def test_forgetting_add_rgsnet_config_names_it():
     cfg = get_cfg()
     with pytest.raises(ConfigError, match=r"add_rgsnet_config\(cfg\)"):
@@ -114,6 +126,34 @@ def test_every_shipped_lazy_config_trains_two_iterations_on_digits(digits, tmp_p
         assert "segm" in results
 
 
+def test_lazy_training_checks_boxes_like_the_yacs_trainer(tmp_path, caplog):
+    """Reported once and dropped (an image left without boxes goes too), or refused with train.invalid_boxes=fail."""
+    import json
+
+    from detectron2.data.datasets import register_coco_instances
+
+    from rgs_detectron.engine.lazy_trainer import lazy_train_loader
+    from rgs_detectron.errors import InputError
+
+    images = [{"id": i, "file_name": f"{i}.png", "width": 64, "height": 64} for i in (1, 2)]
+    boxes = [[4, 4, 20, 20], [30, 30, -8, 10], [10, 10, 0, 5]]  # valid; negative width; zero width (alone on image 2)
+    anns = [{"id": k, "image_id": 1 if k < 2 else 2, "category_id": 1, "bbox": b, "area": 1, "iscrowd": 0}
+            for k, b in enumerate(boxes)]
+    (tmp_path / "train.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                     "categories": [{"id": 1, "name": "thing"}]}))
+    register_coco_instances("rgs_test_lazy_boxes", {}, str(tmp_path / "train.json"), str(tmp_path))
+    cfg = _tiny_lazy(model_zoo.get_config("lazy/coco_res_rgs_50_fpn.py"), tmp_path)
+    cfg.dataloader.train.dataset.names = "rgs_test_lazy_boxes"
+    caplog.set_level("INFO", logger="rgs_detectron")
+    loader = lazy_train_loader(cfg)
+    records = loader.dataset.dataset.dataset._dataset  # grouped by aspect ratio < iterable < mapped < the list
+    assert len(records) == 1 and [a["bbox"] for a in records[0]["annotations"]] == [[4, 4, 20, 20]]
+    assert "dropped 2 invalid boxes" in caplog.text and "1 negative width or height" in caplog.text
+    cfg.train.invalid_boxes = "fail"
+    with pytest.raises(InputError, match="2 invalid boxes"):
+        lazy_train_loader(cfg)
+
+
 @pytest.mark.slow
 def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, tmp_path):
     """README's few lines: Detectron2's own RetinaNet LazyConfig, ResNet replaced by RGSNet."""
@@ -169,6 +209,14 @@ def test_lazy_train_net_command_line_trains_resumes_and_evaluates(digits, tmp_pa
     assert ev.returncode == 0 and "copypaste: AP,AP50" in ev.stdout + ev.stderr, ev.stderr[-3000:]
 
 
+def test_lazy_train_net_help_says_a_lazyconfig_is_code(capsys):
+    with pytest.raises(SystemExit) as done:
+        lazy_train_net.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0 and "A LazyConfig is a Python file, and loading it runs it" in text
+    assert "treat a .py config like code you run" in text and "Change some config options" not in text  # yacs epilog
+
+
 def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
     assert lazy_train_net.main(["--config-file", str(tmp_path / "nope.py")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -186,6 +234,60 @@ def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
             f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 2
     assert "randomly initialised model" in capsys.readouterr().err
+
+
+TINY_LAZY = ["rgsnet.depth=26", "rgsnet.width_mult=0.25", "rgsnet.norm=BN", "train.device=cpu", "train.max_iter=1",
+             "train.init_checkpoint=", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
+             "dataloader.test.num_workers=0", f"dataloader.train.dataset.names={PREFIX}_train",
+             f"dataloader.test.dataset.names={PREFIX}_val"]  # tiny, should a check let the run start
+
+
+def test_lazy_config_with_more_classes_than_the_test_set_is_refused(digits, tmp_path, capsys):
+    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, "model.roi_heads.num_classes=20",
+            f"train.output_dir={tmp_path}"]
+    assert lazy_train_net.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"test dataset '{PREFIX}_val' has 10 classes" in err and "set model.roi_heads.num_classes=10" in err
+
+
+def test_lazy_train_net_never_replaces_a_finished_model_without_overwrite(digits, tmp_path, capsys):
+    (tmp_path / "model_final.pth").write_bytes(b"a finished model")
+    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, "model.roi_heads.num_classes=10",
+            f"train.output_dir={tmp_path}"]
+    assert lazy_train_net.main(argv) == 2
+    assert "holds another run (model_final.pth)" in capsys.readouterr().err
+    assert (tmp_path / "model_final.pth").read_bytes() == b"a finished model"
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["train.max_itr=5"], "'train.max_itr=5': train.max_itr is not a key of this LazyConfig; did you mean "
+     "train.max_iter?"),
+    (["trian.max_iter=5"], "trian is not a key of this LazyConfig; did you mean train?"),
+    (["dataloader.train.mapper.recompute_boxs=True"], "did you mean dataloader.train.mapper.recompute_boxes"),
+    (["train.device=cpu", "train.max_iter", "5"], "bad override 'train.max_iter': LazyConfig overrides are key=value, "
+     "e.g. train.max_iter=5"),
+    (["MODEL.DEVICE", "cpu"], "e.g. MODEL.DEVICE=cpu (KEY VALUE pairs are for yaml configs and train_net)"),
+])
+def test_lazy_overrides_name_keys_the_config_has(tmp_path, capsys, overrides, words):
+    """A typo'd key is refused with its near matches (it was added and never read); a yacs-style KEY VALUE is pointed
+    at and shown as key=value."""
+    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, *overrides,
+            f"train.output_dir={tmp_path}"]
+    assert lazy_train_net.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lazy_train_net: error: bad override") and words in err, err
+    assert not list(tmp_path.iterdir())  # nothing was started
+
+
+def test_lazy_overrides_may_set_what_the_target_takes_or_add_on_purpose():
+    from rgs_detectron.config import load_lazy_config
+
+    cfg = load_lazy_config("configs/lazy/coco_res_rgs_50_fpn.py", [
+        "dataloader.train.mapper.recompute_boxes=True",  # a parameter of the mapper the config leaves at its default
+        "model.roi_heads.box_predictor.test_topk_per_image=50", "+train.note=mine",
+        "dataloader.train.mapper.augmentations.0.short_edge_length=[64]"])
+    assert cfg.dataloader.train.mapper.recompute_boxes and cfg.train.note == "mine"
+    assert cfg.model.roi_heads.box_predictor.test_topk_per_image == 50
 
 
 def test_evaluators_follow_detectron2s_evaluator_types():

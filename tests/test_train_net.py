@@ -123,6 +123,45 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(datasets_ro
     assert torch.load(out / "model_final.pth", weights_only=True)["iteration"] == 39
 
 
+@pytest.mark.slow
+def test_overwrite_then_kill_then_resume_never_continues_the_previous_run(datasets_root, tmp_path):
+    """A finished run; a new one with --overwrite killed (SIGKILL) before its first checkpoint; --resume: the new run
+    starts over, and the previous run's model is neither reported as the new one's nor lost."""
+    from rgs_detectron import get_rgsnet_cfg
+    from rgs_detectron.engine import RGSTrainer
+
+    out = tmp_path / "run"
+    opts = [*TINY, "SOLVER.MAX_ITER", "40", "SOLVER.CHECKPOINT_PERIOD", "1000", "TEST.COCO_EVAL_ENGINE", "pycocotools"]
+    out.mkdir()
+    finished = RGSTrainer(get_rgsnet_cfg("configs/demo/digits_res_rgs.yaml", [*opts, *IN_PROCESS_DATA, "OUTPUT_DIR",
+                                                                              str(out)]))
+    finished.iter = finished._trainer.iter = 39  # as at the end of a finished run
+    finished.checkpointer.save("model_final", origin="the previous run")  # and last_checkpoint
+    old = {k: v.clone() for k, v in finished.model.state_dict().items()}
+    cmd = [sys.executable, "tools/train_net.py", "--config-file", "configs/demo/digits_res_rgs.yaml", "--overwrite",
+           *opts, "OUTPUT_DIR", str(out)]
+    proc = subprocess.Popen(cmd, env=_env(datasets_root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    log, deadline = out / "log.txt", time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and "Starting training from iteration 0" in log.read_text():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", "--resume", *opts, *IN_PROCESS_DATA,
+            "OUTPUT_DIR", str(out)]
+    assert train_net_tool.main(argv) == 0
+    final = torch.load(out / "model_final.pth", weights_only=True)
+    assert "origin" not in final and final["iteration"] == 39  # trained by the new run, all 40 steps
+    assert not all(torch.equal(final["model"][k], old[k]) for k in final["model"])  # not the old model
+    (previous,) = [p.parent for p in out.glob("previous_run_*/model_final.pth")]  # the killed run's log: another
+    assert torch.load(previous / "model_final.pth", weights_only=True)["origin"] == "the previous run"
+    assert (previous / "last_checkpoint").read_text() == "model_final.pth"
+
+
 HOLD_LOCK = """
 import sys, time
 from rgs_detectron.utils.output_lock import OutputDirLock
@@ -168,6 +207,8 @@ def test_missing_weights_fail_before_training(tmp_path, datasets_root):
     (["SOLVER.AMP.ENABLED", "True"], 2, "needs CUDA"),
     (["MODEL.NO_SUCH_KEY", "1"], 2, "bad config override: Non-existent key: MODEL.NO_SUCH_KEY"),
     (["DATASETS.INVALID_BOXES", "ignore"], 2, "DATASETS.INVALID_BOXES = 'ignore' is invalid"),
+    (["MODEL.ROI_HEADS.NUM_CLASSES", "20"], 2, "NUM_CLASSES = 20, but test dataset 'rgs_digits_t_val' has 10 classes, "
+     "so its evaluation would fail"),
 ])
 def test_config_mistakes_are_one_line_with_the_key(datasets_root, tmp_path, monkeypatch, capsys, opts, status, words):
     argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path),
@@ -176,6 +217,31 @@ def test_config_mistakes_are_one_line_with_the_key(datasets_root, tmp_path, monk
     err = capsys.readouterr().err
     assert err.startswith("train_net: error:") and words in err and "Traceback" not in err, err
     assert not list(tmp_path.iterdir())  # nothing was started
+
+
+def test_every_problem_is_reported_in_one_run(tmp_path, capsys):
+    """Training data, test data and weights: one failed start names all three, not three failed starts."""
+    from rgs_detectron.data.builtin import register_digits
+
+    register_digits(str(tmp_path / "nowhere"), prefix="rgs_digits_nowhere")
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY,
+            "DATASETS.TRAIN", "('rgs_digits_nowhere_train',)", "DATASETS.TEST", "('rgs_digits_nowhere_val',)", "MODEL.WEIGHTS", str(tmp_path / "imagenet.pth"),
+            "SOLVER.CHECKPOINT_PERIOD", "0", "OUTPUT_DIR", str(tmp_path / "o")]
+    assert train_net_tool.main(argv) == 2  # the first problem's status: a config value
+    err = capsys.readouterr().err
+    assert err.startswith("train_net: error: 3 problems, found before anything was built:")
+    assert "SOLVER.CHECKPOINT_PERIOD = 0 is invalid" in err and "imagenet.pth" in err
+    assert "dataset 'rgs_digits_nowhere_train' needs" in err and "dataset 'rgs_digits_nowhere_val' needs" in err
+
+
+def test_eval_only_with_more_classes_than_the_test_set_is_refused_before_inference(datasets_root, tmp_path, capsys):
+    weights = tmp_path / "model.pth"
+    weights.write_bytes(b"not read: the class count is refused first")
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", "--eval-only", *TINY, *IN_PROCESS_DATA,
+            "MODEL.ROI_HEADS.NUM_CLASSES", "11", "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(tmp_path / "o")]
+    assert train_net_tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "test dataset 'rgs_digits_t_val' has 10 classes" in err and "set MODEL.ROI_HEADS.NUM_CLASSES 10" in err
 
 
 def test_eval_only_without_weights_is_refused(datasets_root, tmp_path, monkeypatch, capsys):
@@ -198,6 +264,17 @@ def test_cuda_requested_but_unusable_says_why(datasets_root, tmp_path, monkeypat
     assert train_net_tool.main(argv) == 1
     err = capsys.readouterr().err
     assert "driver on your system is too old" in err and "MODEL.DEVICE cpu" in err and "8 process(es)" in err
+
+
+def test_lazy_config_cuda_error_names_the_lazy_setting(tmp_path, monkeypatch, capsys):
+    from rgs_detectron.cli import lazy_train_net
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", "train.device=cuda", "train.init_checkpoint=",
+            f"train.output_dir={tmp_path}"]
+    assert lazy_train_net.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "needs CUDA" in err and "run on the CPU with train.device=cpu." in err and "MODEL.DEVICE" not in err
 
 
 def test_cuda_hidden_from_a_real_process_fails_clearly(datasets_root, tmp_path):
@@ -232,8 +309,24 @@ def test_a_new_run_never_replaces_another_runs_checkpoints(datasets_root, tmp_pa
     RGSCheckpointer(build_model(tiny_detector_cfg()), str(tmp_path)).save("model_0000003", iteration=3)
     argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 2
-    assert "holds a run (last checkpoint model_0000003.pth): --resume continues it, --overwrite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds another run (last_checkpoint, model_0000003.pth): --resume continues it, --overwrite" in err
     assert (tmp_path / "model_0000003.pth").exists() and not (tmp_path / "model_final.pth").exists()
+
+
+@pytest.mark.parametrize("flags", [[], ["--resume"]], ids=["new_run", "resume_with_nothing_to_resume"])
+def test_a_finished_model_is_never_replaced_without_overwrite(datasets_root, tmp_path, capsys, flags):
+    """model_final.pth and no last_checkpoint (copied there, or the tag deleted): still another run's model."""
+    (tmp_path / "model_final.pth").write_bytes(b"a finished model")
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *flags, *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR",
+            str(tmp_path)]
+    assert train_net_tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds another run (model_final.pth): --resume continues it, --overwrite starts a new run" in err
+    assert ("--resume found no last_checkpoint" in err) == bool(flags)
+    assert (tmp_path / "model_final.pth").read_bytes() == b"a finished model"
+    assert train_net_tool.main(["--resume", "--overwrite", *argv]) == 2
+    assert "--resume continues a run and --overwrite starts a new one" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("opts,words", [
@@ -316,6 +409,29 @@ def test_corrupt_training_annotations_are_named(tmp_path, capsys):
     assert "cannot load training data ['rgs_test_corrupt_train']" in err and "train.json" in err
 
 
+def test_a_corrupt_image_read_in_a_worker_process_is_one_line_naming_it(tmp_path, capsys):
+    """DATALOADER.NUM_WORKERS 1: torch re-raises the worker's error with its whole traceback as the text."""
+    import numpy as np
+    from PIL import Image
+
+    from detectron2.data.datasets import register_coco_instances
+
+    Image.fromarray(np.full((64, 64, 3), 128, dtype=np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
+    images = [{"id": i, "file_name": n, "width": 64, "height": 64} for i, n in ((1, "good.png"), (2, "bad.png"))]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [8, 8, 30, 30], "area": 900, "iscrowd": 0} for i in (1, 2)]
+    (tmp_path / "train.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                     "categories": [{"id": 1, "name": "thing"}]}))
+    register_coco_instances("rgs_test_corrupt_image", {}, str(tmp_path / "train.json"), str(tmp_path))
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, "DATALOADER.NUM_WORKERS", "1",
+            "DATASETS.TRAIN", "('rgs_test_corrupt_image',)", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "o")]
+    assert train_net_tool.main(argv) == 1
+    err = capsys.readouterr().err
+    message = err[err.index("train_net: error:"):]
+    assert message.startswith(f"train_net: error: cannot read image {tmp_path / 'bad.png'}: ")
+    assert len(message.strip().splitlines()) == 1, message  # not the worker's traceback
+
+
 @pytest.mark.slow
 def test_a_multi_run_study_keeps_each_runs_log_to_itself(datasets_root, tmp_path):
     """digits_demo with two seeds: each run's log.txt holds its own run only, each line once."""
@@ -329,3 +445,15 @@ def test_a_multi_run_study_keeps_each_runs_log_to_itself(datasets_root, tmp_path
         lines = [line for line in text.splitlines() if "iter:" in line]
         assert lines and len(lines) == len(set(lines))  # no line written twice
     assert "| original | 2 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_yaml_config_never_runs_code_in_train_net(tmp_path, capsys):
+    """A Python tag in a config's _BASE_ is refused before anything runs (Detectron2 would unsafe_load it)."""
+    marker = tmp_path / "MARKER"
+    (tmp_path / "base.yaml").write_text(f'SEED: !!python/object/apply:os.system ["touch {marker}"]\n')
+    (tmp_path / "config.yaml").write_text('_BASE_: "base.yaml"\n')
+    assert train_net_tool.main(["--config-file", str(tmp_path / "config.yaml"), "OUTPUT_DIR", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert err.startswith("train_net: error: config file ") and "base.yaml, line 1 (inherited by" in err
+    assert "!!python/object/apply:os.system is refused" in err and len(err.strip().splitlines()) == 1

@@ -50,13 +50,13 @@ from tabulate import tabulate
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from ..config import get_rgsnet_cfg
+from ..config import get_rgsnet_cfg, resolve_device
 from ..errors import ConfigError
 from ..model_zoo import get_config_file
 from ..modeling.spec import SHORTCUT_IMPLS, RGSNetSpec
 from ..modeling.variants import get_variant
 from ..utils.fileio import atomic_write
-from ..engine.defaults import run_tool
+from ..engine.defaults import requested_device, run_tool
 from ..utils.benchmark import Runner, cpu_model, synthetic_batch
 
 BASELINE = "original"
@@ -101,7 +101,8 @@ def get_parser():
     p.add_argument("--norm", default="BN", help="MODEL.RESNETS.NORM (trainable BN by default)")
     p.add_argument("--freeze-at", type=int, default=0, help="MODEL.BACKBONE.FREEZE_AT")
     p.add_argument("--num-classes", type=int, default=80, help="MODEL.ROI_HEADS.NUM_CLASSES")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
+    p.add_argument("--device", help="cuda, cpu or auto (the GPU when usable); default: MODEL.DEVICE among the "
+                   "overrides, else auto")
     p.add_argument("--batch", type=int, help="training images per step (cuda 8, cpu 2)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="image size (cuda 800 1216, cpu 256 320)")
     p.add_argument("--iters", type=int, help="timed iterations per round and phase (cuda 20, cpu 5)")
@@ -132,10 +133,11 @@ def build_cfg(args, variant, impl):
     """
     spec = RGSNetSpec.create(variant, args.depth, args.width_mult, norm=args.norm, shortcut_impl=impl)
     opts = [x for kv in spec.architecture_settings().items() for x in kv]
-    opts += ["MODEL.DEVICE", args.device, "MODEL.RESNETS.NORM", args.norm, "MODEL.RGSNET.SHORTCUT_IMPL", impl,
+    opts += ["MODEL.RESNETS.NORM", args.norm, "MODEL.RGSNET.SHORTCUT_IMPL", impl,
              "MODEL.BACKBONE.FREEZE_AT", args.freeze_at, "MODEL.FPN.OUT_CHANNELS", args.fpn_channels,
              "MODEL.ROI_HEADS.NUM_CLASSES", args.num_classes, "MODEL.WEIGHTS", ""]
-    cfg = get_rgsnet_cfg(get_config_file("Base-RGSNet-FPN.yaml"), opts + list(args.opts))
+    opts += [*args.opts, "MODEL.DEVICE", args.device]  # the device the runner uses, whatever the overrides say
+    cfg = get_rgsnet_cfg(get_config_file("Base-RGSNet-FPN.yaml"), opts)
     cfg.freeze()
     return cfg
 
@@ -192,11 +194,13 @@ def _measure(args, plan, batch, amp_dtype):
 
 def run(args):
     """Measure every planned model; return the JSON-ready report."""
+    args.device = resolve_device(requested_device(args.device, args.opts))
+    if args.device not in DEVICE_DEFAULTS:
+        raise ConfigError(f"the benchmark runs on cpu or cuda, not {args.device!r}: choose the GPU with "
+                          "CUDA_VISIBLE_DEVICES")
     for key, value in DEVICE_DEFAULTS[args.device].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is visible; use --device cpu")
     if args.device == "cuda" and args.clock == "cpu":
         raise ConfigError("--clock cpu measures host CPU time, not GPU work: use --clock wall with --device cuda")
     if args.device == "cuda":

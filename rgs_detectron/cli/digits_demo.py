@@ -33,7 +33,7 @@ from ..engine.predictor import RGSPredictor
 from ..errors import InputError
 from ..model_zoo import get_config_file
 from ..utils.fileio import atomic_write
-from ..engine.defaults import run_tool
+from ..engine.defaults import requested_device, run_tool
 from ..utils.drawing import draw_detections
 from ..utils.plots import plot_metrics, read_metrics
 
@@ -75,7 +75,7 @@ def draw_predictions(cfg, out_dir, num_images=4, score_threshold=0.5):
 
 
 def run_one(args, device, variant, seed, output_dir):
-    opts = ["MODEL.RGSNET.VARIANT", variant, "SEED", seed, "MODEL.DEVICE", device, *args.opts]
+    opts = ["MODEL.RGSNET.VARIANT", variant, "SEED", seed, *args.opts, "MODEL.DEVICE", device]
     seconds, final = train_and_evaluate(args.config_file, opts, output_dir)
     cfg = get_rgsnet_cfg(args.config_file, [str(o) for o in opts])
     cfg.MODEL.WEIGHTS = os.path.join(output_dir, "model_final.pth")
@@ -120,12 +120,14 @@ def _main(argv):
     p.add_argument("--config-file", default=get_config_file("demo/digits_res_rgs.yaml"))
     p.add_argument("--variants", nargs="+", default=["Res-RGS"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (the GPU when usable, else the CPU)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (the GPU when usable, else the CPU); default: "
+                   "MODEL.DEVICE among the overrides, else auto")
     p.add_argument("--output", default="output/digits_demo", help="folder for the run(s)")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides for every run")
     args = p.parse_args(argv)
-    device = resolve_device(args.device)
-    if args.device == "auto" and device == "cpu":
+    request = requested_device(args.device, args.opts)
+    device = resolve_device(request)
+    if request == "auto" and device == "cpu":
         print("[digits demo] no usable GPU: training on the CPU", flush=True)
     generate_digits_dataset(digits_root())
     single = len(args.variants) == 1 and len(args.seeds) == 1

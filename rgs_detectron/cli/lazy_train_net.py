@@ -6,43 +6,31 @@
     python -m rgs_detectron.cli.lazy_train_net --config-file ... --resume
     python -m rgs_detectron.cli.lazy_train_net --config-file ... rgsnet.variant=b-RGS train.device=cpu
 
-Overrides are LazyConfig's ``key=value``. Any Detectron2 LazyConfig works, RGSNet or not.
-Before anything is built the nodes, device, datasets and weights are checked and
-``train.output_dir`` is locked against a second run; checkpoints are atomic, weight loads
-strict for the backbone and safe, and ``model_final.pth`` is always written (see
-``engine/lazy_trainer.py``). Exit status: 0 done, 1 failed, 2 usage error.
+A LazyConfig is a Python file, and loading it runs it with your permissions: treat a .py
+config like code you run, and use only ones you wrote or trust (train_net's yaml configs
+are read as plain data). Overrides are LazyConfig's ``key=value``, each naming a key the
+config has (``+key=value`` adds one). Any Detectron2 LazyConfig works, RGSNet or not.
+Before anything is built the nodes, device, datasets, weights and output folder are
+checked (``--resume`` and ``--overwrite`` as for train_net) and ``train.output_dir`` is
+locked against a second run; training boxes are checked (``train.invalid_boxes``),
+checkpoints are atomic, weight loads strict for the backbone and safe, and
+``model_final.pth`` is always written (see ``engine/lazy_trainer.py``). Exit status: 0
+done, 1 failed, 2 usage error.
 """
 import sys
 
-from detectron2.config import LazyConfig
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..checkpoint.checkpointer import RGSCheckpointer
-from ..engine.guarded_run import check_resume_point
+from ..config import load_lazy_config
 from ..engine.lazy_trainer import lazy_test, lazy_train
 from ..engine.predictor import load_trained_model
 from ..engine.preflight import lazy_preflight
-from ..errors import ConfigError
 from ..engine.defaults import run_tool
-from ..engine.launch import argument_parser, check_output_dir, launch_run
+from ..engine.launch import argument_parser, launch_run
 
-__all__ = ["main", "load_lazy_config"]
-
-
-def load_lazy_config(path, overrides=()):
-    """The LazyConfig of ``path`` with ``key=value`` overrides, or a ConfigError naming the problem."""
-    try:
-        cfg = LazyConfig.load(path)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path!r} does not exist") from None
-    except Exception as e:
-        raise ConfigError(f"cannot load LazyConfig {path!r}: {type(e).__name__}: {e}") from None
-    try:
-        return LazyConfig.apply_overrides(cfg, list(overrides))
-    except Exception as e:
-        raise ConfigError(f"bad override in {list(overrides)} (LazyConfig overrides are key=value): {e}") from None
+__all__ = ["main"]
 
 
 def run(cfg, args):
@@ -54,15 +42,9 @@ def run(cfg, args):
 
 
 def _main(argv):
-    args = argument_parser().parse_args(argv)
+    args = argument_parser(__doc__).parse_args(argv)
     cfg = load_lazy_config(args.config_file, args.opts)
-    checkpointer = RGSCheckpointer(None, cfg.train.get("output_dir", "")) if "train" in cfg else None
-    resuming = bool(args.resume and checkpointer and checkpointer.has_checkpoint())
-    lazy_preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus,
-                   num_machines=args.num_machines)
-    if resuming and not args.eval_only:
-        check_resume_point(checkpointer.last_iteration(), cfg.train.max_iter, cfg.train.output_dir, "train.max_iter")
-    check_output_dir(cfg.train.output_dir, args)
+    lazy_preflight(cfg, args)
     return launch_run(run, args, (cfg, args), cfg.train.output_dir, "lazy_train_net", cfg.train.get("device", "cuda"))
 
 

@@ -6,26 +6,28 @@
 
 Detectron2's ``default_argument_parser`` (``--num-gpus``, ``--num-machines``,
 ``--machine-rank``, ``--dist-url``, trailing KEY VALUE overrides). Before anything is
-built, the config, device, datasets and weights are checked (``engine/preflight.py``)
-and ``OUTPUT_DIR`` is locked against a second run. ``MODEL.DEVICE cuda`` (Detectron2's
-default) without usable CUDA fails with PyTorch's reason; the CPU is used only with
-``MODEL.DEVICE cpu`` (``--num-gpus N`` then starts N CPU processes on gloo).
+built, the config, device, datasets, weights and output folder are checked
+(``engine/preflight.py``: every problem in one message) and ``OUTPUT_DIR`` is locked
+against a second run. A new run never replaces another run's model: an ``OUTPUT_DIR``
+with checkpoints needs ``--resume`` (continue it) or ``--overwrite`` (start anew; the
+old run's files are moved into ``previous_run_<time>/`` there, never deleted).
+``MODEL.DEVICE cuda`` (Detectron2's default) without usable CUDA fails with PyTorch's
+reason; the CPU is used only with ``MODEL.DEVICE cpu`` (``--num-gpus N`` then starts N CPU
+processes on gloo). Config files are read as plain yaml: a ``!!python`` tag is refused.
 """
 import sys
 
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import get_rgsnet_cfg
-from ..checkpoint.checkpointer import RGSCheckpointer
 from ..engine.predictor import load_trained_model
 from ..engine.preflight import preflight
-from ..engine.guarded_run import check_resume_point
 from ..engine.trainer import RGSTrainer
 from ..engine.defaults import run_tool
-from ..engine.launch import argument_parser, check_output_dir, launch_run
+from ..engine.launch import argument_parser, launch_run
 
 __all__ = ["main", "setup", "run"]
 
@@ -52,15 +54,9 @@ def run(cfg, args):
 
 
 def _main(argv):
-    args = argument_parser().parse_args(argv)
+    args = argument_parser(__doc__).parse_args(argv)
     cfg = setup(args)
-    checkpointer = RGSCheckpointer(None, cfg.OUTPUT_DIR)
-    resuming = args.resume and checkpointer.has_checkpoint()
-    preflight(cfg, eval_only=args.eval_only, resuming=resuming, num_gpus=args.num_gpus, num_machines=args.num_machines)
-    if resuming and not args.eval_only:  # as the trainer will see it, scaled to the world size
-        scaled = DefaultTrainer.auto_scale_workers(cfg, args.num_gpus * args.num_machines)
-        check_resume_point(checkpointer.last_iteration(), scaled.SOLVER.MAX_ITER, cfg.OUTPUT_DIR)
-    check_output_dir(cfg.OUTPUT_DIR, args)
+    preflight(cfg, args)
     return launch_run(run, args, (cfg, args), cfg.OUTPUT_DIR, "train_net", cfg.MODEL.DEVICE)
 
 

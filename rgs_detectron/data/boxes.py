@@ -2,19 +2,22 @@
 
 Left alone, Detectron2 quietly changes them: a box with a negative width or height comes
 out of the augmentation as the box around its corners (another, valid box), and
-zero-size boxes or boxes wholly outside the image are dropped later without a word.
+zero-size boxes or boxes wholly outside the image are dropped later without a word;
+NaN or infinite coordinates go into the losses as they are.
 Here they are counted and reported before training, then dropped
 (``DATASETS.INVALID_BOXES: "drop"``, the default) or refused (``"fail"``); valid boxes are
 never rewritten. Boxes that only extend past the image edge are valid: Detectron2 clips
 them, and they are counted in the report.
 """
 import logging
+import math
 
+from detectron2.data.build import filter_images_with_only_crowd_annotations
 from detectron2.structures import BoxMode
 
 from ..errors import ConfigError, InputError
 
-__all__ = ["check_boxes", "INVALID_BOX_POLICIES"]
+__all__ = ["check_boxes", "checked_train_dicts", "INVALID_BOX_POLICIES"]
 
 INVALID_BOX_POLICIES = ("drop", "fail")
 logger = logging.getLogger(__name__)
@@ -23,6 +26,8 @@ logger = logging.getLogger(__name__)
 def _problem(ann, width, height):
     if "bbox" not in ann:
         return None
+    if not all(math.isfinite(v) for v in ann["bbox"]):
+        return "NaN or infinite coordinates"  # every comparison below is False for NaN
     x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
     if x1 < x0 or y1 < y0:
         return "negative width or height"
@@ -72,3 +77,14 @@ def check_boxes(dataset_dicts, what, policy="drop"):
         )
     logger.warning(f"{what}: dropped {total} invalid boxes: {lines} (DATASETS.INVALID_BOXES fail refuses them)")
     return out
+
+
+def checked_train_dicts(dataset_dicts, what, policy="drop", filter_empty=True):
+    """Training records with their boxes checked, then (``filter_empty``) without the images left with no
+    usable annotation, as Detectron2 filters them; an InputError when no image is left. Both trainers'."""
+    dicts = check_boxes(dataset_dicts, what, policy)
+    if filter_empty:
+        dicts = filter_images_with_only_crowd_annotations(dicts)
+    if not dicts:
+        raise InputError(f"{what} has no image with a usable annotation")
+    return dicts

@@ -16,17 +16,15 @@ from ..errors import InputError
 
 __all__ = ["check_dataset_files", "dataset_files"]
 
-MINIVAL_COMMAND = (
-    "python -m rgs_detectron.cli.make_coco_minival --val2014 datasets/coco/annotations/instances_val2014.json "
-    "[--val2017 datasets/coco/annotations/instances_val2017.json]"
-)
-
 
 def _how_to_get(name, path):
     base = os.path.basename(path)
     if base in ("instances_minival2014.json", "instances_valminusminival2014.json"):
-        return "these two files are not in the official COCO download; make them from instances_val2014.json with: " \
-            + MINIVAL_COMMAND
+        annotations = os.path.dirname(path)  # where the split is wanted, wherever $DETECTRON2_DATASETS points
+        return ("these two files are not in the official COCO download; make them from instances_val2014.json with: "
+                "python -m rgs_detectron.cli.make_coco_minival --val2014 "
+                f"{os.path.join(annotations, 'instances_val2014.json')} "
+                f"[--val2017 {os.path.join(annotations, 'instances_val2017.json')}]")
     if name.startswith("coco_"):
         return (
             "download COCO 2014 (train2014.zip, val2014.zip, annotations_trainval2014.zip) from "
@@ -81,7 +79,11 @@ def _parse_problem(name, path):
 
 
 def check_dataset_files(dataset_names, parse=True):
-    """Raise ``InputError`` naming every missing (and, with ``parse``, unreadable) file and the fix."""
+    """Raise ``InputError`` naming every missing (and, with ``parse``, unreadable) file and the fix.
+
+    ``parse``: True (parse the annotation files of every dataset), False (none), or the names of
+    the datasets whose annotation files to parse.
+    """
     problems = []
     for name in dataset_names:
         if name not in DatasetCatalog.list():
@@ -93,7 +95,7 @@ def check_dataset_files(dataset_names, parse=True):
         for path in dataset_files(name):
             if not os.path.exists(path):
                 problems.append(f"dataset '{name}' needs {path}, which does not exist: {_how_to_get(name, path)}")
-            elif parse and os.path.isfile(path):
+            elif (parse is True or (parse and name in parse)) and os.path.isfile(path):
                 problem = _parse_problem(name, path)
                 if problem:
                     problems.append(f"dataset '{name}': {problem}")

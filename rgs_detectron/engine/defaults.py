@@ -1,6 +1,7 @@
 """What every command line here shares: error reporting, exit status, config and device set-up."""
 import argparse
 import math
+import re
 import sys
 
 from ..config import get_rgsnet_cfg, resolve_device
@@ -8,8 +9,19 @@ from ..errors import UserError
 from ..modeling.spec import RG_INITS, STEMS, RGSNetSpec
 from ..modeling.variants import VARIANTS
 
-__all__ = ["run_tool", "add_config_args", "load_cfg", "probability", "positive_int", "non_negative_int",
-           "positive_float", "add_spec_args", "spec_from_args"]
+__all__ = ["run_tool", "user_message", "add_config_args", "load_cfg", "requested_device", "probability",
+           "positive_int", "non_negative_int", "positive_float", "add_spec_args", "spec_from_args"]
+
+_WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
+def user_message(error):
+    """The message of a UserError, also of one raised in a DataLoader worker: torch re-raises it in the main
+    process with the worker's whole traceback as its text, whose last line holds the original message."""
+    text = str(error)
+    worker = _WORKER_ERROR.match(text)
+    start = text.rfind(f"{worker.group(1)}: ") if worker else -1
+    return text[start + len(worker.group(1)) + 2:].strip() if start >= 0 else text
 
 
 def run_tool(main, argv=None, prog=None):
@@ -19,7 +31,7 @@ def run_tool(main, argv=None, prog=None):
     try:
         return main(argv) or 0
     except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {user_message(e)}", file=sys.stderr)
         return e.exit_code
     except OSError as e:  # a path the user gave: a file where a folder should be, no permission, ...
         print(f"{prog}: error: {e}", file=sys.stderr)
@@ -33,19 +45,30 @@ def add_config_args(parser, *, device=True):
     """``--config-file``, ``--device`` and trailing KEY VALUE overrides, as Detectron2's tools."""
     parser.add_argument("--config-file", required=True, metavar="FILE", help="detector config (yaml)")
     if device:
-        parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (a GPU when usable)")
+        parser.add_argument("--device", help="cpu, cuda, cuda:N, or auto (a GPU when usable); "
+                            "default: the config's MODEL.DEVICE (Detectron2's default is cuda)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, last on the line (e.g. MODEL.RGSNET.VARIANT b-RGS)")
     return parser
 
 
+def requested_device(option, opts=(), unset="auto"):
+    """The one device rule of the command lines: ``--device`` when given, else the last ``MODEL.DEVICE`` among the
+    KEY VALUE overrides ``opts``, else ``unset``: the config's own ``MODEL.DEVICE``, or "auto" for the tools that run
+    a shipped config meant to run anywhere (digits_demo, benchmark). ``config.resolve_device`` then resolves it."""
+    if option:
+        return option
+    values = [value for key, value in zip(opts[0::2], opts[1::2]) if key == "MODEL.DEVICE"]
+    return values[-1] if values else unset
+
+
 def load_cfg(args, *, weights=None, freeze=True):
-    """The config of ``args`` (file + overrides), ``weights`` and ``args.device`` applied."""
+    """The config of ``args`` (file + overrides), ``weights`` and the device (``requested_device``) applied."""
     cfg = get_rgsnet_cfg(args.config_file, args.opts)
     if weights is not None:
         cfg.MODEL.WEIGHTS = weights
-    if getattr(args, "device", None):
-        cfg.MODEL.DEVICE = resolve_device(args.device)
+    if hasattr(args, "device"):
+        cfg.MODEL.DEVICE = resolve_device(requested_device(args.device, unset=cfg.MODEL.DEVICE))
     if freeze:
         cfg.freeze()
     return cfg

@@ -203,6 +203,7 @@ class RGSCOCOEvaluator(COCOEvaluator):
 
     def _coco_results(self, predictions):
         """COCO-format results with dataset category ids, saved like Detectron2 does."""
+        # The first half of Detectron2 0.7.2's COCOEvaluator._eval_predictions (a59f0563), changed: copies, raises.
         # New dicts: unlike Detectron2, evaluate() may be called again on the same predictions.
         coco_results = [dict(r) for r in itertools.chain(*[p["instances"] for p in predictions])]
         id_map = self._metadata.get("thing_dataset_id_to_contiguous_id")

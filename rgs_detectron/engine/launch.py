@@ -1,46 +1,90 @@
 """Starting a training run the same way for both trainers.
 
-* The output folder: a run that would replace another run's checkpoints is refused unless
-  it resumes it (``--resume``) or says so (``--overwrite``); the folder is locked for the
-  run's lifetime (on machine 0, where Detectron2 writes).
+* The output folder: a new run never replaces another run's model. A folder holding
+  checkpoints (``model_*.pth``, ``model_final.pth`` or ``last_checkpoint``) is refused
+  unless the run resumes it (``--resume``) or says so (``--overwrite``). A new run starts
+  clean: what an earlier run left there (checkpoints, ``last_checkpoint``, metrics, logs,
+  events, ``config.yaml``, ``inference/``) is moved into ``previous_run_<time>/`` in that
+  folder, never deleted, so a later ``--resume`` can only continue the new run. The folder
+  is locked for the run's lifetime (on machine 0, where Detectron2 writes).
 * Detectron2's ``launch``; CPU runs of several processes hide the GPUs from them, since
   ``launch`` would otherwise pick NCCL for CPU tensors.
 * Errors carried home: in a multi-process launch a worker's user error cannot reach the
   parent as an exception (torch's spawn turns it into a traceback string), so the worker
   prints it as one line and exits with its status, which the parent returns.
 """
+import fnmatch
 import os
 import sys
+import time
+
+from torch.multiprocessing import ProcessExitedException
 
 from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 
-from ..checkpoint.checkpointer import RGSCheckpointer
-from ..utils.output_lock import OutputDirLock
 from ..errors import ConfigError, UserError
+from ..utils.output_lock import OutputDirLock
+from .defaults import user_message
 
-__all__ = ["argument_parser", "check_output_dir", "launch_run"]
+__all__ = ["argument_parser", "check_output_dir", "launch_run", "resuming"]
+
+CHECKPOINT_FILES = ("last_checkpoint", "model_*.pth")
+RUN_FILES = CHECKPOINT_FILES + ("metrics.json", "log.txt*", "events.out.tfevents.*", "config.yaml", "inference")
 
 
-def argument_parser():
-    """Detectron2's ``default_argument_parser`` plus ``--overwrite``."""
+def argument_parser(doc):
+    """Detectron2's ``default_argument_parser`` plus ``--overwrite``; ``doc`` (the command's docstring, with its
+    own examples) replaces Detectron2's epilog of yacs examples."""
     parser = default_argument_parser()
+    parser.description, parser.epilog = doc, None
     parser.add_argument("--overwrite", action="store_true",
-                        help="start a new run in an output folder that holds one (its checkpoints are replaced)")
+                        help="start a new run in an output folder that holds one; that run's files are moved into "
+                        "previous_run_<time>/ there (delete it yourself when no longer needed)")
     return parser
 
 
+def resuming(output_dir, args):
+    """Whether ``args`` continue the run in ``output_dir`` (``--resume`` and a ``last_checkpoint`` to resume)."""
+    return bool(args.resume and os.path.isfile(os.path.join(output_dir, "last_checkpoint")))
+
+
+def _files(output_dir, patterns):
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    return sorted(n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns))
+
+
 def check_output_dir(output_dir, args):
-    """Refuse to start a new run over another run's checkpoints by accident."""
-    checkpointer = RGSCheckpointer(None, output_dir)
-    if args.eval_only or args.resume or args.overwrite or not checkpointer.has_checkpoint():
+    """Refuse a new run over another run's checkpoints unless ``--overwrite`` says so (part of the preflight)."""
+    if args.eval_only:
         return
-    with open(os.path.join(output_dir, "last_checkpoint")) as f:
-        last = f.read().strip()
-    raise ConfigError(
-        f"{output_dir!r} holds a run (last checkpoint {last}): --resume continues it, --overwrite starts a new run "
-        "there (its checkpoints are replaced), or choose another output folder"
-    )
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues a run and --overwrite starts a new one: give one of them")
+    if resuming(output_dir, args):
+        return
+    found = _files(output_dir, CHECKPOINT_FILES)
+    if found and not args.overwrite:
+        nothing = "--resume found no last_checkpoint to continue, and " if args.resume else ""
+        raise ConfigError(
+            f"{nothing}{output_dir!r} holds another run ({', '.join(found)}): --resume continues it, --overwrite "
+            "starts a new run there (the old run's files are moved into previous_run_<time>/), or choose another "
+            "output folder"
+        )
+
+
+def _move_previous_run(output_dir, prog):
+    """Move an earlier run's files aside, so that nothing of it is taken for the new run's."""
+    found = _files(output_dir, RUN_FILES)
+    if not found:
+        return
+    target = os.path.join(output_dir, time.strftime("previous_run_%Y%m%d-%H%M%S"))
+    while os.path.exists(target):
+        target += "_"
+    os.makedirs(target)
+    for name in found:
+        os.replace(os.path.join(output_dir, name), os.path.join(target, name))
+    print(f"{prog}: a new run starts in {output_dir}; the previous run's files ({', '.join(found)}) are now in "
+          f"{target} (delete it when you no longer need it)", file=sys.stderr)
 
 
 class _Worker:
@@ -55,22 +99,22 @@ class _Worker:
         except UserError as e:
             if comm.get_world_size() == 1:
                 raise
-            print(f"{self.prog} (rank {comm.get_rank()}): error: {e}", file=sys.stderr)
+            print(f"{self.prog} (rank {comm.get_rank()}): error: {user_message(e)}", file=sys.stderr)
             sys.exit(e.exit_code)
 
 
 def launch_run(run, args, payload, output_dir, prog, device):
-    """``run(*payload)`` in every process of ``args``' launch; returns an exit status."""
+    """``run(*payload)`` in every process of ``args``' launch, a new run in a clean folder; returns an exit status."""
     if str(device).startswith("cpu") and args.num_gpus * args.num_machines > 1:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the spawned processes then use gloo, as their tensors need
     lock = OutputDirLock(output_dir).acquire() if args.machine_rank == 0 else None
     try:
+        if lock and not args.eval_only and not resuming(output_dir, args):
+            _move_previous_run(output_dir, prog)  # check_output_dir allowed it
         launch(_Worker(run, prog), args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=payload)
-    except Exception as e:
-        if type(e).__name__ == "ProcessExitedException":  # a worker ended with the error printed above
-            return getattr(e, "exit_code", 1) or 1
-        raise
+    except ProcessExitedException as e:  # a worker ended with the error printed above
+        return e.exit_code or 1
     finally:
         if lock:
             lock.release()

@@ -1,46 +1,75 @@
 """Checks a training or evaluation run passes before anything is built.
 
 Each catches a mistake that Detectron2 reports late (after hours of training, for a
-corrupt test set) or cryptically (``ZeroDivisionError`` for ``CHECKPOINT_PERIOD 0``,
-``KeyError: 'p2'`` for a C4 backbone in an FPN config, ``IndexError`` for too few
-classes, an ``AssertionError`` for a batch that does not divide), and says which key or
-file to change. ``preflight`` is for yacs configs, ``lazy_preflight`` for LazyConfigs;
-both end in the same checks of device, data and weights.
+corrupt test set or a class count the evaluator cannot map) or cryptically
+(``ZeroDivisionError`` for ``CHECKPOINT_PERIOD 0``, ``KeyError: 'p2'`` for a C4 backbone
+in an FPN config, ``IndexError`` for too few classes, an ``AssertionError`` for a batch
+that does not divide), and says which key or file to change. Every check runs, and every
+problem found is reported in one message: one failed start, not one per problem.
+``preflight`` is for yacs configs, ``lazy_preflight`` for LazyConfigs; both end in the
+same checks of device, data, weights, resume point and output folder.
 """
 import torch
+from omegaconf import OmegaConf
 
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_backbone
 
+from ..checkpoint.checkpointer import RGSCheckpointer, check_weights_file
 from ..config import check_cuda, num_classes
 from ..data.boxes import INVALID_BOX_POLICIES
 from ..data.checks import check_dataset_files
-from ..errors import ConfigError
-from ..checkpoint.checkpointer import check_weights_file
+from ..errors import ConfigError, UserError
+from .guarded_run import check_resume_point
+from .launch import check_output_dir, resuming
 from .trainer import EVALUATOR_TYPES
 
 __all__ = ["preflight", "lazy_preflight"]
 
 
-def _check_device(*, device, device_key, amp, amp_key, world, eval_only):
-    """CUDA usable when asked for (never a silent switch to the CPU); AMP only on CUDA."""
+class _Problems:
+    """Runs checks, keeps every UserError, and raises them together (the first one's class and exit status)."""
+
+    def __init__(self):
+        self.found = []
+
+    def check(self, function, *args, **kwargs):
+        """``function(*args, **kwargs)``, or None with its UserError kept."""
+        try:
+            return function(*args, **kwargs)
+        except UserError as e:
+            self.found.append(e)
+
+    def add(self, message):
+        self.found.append(ConfigError(message))
+
+    def raise_all(self):
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            items = "\n  - ".join(str(e).replace("\n", "\n    ") for e in self.found)
+            raise type(self.found[0])(f"{len(self.found)} problems, found before anything was built:\n  - {items}")
+
+
+def _check_device(*, device, device_key, cpu, amp, amp_key, world, eval_only):
+    """CUDA usable when asked for (never a silent switch to the CPU); AMP only on CUDA. ``cpu``: the setting for it."""
     if str(device).startswith("cuda"):
-        check_cuda(max(world, 1), f"{device_key} {device!r} with {world} process(es)")
+        check_cuda(max(world, 1), f"{device_key} {device!r} with {world} process(es)", cpu=cpu)
     elif amp and not eval_only:
-        raise ConfigError(f"{amp_key} needs CUDA (Detectron2's AMPTrainer); with {device_key} cpu switch it off")
+        raise ConfigError(f"{amp_key} needs CUDA (Detectron2's AMPTrainer); with {cpu} switch it off")
 
 
-def _check_inputs(*, eval_only, weights, weights_key, resuming, train, test):
+def _check_inputs(problems, *, eval_only, weights, weights_key, resuming, train, test):
     """What every run reads: its datasets, and weights that exist."""
     if eval_only and not weights and not resuming:
-        raise ConfigError(f"--eval-only needs trained weights: {weights_key} is empty, which would evaluate a randomly "
-                          f"initialised model. Pass {weights_key} path/to/model_final.pth (or --resume with an output "
-                          "folder that has a last_checkpoint).")
-    check_dataset_files(train, parse=False)  # loaded right after this, with the file named on failure
-    check_dataset_files(test, parse=True)  # otherwise first read after training
+        problems.add(f"--eval-only needs trained weights: {weights_key} is empty, which would evaluate a randomly "
+                     f"initialised model. Pass {weights_key} path/to/model_final.pth (or --resume with an output "
+                     "folder that has a last_checkpoint).")
+    # Test annotations are parsed (otherwise first read after training); training ones are loaded right after this.
+    problems.check(check_dataset_files, train + test, parse=test)
     if not resuming:
-        check_weights_file(weights, what=weights_key)
+        problems.check(check_weights_file, weights, what=weights_key)
 
 
 def _check_solver(cfg, world):
@@ -62,18 +91,24 @@ def _check_solver(cfg, world):
             f"{s.REFERENCE_WORLD_SIZE} GPUs: leave the batch to the config (it scales with --num-gpus), or set "
             "SOLVER.REFERENCE_WORLD_SIZE 0 and scale BASE_LR, MAX_ITER and STEPS yourself (README, 'Schedules')"
         )
-    batch = DefaultTrainer.auto_scale_workers(cfg, world).SOLVER.IMS_PER_BATCH
+    scaled = DefaultTrainer.auto_scale_workers(cfg, world)
+    batch = scaled.SOLVER.IMS_PER_BATCH
     if batch % world:
         raise ConfigError(f"the batch of {batch} images (SOLVER.IMS_PER_BATCH, scaled to {world} processes) does not "
                           f"divide among {world} processes: choose a GPU count that divides it")
+    return scaled
 
 
-def _check_classes(cfg, names):
-    key, num = num_classes(cfg)
-    for name in names:
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
-        if classes is not None and len(classes) > num:
-            raise ConfigError(f"{key} = {num}, but dataset '{name}' has {len(classes)} classes: set {key} {len(classes)}")
+def _check_classes(key, num, train, test, sep=" "):
+    """Too few classes fail in training (IndexError); more than a test set has, at its evaluation (after training)."""
+    for name in dict.fromkeys(train + test):
+        n = len(MetadataCatalog.get(name).get("thing_classes", None) or []) or num
+        if n > num:
+            raise ConfigError(f"{key} = {num}, but dataset '{name}' has {n} classes: set {key}{sep}{n}")
+        if n < num and name in test:
+            raise ConfigError(f"{key} = {num}, but test dataset '{name}' has {n} classes, so its evaluation would "
+                              f"fail at the first prediction of class {n} or above, after all the training or "
+                              f"inference: set {key}{sep}{n}")
 
 
 def _check_evaluators(names):
@@ -115,23 +150,32 @@ def _check_wiring(cfg):
             )
 
 
-def preflight(cfg, *, eval_only=False, resuming=False, num_gpus=1, num_machines=1):
-    """Check a yacs config's values, device, datasets and weights; raise a UserError naming the fix.
+def _check_run(problems, args, output_dir, max_iter, max_iter_key):
+    """A resume has steps left (unless ``max_iter`` is None: unknown); a new run replaces no other run's model
+    unless told to."""
+    if resuming(output_dir, args) and not args.eval_only and max_iter is not None:
+        problems.check(lambda: check_resume_point(RGSCheckpointer(None, output_dir).last_iteration(), max_iter,
+                                                  output_dir, max_iter_key))
+    problems.check(check_output_dir, output_dir, args)
 
-    ``resuming``: the weights come from OUTPUT_DIR's last checkpoint, not ``MODEL.WEIGHTS``.
-    """
-    world = max(num_gpus, 1) * max(num_machines, 1)
-    _check_device(device=cfg.MODEL.DEVICE, device_key="MODEL.DEVICE", amp=cfg.SOLVER.AMP.ENABLED,
-                  amp_key="SOLVER.AMP.ENABLED True", world=world, eval_only=eval_only)
-    if not eval_only:
-        _check_solver(cfg, world)
-    _check_wiring(cfg)
+
+def preflight(cfg, args):
+    """Check a yacs config's values, device, datasets, weights and output folder for the run ``args`` ask for
+    (``train_net``'s arguments); raise one UserError naming every problem and its fix."""
+    world = max(args.num_gpus, 1) * max(args.num_machines, 1)
+    eval_only, problems = args.eval_only, _Problems()
+    problems.check(_check_device, device=cfg.MODEL.DEVICE, device_key="MODEL.DEVICE", cpu="MODEL.DEVICE cpu",
+                   amp=cfg.SOLVER.AMP.ENABLED, amp_key="SOLVER.AMP.ENABLED True", world=world, eval_only=eval_only)
+    scaled = None if eval_only else problems.check(_check_solver, cfg, world)  # as the trainer will see it
+    problems.check(_check_wiring, cfg)
     train = [] if eval_only else list(cfg.DATASETS.TRAIN)
     test = list(cfg.DATASETS.TEST)
-    _check_inputs(eval_only=eval_only, weights=cfg.MODEL.WEIGHTS, weights_key="MODEL.WEIGHTS", resuming=resuming,
-                  train=train, test=test)
-    _check_evaluators(test)
-    _check_classes(cfg, train + test)
+    _check_inputs(problems, eval_only=eval_only, weights=cfg.MODEL.WEIGHTS, weights_key="MODEL.WEIGHTS",
+                  resuming=resuming(cfg.OUTPUT_DIR, args), train=train, test=test)
+    problems.check(_check_evaluators, test)
+    problems.check(_check_classes, *num_classes(cfg), train, test)
+    _check_run(problems, args, cfg.OUTPUT_DIR, scaled and scaled.SOLVER.MAX_ITER, "SOLVER.MAX_ITER")
+    problems.raise_all()
 
 
 def _lazy_names(node):
@@ -145,8 +189,18 @@ def _lazy_names(node):
     return [names] if isinstance(names, str) else list(names)
 
 
-def lazy_preflight(cfg, *, eval_only=False, resuming=False, num_gpus=1, num_machines=1):
-    """``preflight`` for a LazyConfig: its nodes, then the same device, data and weights checks."""
+def _lazy_num_classes(cfg):
+    """(key, class count) of a LazyConfig's model: the ROI heads', or RetinaNet's own; None when it has neither."""
+    for key in ("model.roi_heads.num_classes", "model.num_classes"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, int):
+            return key, value
+    return None
+
+
+def lazy_preflight(cfg, args):
+    """``preflight`` for a LazyConfig: its nodes, then the same device, data, weights and output checks."""
+    eval_only = args.eval_only
     needed = ["model", "train", "dataloader"] + ([] if eval_only else ["optimizer", "lr_multiplier"])
     missing = [n for n in needed if n not in cfg]
     if not eval_only and "dataloader" in cfg and "train" not in cfg.dataloader:
@@ -156,11 +210,23 @@ def lazy_preflight(cfg, *, eval_only=False, resuming=False, num_gpus=1, num_mach
     if missing:
         raise ConfigError(f"the LazyConfig has no {', '.join(missing)}: a training config needs model, dataloader, "
                           "optimizer, lr_multiplier and train (see detectron2's model_zoo/configs/common/)")
-    _check_device(device=cfg.train.get("device", "cuda"), device_key="train.device",
-                  amp=cfg.train.get("amp", {}).get("enabled", False), amp_key="train.amp.enabled=True",
-                  world=max(num_gpus, 1) * max(num_machines, 1), eval_only=eval_only)
+    problems = _Problems()
+    problems.check(_check_device, device=cfg.train.get("device", "cuda"), device_key="train.device",
+                   cpu="train.device=cpu", amp=cfg.train.get("amp", {}).get("enabled", False),
+                   amp_key="train.amp.enabled=True", world=max(args.num_gpus, 1) * max(args.num_machines, 1),
+                   eval_only=eval_only)
     if not eval_only and cfg.train.max_iter < 1:
-        raise ConfigError(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")
-    _check_inputs(eval_only=eval_only, weights=cfg.train.get("init_checkpoint", ""), weights_key="train.init_checkpoint",
-                  resuming=resuming, train=[] if eval_only else _lazy_names(cfg.dataloader.train),
-                  test=_lazy_names(cfg.dataloader.test) if "test" in cfg.dataloader else [])
+        problems.add(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")
+    if not eval_only and cfg.train.get("invalid_boxes", "drop") not in INVALID_BOX_POLICIES:
+        problems.add(f"train.invalid_boxes = {cfg.train.invalid_boxes!r} is invalid: choose one of "
+                     f"{', '.join(INVALID_BOX_POLICIES)}")
+    output_dir = cfg.train.output_dir
+    train = [] if eval_only else _lazy_names(cfg.dataloader.train)
+    test = _lazy_names(cfg.dataloader.test) if "test" in cfg.dataloader else []
+    _check_inputs(problems, eval_only=eval_only, weights=cfg.train.get("init_checkpoint", ""),
+                  weights_key="train.init_checkpoint", resuming=resuming(output_dir, args), train=train, test=test)
+    classes = _lazy_num_classes(cfg)
+    if classes:
+        problems.check(_check_classes, *classes, train, test, sep="=")
+    _check_run(problems, args, output_dir, cfg.train.get("max_iter"), "train.max_iter")
+    problems.raise_all()

@@ -8,18 +8,17 @@
 * Data read by ``RGSDatasetMapper`` (16-bit PNGs, named unreadable files) and training
   boxes checked once (``DATASETS.INVALID_BOXES``).
 * ``model_final.pth`` exists after every finished run, also one resumed after a kill that
-  hit its last save; a resume past ``SOLVER.MAX_ITER`` and a diverged run fail with
-  the key to change.
+  hit its last save; a diverged run fails with the key to change (a resume past
+  ``SOLVER.MAX_ITER`` is refused before, by the preflight).
 """
 import logging
 import os
 import weakref
 
-from torch.nn.parallel import DistributedDataParallel
-
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.data.build import filter_images_with_only_crowd_annotations, get_detection_dataset_dicts
+from detectron2.data.build import get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine.defaults import create_ddp_model as d2_create_ddp_model
 from detectron2.evaluation import (
     CityscapesInstanceEvaluator,
     CityscapesSemSegEvaluator,
@@ -32,34 +31,24 @@ from detectron2.evaluation import (
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..data.boxes import check_boxes
+from ..data.boxes import checked_train_dicts
 from ..data.checks import dataset_files
 from ..data.mapper import RGSDatasetMapper
 from ..errors import ConfigError, InputError, first_line
 from ..checkpoint.checkpointer import RGSCheckpointer
 from .evaluation import build_coco_evaluator
-from .guarded_run import check_resume_point, run_guarded
+from .guarded_run import run_guarded
 
 __all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "load_train_dicts", "EVALUATOR_TYPES"]
 
 
 def create_ddp_model(model, *, fp16_compression=False, **kwargs):
-    """Wrap in DDP when there is more than one process; CPU models get no ``device_ids``.
-
-    ``fp16_compression`` (LazyConfig's ``train.ddp``) compresses gradients on CUDA, as
-    Detectron2's own ``create_ddp_model`` does.
-    """
-    if comm.get_world_size() == 1:
-        return model
+    """Detectron2's ``create_ddp_model`` for CPU models too: it passes ``device_ids=[rank]``, which DDP
+    refuses for them, and its fp16 gradient compression (LazyConfig's ``train.ddp``) is CUDA-only here."""
     cuda = next(model.parameters()).is_cuda
-    if cuda:
-        kwargs.setdefault("device_ids", [comm.get_local_rank()])
-    ddp = DistributedDataParallel(model, **kwargs)
-    if fp16_compression and cuda:
-        from torch.distributed.algorithms.ddp_comm_hooks import default as comm_hooks
-
-        ddp.register_comm_hook(state=None, hook=comm_hooks.fp16_compress_hook)
-    return ddp
+    if not cuda:
+        kwargs.setdefault("device_ids", None)
+    return d2_create_ddp_model(model, fp16_compression=fp16_compression and cuda, **kwargs)
 
 
 EVALUATOR_TYPES = ("coco", "pascal_voc", "sem_seg", "coco_panoptic_seg", "lvis", "cityscapes_instance",
@@ -108,18 +97,15 @@ def load_train_dicts(cfg):
         files = "; ".join(", ".join(dataset_files(n)) for n in names)
         detail = first_line(e)
         raise InputError(f"cannot load training data {names} ({files}): {type(e).__name__}: {detail}") from None
-    dicts = check_boxes(dicts, f"DATASETS.TRAIN {names}", cfg.DATASETS.INVALID_BOXES)
-    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
-        dicts = filter_images_with_only_crowd_annotations(dicts)
-    if not dicts:
-        raise InputError(f"DATASETS.TRAIN {names} has no image with a usable annotation")
-    return dicts
+    return checked_train_dicts(dicts, f"DATASETS.TRAIN {names}", cfg.DATASETS.INVALID_BOXES,
+                               cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
 
 
 class RGSTrainer(DefaultTrainer):
     """``DefaultTrainer`` for RGSNet detectors (see the module docstring)."""
 
     def __init__(self, cfg):
+        # Detectron2 0.7.2's DefaultTrainer.__init__ (a59f0563), changed: create_ddp_model above, RGSCheckpointer.
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
@@ -148,10 +134,6 @@ class RGSTrainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         return build_detection_test_loader(cfg, dataset_name, mapper=RGSDatasetMapper(cfg, False))
-
-    def resume_or_load(self, resume=True):
-        super().resume_or_load(resume=resume)
-        check_resume_point(self.start_iter - 1, self.max_iter, self.cfg.OUTPUT_DIR)
 
     def train(self):
         s = self.cfg.SOLVER

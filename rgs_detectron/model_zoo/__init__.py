@@ -35,15 +35,29 @@ def list_configs():
 
 
 def get_config_file(config_path):
-    """The absolute path of a shipped config, e.g. ``get_config_file("coco_res_rgs_50.yaml")``."""
-    path = os.path.join(_root(), config_path)
-    if not os.path.isfile(path):
+    """The absolute path of a shipped config, e.g. ``get_config_file("coco_res_rgs_50.yaml")``.
+
+    Only files inside the shipped folder: an absolute path or one leading out of it is refused,
+    not returned as if it were a shipped config.
+    """
+    root = _root()
+    path = os.path.join(root, config_path)
+    inside = os.path.commonpath([os.path.realpath(root), os.path.realpath(path)]) == os.path.realpath(root)
+    if not (inside and path.endswith((".yaml", ".py")) and os.path.isfile(path)):
         raise ConfigError(f"{config_path!r} is not a shipped config; choose one of: {', '.join(list_configs())}")
     return path
 
 
-def get_config(config_path):
-    """A ready config: a CfgNode (RGSNet keys added) for ``.yaml``, a LazyConfig for ``.py``."""
+def get_config(config_path, trained=False):
+    """A ready config: a CfgNode (RGSNet keys added) for ``.yaml``, a LazyConfig for ``.py``.
+
+    ``trained`` is ``detectron2.model_zoo.get_config``'s: no trained detector ships with
+    rgs_detectron, so ``trained=True`` is refused rather than returning untrained weights.
+    """
+    if trained:
+        raise ConfigError(f"get_config({config_path!r}, trained=True): no trained detector weights ship with "
+                          "rgs_detectron; train one with train_net and set MODEL.WEIGHTS (train.init_checkpoint) "
+                          "to its model_final.pth, or pass trained=False")
     path = get_config_file(config_path)
     if path.endswith(".py"):
         return LazyConfig.load(path)

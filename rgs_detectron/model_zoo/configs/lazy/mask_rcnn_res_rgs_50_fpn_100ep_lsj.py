@@ -18,3 +18,4 @@ model, dataloader, optimizer, lr_multiplier, train = (
 rgsnet = L(RGSNetSpec.create)(variant="Res-RGS", depth=50, norm="SyncBN")
 model.backbone.bottom_up = L(RGSNet)(spec="${rgsnet}", out_features=["res2", "res3", "res4", "res5"], freeze_at=0)
 train.output_dir = "output/lazy/mask_rcnn_res_rgs_50_fpn_100ep_lsj"
+train.invalid_boxes = "drop"  # or "fail": training boxes that cannot be right (rgs_detectron/data/boxes.py)

@@ -29,6 +29,8 @@ def _train(max_iter, checkpoint_period):
     train.eval_period = 0  # evaluate once, at the end
     # Converted ImageNet weights (README, "Pretraining and converting"), relative to the directory you run from.
     train.init_checkpoint = "checkpoints/imagenet/res_rgs_50.pth"
+    # Training boxes that cannot be right: "drop" them with a report, or "fail" (rgs_detectron/data/boxes.py).
+    train.invalid_boxes = "drop"
     return train
 
 
