@@ -201,4 +201,4 @@ def test_explicit_blocks_per_stage_and_case_insensitive_variant():
                   "MODEL.RESNETS.OUT_FEATURES", ALL)
     backbone = build_rgsnet_backbone(cfg, ShapeSpec(channels=3))
     assert [len(s) for s in backbone.stages] == [1, 1, 2, 1]
-    assert backbone.res4[1].rule.name == "Res-RGS"
+    assert backbone.spec.variant.name == "Res-RGS" and backbone.res4[1].inner_norm is not None

@@ -23,11 +23,21 @@ def test_config_and_keywords_describe_the_same_network():
                   "MODEL.RESNETS.NORM", "BN", "MODEL.RGSNET.SE_REDUCTION", 4, "MODEL.RESNETS.STRIDE_IN_1X1", False)
     from_cfg = RGSNetSpec.from_cfg(cfg)
     from_kwargs = RGSNetSpec.create("b-RGS", 26, 0.25, se_reduction=4, norm="BN")
-    assert from_cfg == from_kwargs and from_cfg.variant == "b-RGS" and from_cfg.gn_groups == 8
+    assert from_cfg == from_kwargs and str(from_cfg.variant) == "b-RGS" and from_cfg.gn_groups == 8
     assert from_cfg.depth == 26 and from_cfg.blocks_per_stage == (2, 2, 2, 2)
     a = build_rgsnet_backbone(cfg, ShapeSpec(channels=3))
     b = RGSNet(variant="b-RGS", depth=26, width_mult=0.25, se_reduction=4, norm="BN", out_features=["res4"])
     assert list(a.state_dict()) == list(b.state_dict())
+
+
+def test_spec_holds_the_variants_row():
+    """``spec.variant`` is the table's row; its name is what users write and what files record."""
+    spec = RGSNetSpec.create("res-rgs", 26, 0.25)
+    assert spec.variant is VARIANTS["Res-RGS"] and str(spec.variant) == "Res-RGS" and f"{spec.variant}" == "Res-RGS"
+    assert spec.to_dict()["variant"] == "Res-RGS" and RGSNetSpec.from_dict(spec.to_dict()) == spec
+    assert spec.replace(variant="B-rgs").variant is VARIANTS["b-RGS"]
+    assert RGSNet(variant="b-RGS", depth=26, width_mult=0.25).spec.variant is VARIANTS["b-RGS"]
+    assert not hasattr(spec, "rule")
 
 
 def test_architecture_settings_give_the_spec_back():

@@ -92,7 +92,7 @@ class RGSNetClassifier(nn.Module):
                     f"{field} = {getattr(spec, field)!r}: the torchvision-layout classifier has {field} = {want!r}"
                 )
         self.spec = spec
-        preact = spec.rule.preact
+        preact = spec.variant.preact
         if spec.stem == "small":
             self.conv1 = nn.Conv2d(spec.in_channels, spec.stem_channels, 3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()

@@ -63,11 +63,11 @@ def warm_start_from_resnet(model, resnet_state):
     ResNet must find its place (``fc`` may differ in class count); every tensor of
     ``model`` must come from the ResNet unless its variant adds it. Returns a report.
     """
-    if model.spec.rule.preact:
+    if model.spec.variant.preact:
         raise ConfigError("a warm start from ResNet weights needs ResNet's residual branches; Preact has others")
     target = model.state_dict()
     modules = dict(model.named_modules())
-    added = set(model.spec.rule.added_layers()) | {"se"}
+    added = set(model.spec.variant.added_layers()) | {"se"}
 
     def owner(name):  # the module a tensor belongs to, and whether the variant adds it
         module_name = name.rsplit(".", 1)[0]

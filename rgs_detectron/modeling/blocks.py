@@ -66,9 +66,9 @@ def add_variant_layers(block, spec, *, projection, stride_3x3, out_channels, bot
     the same layers under the same names and compute the same :func:`variant_forward`.
     ``batch_norm(channels)`` makes RBS's BatchNorm. Group counts were validated by the spec.
     """
-    rule = spec.rule
+    rule = spec.variant
     groups = spec.gn_groups
-    block.rule = rule
+    block.relu_gn, block.post = rule.relu_gn, rule.post
     # The nonlinear shortcut replaces the identity only where shapes match.
     block.shortcut_op = "projection" if projection else rule.shortcut
     if block.shortcut_op == "RG":
@@ -92,15 +92,14 @@ def add_variant_layers(block, spec, *, projection, stride_3x3, out_channels, bot
 
 def variant_forward(block, x, conv_bn1, conv_bn2, conv_bn3, projection):
     """The equations of the module docstring; ``conv_bnK`` compute BN(convK(.))."""
-    rule = block.rule
     a = F.relu_(conv_bn1(x))
-    if rule.relu_gn:
+    if block.relu_gn:
         a = block.relu_norm1(a)
     b = conv_bn2(a)
     if block.has_inner:
         b = b + block.inner_norm(a)
     b = F.relu_(b)
-    if rule.relu_gn:
+    if block.relu_gn:
         b = block.relu_norm2(b)
     out = conv_bn3(b)
     if block.se is not None:
@@ -117,9 +116,9 @@ def variant_forward(block, x, conv_bn1, conv_bn2, conv_bn3, projection):
         h = block.shortcut_norm(F.relu(x) if op == "RB" else x)
         out = out + (h + x if block.keep_identity else h)
 
-    if rule.post == "relu":
+    if block.post == "relu":
         out = F.relu_(out)
-    elif rule.post == "rg":
+    elif block.post == "rg":
         out = block.output_norm(out)
     return out
 

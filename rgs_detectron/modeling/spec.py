@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from ..errors import ConfigError
-from .variants import Variant, get_variant
+from .variants import VARIANTS, Variant, get_variant
 
 __all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "stage_channels"]
 
@@ -105,7 +105,7 @@ class RGSNetSpec:
     for stage ``i`` = 0..3, as in Detectron2's ResNet.
     """
 
-    variant: str = "Res-RGS"
+    variant: Variant = VARIANTS["Res-RGS"]  # a name (any case) is accepted and replaced by its row
     blocks_per_stage: Tuple[int, int, int, int] = BLOCKS_PER_DEPTH[50]
     stem_channels: int = 64
     res2_out_channels: int = 256
@@ -125,7 +125,7 @@ class RGSNetSpec:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen)
-        set_("variant", get_variant(self.variant, key=f"variant ({CFG_KEYS['variant']})").name)
+        set_("variant", get_variant(self.variant, key=f"variant ({CFG_KEYS['variant']})"))
         blocks = self.blocks_per_stage
         if (
             not isinstance(blocks, (list, tuple))
@@ -152,7 +152,7 @@ class RGSNetSpec:
             raise _invalid("stem", self.stem, "choose one of " + ", ".join(STEMS))
         if self.rg_init not in RG_INITS:
             raise _invalid("rg_init", self.rg_init, "choose one of " + ", ".join(RG_INITS))
-        if self.rg_init == "zero" and not (self.rule.shortcut == "RG" and self.rule.keep_identity):
+        if self.rg_init == "zero" and not (self.variant.shortcut == "RG" and self.variant.keep_identity):
             raise _invalid("rg_init", self.rg_init, f"'zero' is for variants that keep the identity beside the RG "
                            f"shortcut (Res-RGS); {self.variant} would start with no shortcut at all")
         set_("gn_groups", self._checked_gn_groups())
@@ -161,7 +161,7 @@ class RGSNetSpec:
         groups = self.gn_groups
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 0:
             raise _invalid("gn_groups", groups, "give a positive group count, or 0 for the paper's rule")
-        if not self.rule.uses_group_norm:
+        if not self.variant.uses_group_norm:
             return groups  # unused: this variant has no GroupNorm
         if groups == 0:
             scaled, rest = divmod(32 * self.res2_out_channels, 256)
@@ -174,7 +174,7 @@ class RGSNetSpec:
             groups = scaled
         for i, (bottleneck, out) in enumerate(self.stage_widths()):
             sites = {"out": ("output", out), "bottleneck": ("bottleneck", bottleneck)}
-            for site in self.rule.group_norm_sites():
+            for site in self.variant.group_norm_sites():
                 what, channels = sites[site]
                 if channels % groups:
                     valid = [g for g in range(1, channels + 1) if channels % g == 0]
@@ -270,11 +270,6 @@ class RGSNetSpec:
     # ------------------------------------------------------------------ derived
 
     @property
-    def rule(self) -> Variant:
-        """The variant's row of the table in ``variants.py``."""
-        return get_variant(self.variant)
-
-    @property
     def depth(self):
         """ResNet's count: three convs per bottleneck, plus the stem conv and the classifier."""
         return 3 * sum(self.blocks_per_stage) + 2
@@ -300,8 +295,8 @@ class RGSNetSpec:
             out["MODEL.RGSNET.BLOCKS_PER_STAGE"] = list(self.blocks_per_stage)
         for field in ("stem_channels", "res2_out_channels", "num_groups", "width_per_group", "stride_in_1x1",
                       "variant"):
-            out[CFG_KEYS[field]] = getattr(self, field)
-        if self.rule.uses_group_norm:
+            out[CFG_KEYS[field]] = str(self.variant) if field == "variant" else getattr(self, field)
+        if self.variant.uses_group_norm:
             out[CFG_KEYS["gn_groups"]] = self.gn_groups
         out[CFG_KEYS["se_reduction"]] = self.se_reduction
         return out

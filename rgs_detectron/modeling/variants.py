@@ -51,6 +51,12 @@ class Variant:
         assert self.shortcut in SHORTCUTS and self.post in POST_SUM, self
         assert not (self.keep_identity and self.shortcut == "identity"), self
 
+    def __str__(self):
+        return self.name
+
+    def __repr__(self):
+        return f"Variant({self.name!r})"
+
     @property
     def shortcut_norm(self) -> Optional[str]:
         """Kind of the shortcut's norm: "GN", "BN" or None."""
@@ -109,7 +115,10 @@ VARIANTS: Dict[str, Variant] = {
 
 
 def get_variant(name, key="MODEL.RGSNET.VARIANT") -> Variant:
-    """The row for ``name`` (case-insensitive), or a ConfigError naming ``key`` and the choices."""
+    """The row for ``name`` (case-insensitive; a row is returned as it is), or a ConfigError naming
+    ``key`` and the choices."""
+    if isinstance(name, Variant):
+        return name
     by_lower = {n.lower(): v for n, v in VARIANTS.items()}
     try:
         return by_lower[str(name).lower()]
