@@ -32,16 +32,14 @@ from torch import nn
 from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 
 from .shortcuts import ReLUGroupNorm
+from .spec import BATCH_NORMS
 
 __all__ = ["RGSBottleneckBlock", "PreactBottleneckBlock", "SqueezeExcitation", "add_variant_layers",
            "variant_forward", "preact_forward", "batch_norm_kind"]
 
-_BN_KINDS = ("BN", "SyncBN", "FrozenBN", "nnSyncBN", "naiveSyncBN")
-
-
 def batch_norm_kind(norm):
     """The BatchNorm flavour that goes with ``norm`` (for RBS's shortcut): itself, or "BN"."""
-    return norm if isinstance(norm, str) and norm in _BN_KINDS else "BN"
+    return norm if isinstance(norm, str) and norm in BATCH_NORMS else "BN"
 
 
 class SqueezeExcitation(nn.Module):

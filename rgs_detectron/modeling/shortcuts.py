@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["ReLUGroupNorm", "rg_shortcut_reference", "rg_shortcut_lean"]
+__all__ = ["ReLUGroupNorm", "rg_shortcut_reference", "rg_shortcut_lean", "SHORTCUT_IMPLS"]
+
+SHORTCUT_IMPLS = ("auto", "reference", "lean")
 
 
 def rg_shortcut_reference(x, num_groups, weight, bias, eps, add_identity=False):
@@ -102,7 +104,7 @@ class ReLUGroupNorm(nn.GroupNorm):
 
     def __init__(self, num_groups, num_channels, eps=1e-5, impl="auto", init_scale=1.0):
         super().__init__(num_groups, num_channels, eps=eps, affine=True)
-        assert impl in ("auto", "reference", "lean"), impl
+        assert impl in SHORTCUT_IMPLS, impl
         self.impl = impl
         self.init_scale = init_scale
         self.reset_parameters()

@@ -17,14 +17,16 @@ Decisions where the paper is silent (docs/ARCHITECTURE.md lists them all):
   Only variants that have a GroupNorm need a valid count.
 """
 import dataclasses
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Tuple
 
 from ..errors import ConfigError
+from .shortcuts import SHORTCUT_IMPLS
 from .variants import VARIANTS, Variant, get_variant
 
-__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "stage_channels"]
+__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "BATCH_NORMS", "stage_channels"]
 
 # Bottleneck blocks per stage (res2..res5) for the depths the paper trains (Table 8, Sec. 4.4).
 BLOCKS_PER_DEPTH = {
@@ -39,16 +41,18 @@ BLOCKS_PER_DEPTH = {
     152: (3, 8, 36, 3),
     200: (3, 24, 36, 3),
 }
-SHORTCUT_IMPLS = ("auto", "reference", "lean")
 # "imagenet": conv7x7/2 + BN + ReLU + max-pool/2 (ResNet's, the only one detection uses).
 # "small": conv3x3/1 + BN + ReLU, no pool, for 28-32 pixel images as CIFAR ResNets use.
 STEMS = ("imagenet", "small")
 # Initial scale of the RG shortcut's GroupNorm in identity blocks: "paper" (1, as any norm) or
 # "zero" (each Res-RGS block starts as F(x) + x; docs/ARCHITECTURE.md, "Activation growth").
 RG_INITS = ("paper", "zero")
-NORMS = ("BN", "SyncBN", "FrozenBN", "GN", "nnSyncBN", "naiveSyncBN", "LN", "")
+# Detectron2's norm names (get_norm); the BatchNorm kinds are what ImageNet weights' statistics and RBS's shortcut need.
+BATCH_NORMS = ("BN", "SyncBN", "FrozenBN", "nnSyncBN", "naiveSyncBN")
+NORMS = BATCH_NORMS + ("GN", "LN", "")
 
-# Field -> the Detectron2 config key it comes from, so that errors name both.
+# Field -> the Detectron2 config key it comes from: what from_cfg reads, and what errors name.
+# blocks_per_stage: an empty list means "from MODEL.RESNETS.DEPTH".
 CFG_KEYS = {
     "variant": "MODEL.RGSNET.VARIANT",
     "blocks_per_stage": "MODEL.RGSNET.BLOCKS_PER_STAGE",
@@ -72,9 +76,16 @@ def _invalid(field, value, expected):
     return ConfigError(f"{where} = {value!r} is invalid: {expected}")
 
 
-def _positive_int(field, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _invalid(field, value, "give a positive integer")
+def _check_int(field, value, minimum=1, expected="give a positive integer", shown=None):
+    """``value`` is an int (not a bool) >= ``minimum``; the error shows ``shown`` (the whole list) if given."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _invalid(field, value if shown is None else shown, expected)
+
+
+def _check_choice(field, value, choices):
+    # type() too: True == 1, so a bool must not pass for the int 1, nor 1 for True.
+    if not any(type(value) is type(c) and value == c for c in choices):
+        raise _invalid(field, value, "choose one of " + ", ".join(repr(c) if c == "" else str(c) for c in choices))
 
 
 def blocks_for_depth(depth, key="MODEL.RESNETS.DEPTH"):
@@ -127,31 +138,21 @@ class RGSNetSpec:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen)
         set_("variant", get_variant(self.variant, key=f"variant ({CFG_KEYS['variant']})"))
         blocks = self.blocks_per_stage
-        if (
-            not isinstance(blocks, (list, tuple))
-            or len(blocks) != 4
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in blocks)
-        ):
-            raise _invalid("blocks_per_stage", blocks, "give 4 positive integers (blocks in res2..res5)")
+        four = "give 4 positive integers (blocks in res2..res5)"
+        if not isinstance(blocks, (list, tuple)) or len(blocks) != 4:
+            raise _invalid("blocks_per_stage", blocks, four)
+        for n in blocks:
+            _check_int("blocks_per_stage", n, 1, four, shown=blocks)
         set_("blocks_per_stage", tuple(blocks))
         for name in ("stem_channels", "res2_out_channels", "num_groups", "width_per_group", "in_channels"):
-            _positive_int(name, getattr(self, name))
-        if isinstance(self.se_reduction, bool) or not isinstance(self.se_reduction, int) or self.se_reduction < 0:
-            raise _invalid("se_reduction", self.se_reduction, "give 0 (no SE) or a positive reduction such as 16")
-        impl = str(self.shortcut_impl).lower()
-        if impl not in SHORTCUT_IMPLS:
-            raise _invalid("shortcut_impl", self.shortcut_impl, "choose one of " + ", ".join(SHORTCUT_IMPLS))
-        set_("shortcut_impl", impl)
-        if not isinstance(self.stride_in_1x1, bool):
-            raise _invalid("stride_in_1x1", self.stride_in_1x1, "give True or False")
-        if not (callable(self.norm) or self.norm in NORMS):
-            raise _invalid("norm", self.norm, "choose one of " + ", ".join(repr(n) for n in NORMS))
-        if self.res5_dilation not in (1, 2):
-            raise _invalid("res5_dilation", self.res5_dilation, "choose 1 or 2")
-        if self.stem not in STEMS:
-            raise _invalid("stem", self.stem, "choose one of " + ", ".join(STEMS))
-        if self.rg_init not in RG_INITS:
-            raise _invalid("rg_init", self.rg_init, "choose one of " + ", ".join(RG_INITS))
+            _check_int(name, getattr(self, name))
+        _check_int("se_reduction", self.se_reduction, 0, "give 0 (no SE) or a positive reduction such as 16")
+        set_("shortcut_impl", str(self.shortcut_impl).lower())
+        for name, choices in (("shortcut_impl", SHORTCUT_IMPLS), ("stride_in_1x1", (True, False)),
+                              ("res5_dilation", (1, 2)), ("stem", STEMS), ("rg_init", RG_INITS)):
+            _check_choice(name, getattr(self, name), choices)
+        if not callable(self.norm):
+            _check_choice("norm", self.norm, NORMS)
         if self.rg_init == "zero" and not (self.variant.shortcut == "RG" and self.variant.keep_identity):
             raise _invalid("rg_init", self.rg_init, f"'zero' is for variants that keep the identity beside the RG "
                            f"shortcut (Res-RGS); {self.variant} would start with no shortcut at all")
@@ -159,8 +160,7 @@ class RGSNetSpec:
 
     def _checked_gn_groups(self):
         groups = self.gn_groups
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 0:
-            raise _invalid("gn_groups", groups, "give a positive group count, or 0 for the paper's rule")
+        _check_int("gn_groups", groups, 0, "give a positive group count, or 0 for the paper's rule")
         if not self.variant.uses_group_norm:
             return groups  # unused: this variant has no GroupNorm
         if groups == 0:
@@ -219,29 +219,15 @@ class RGSNetSpec:
                 "this config has no MODEL.RGSNET node: call rgs_detectron.add_rgsnet_config(cfg) before "
                 "merging an RGSNet config (rgs_detectron.model_zoo.get_config does both)"
             )
-        res, rgs = cfg.MODEL.RESNETS, cfg.MODEL.RGSNET
+        res = cfg.MODEL.RESNETS
         if any(res.DEFORM_ON_PER_STAGE):
             raise ConfigError(
                 f"MODEL.RESNETS.DEFORM_ON_PER_STAGE = {list(res.DEFORM_ON_PER_STAGE)!r} is invalid: RGSNet "
                 "blocks have no deformable variant; set it to [False, False, False, False]"
             )
-        explicit = list(rgs.BLOCKS_PER_STAGE)
-        return cls(
-            variant=rgs.VARIANT,
-            blocks_per_stage=explicit if explicit else blocks_for_depth(res.DEPTH),
-            stem_channels=res.STEM_OUT_CHANNELS,
-            res2_out_channels=res.RES2_OUT_CHANNELS,
-            num_groups=res.NUM_GROUPS,
-            width_per_group=res.WIDTH_PER_GROUP,
-            gn_groups=rgs.GN_GROUPS,
-            se_reduction=rgs.SE_REDUCTION,
-            shortcut_impl=rgs.SHORTCUT_IMPL,
-            stride_in_1x1=res.STRIDE_IN_1X1,
-            norm=res.NORM,
-            res5_dilation=res.RES5_DILATION,
-            in_channels=in_channels or len(cfg.MODEL.PIXEL_MEAN),
-            rg_init=rgs.RG_INIT,
-        )
+        values = {field: functools.reduce(getattr, key.split("."), cfg) for field, key in CFG_KEYS.items()}
+        values["blocks_per_stage"] = list(values["blocks_per_stage"]) or blocks_for_depth(res.DEPTH)
+        return cls(**values, in_channels=in_channels or len(cfg.MODEL.PIXEL_MEAN))
 
     @classmethod
     def resolve(cls, spec, description, who):
