@@ -10,7 +10,7 @@ from detectron2.layers import ShapeSpec
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.modeling import VARIANTS, RGSNet, RGSNetSpec, build_rgsnet_backbone, make_rgsnet_stages
-from rgs_detectron.modeling.blocks import PreactBottleneckBlock
+from rgs_detectron.modeling.blocks import PreactBlock
 from rgs_detectron.modeling.variants import twin_of
 
 from common import TINY_WIDTH, rgs_cfg
@@ -110,7 +110,7 @@ def test_rbs_and_b_rgs_differ_under_gn():
 def test_blocks_refuse_unknown_arguments():
     spec = RGSNetSpec.create("Preact", 26, 0.25)
     with pytest.raises(TypeError):
-        PreactBottleneckBlock(16, 64, bottleneck_channels=16, spec=spec, gn_groups=8)
+        PreactBlock(16, 64, bottleneck_channels=16, spec=spec, gn_groups=8)
     with pytest.raises(TypeError):
         RGSNetClassifier(spec, num_classes=10, variant="b-RGS")
 

@@ -172,8 +172,8 @@ class RGSNetSpec:
                     f"res2_out_channels={self.res2_out_channels}; give the group count explicitly",
                 )
             groups = scaled
-        for i, (bottleneck, out) in enumerate(self.stage_widths()):
-            sites = {"out": ("output", out), "bottleneck": ("bottleneck", bottleneck)}
+        for i, (inner, out) in enumerate(self.stage_widths()):
+            sites = {"out": ("output", out), "inner": ("inner width", inner)}
             for site in self.variant.group_norm_sites():
                 what, channels = sites[site]
                 if channels % groups:
