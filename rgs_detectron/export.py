@@ -83,18 +83,14 @@ class ExportResult:
 
 
 def build_export_model(cfg):
-    """The detector in eval mode with weights loaded, RG shortcut on its plain reference ops.
+    """The detector in eval mode with weights loaded.
 
-    ``ReLUGroupNorm`` falls back to the reference path under tracing anyway; forcing it in
-    the config makes the traced graph independent of that runtime check.
+    Whatever ``MODEL.RGSNET.SHORTCUT_IMPL`` says, tracing and exporting record the RG
+    shortcut's plain reference ops: ``ReLUGroupNorm.forward`` is the one place that decides.
     """
     if not cfg.MODEL.WEIGHTS:
         raise ConfigError("MODEL.WEIGHTS is empty: give trained weights (--weights), not a random model")
     check_weights_file(cfg.MODEL.WEIGHTS)
-    cfg = cfg.clone()
-    cfg.defrost()
-    if "RGSNET" in cfg.MODEL:
-        cfg.MODEL.RGSNET.SHORTCUT_IMPL = "reference"
     model = build_model(cfg)
     RGSCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return model.eval()
