@@ -1,4 +1,5 @@
-"""TorchScript and ONNX exports of a tiny RGS Faster R-CNN reproduce eager PyTorch."""
+"""TorchScript and ONNX exports of a tiny RGS Faster R-CNN, and torch.export's program of its backbone,
+reproduce eager PyTorch."""
 import os
 
 import numpy as np
@@ -57,11 +58,34 @@ def test_export_both_formats_match_eager(tiny, tmp_path, capsys):
         # TorchScript: same kernels -> equal (tolerance 1e-4 for thread-order effects).
         for e, t in zip(eager, traced):
             assert e.shape == t.shape and e.dtype == t.dtype
-            torch.testing.assert_close(t, e, atol=rgs_export.TORCHSCRIPT_ATOL, rtol=0)
+            torch.testing.assert_close(t, e, atol=rgs_export.TOLERANCES["torchscript"], rtol=0)
         # ONNX Runtime: 1e-3 on boxes (pixels) and scores, identical classes and counts.
-        check = rgs_export.compare_outputs(names, eager, onnx_out, rgs_export.ONNX_ATOL)
+        check = rgs_export.compare_outputs(names, eager, onnx_out, rgs_export.TOLERANCES["onnx"])
         assert check["detections"] == len(eager[0]) > 0
         assert np.array_equal(onnx_out[1], eager[1].numpy())
+
+
+def test_backbone_program_matches_eager(tmp_path, capsys):
+    """pt2-backbone: torch.export's program of the backbone, written only when verified, kept unless --overwrite."""
+    config, weights, cfg = save_random_detector(tmp_path, "b-RGS", "C4", *TINY_EXPORT,
+                                                "MODEL.RGSNET.BLOCKS_PER_STAGE", [1, 1, 1, 1])
+    out = tmp_path / "exported"
+    argv = ["--config-file", config, "--weights", weights, "--output", str(out), "--format", "pt2-backbone"]
+    assert export_tool.main(argv) == 0, capsys.readouterr().err
+    assert os.listdir(out) == ["backbone.pt2"]
+    printed = capsys.readouterr().out
+    assert "pt2-backbone: " in printed and "verified against eager" in printed and "1 feature maps" in printed
+
+    # Independently of the tool's check: a batch of 2 at a size the tool never used.
+    program = torch.export.load(str(out / "backbone.pt2")).module()
+    backbone = rgs_export.build_export_model(cfg).backbone
+    x = torch.randn(2, 3, 112, 136, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        eager, got = backbone(x), program(x)
+    assert list(got) == ["res4"]
+    torch.testing.assert_close(got["res4"], eager["res4"], atol=rgs_export.TOLERANCES["pt2-backbone"], rtol=0)
+
+    assert export_tool.main(argv) == 2 and "--overwrite" in capsys.readouterr().err
 
 
 def test_failed_verification_writes_nothing(tiny, tmp_path, monkeypatch, capsys):
