@@ -31,7 +31,8 @@ def add_rgsnet_config(cfg):
     # scaled with width (8 at 0.25x).
     _C.MODEL.RGSNET.GN_GROUPS = 0
     # Blocks per stage res2..res5. Empty = from MODEL.RESNETS.DEPTH through the
-    # depth table (BLOCKS_PER_DEPTH in rgs_detectron/modeling/spec.py).
+    # depth table (BLOCKS_PER_DEPTH in rgs_detectron/modeling/spec.py). DEPTH 18 or 34
+    # means basic blocks (then RES2_OUT_CHANNELS = STEM_OUT_CHANNELS, 64), as in Detectron2.
     _C.MODEL.RGSNET.BLOCKS_PER_STAGE = []
     # Squeeze-and-excitation reduction in the residual branch (Table 9, "Res-RGS+SE").
     # 0 = no SE; 16 is the SE paper's value.

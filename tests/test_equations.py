@@ -6,13 +6,19 @@ the block's own parameters with ``F.conv2d``, ``F.batch_norm``, ``F.group_norm``
 ``F.relu``, following the equations of docs/ARCHITECTURE.md; nothing here calls the
 project's forward code or reads the variant table, so dropping or moving any term fails.
 
+    bottleneck:
     a = ReLU(BN1(conv1x1(x)))                [2GN: a = GN(a)]
     b = ReLU(BN2(conv3x3(a)) [+ GN(a)])      [+ GN(a) in d-/Res-RGS where the 3x3 conv has stride 1; 2GN: b = GN(b)]
     F = BN3(conv1x1(b))                      [SE: F = F * sigmoid(fc2(ReLU(fc1(avgpool(F)))))]
 
+    basic block (depths 18, 34; docs/ARCHITECTURE.md, "Decisions"):
+    a = ReLU(BN1(conv3x3_stride(x)))         [2GN: a = GN(a)]
+    F = BN2(conv3x3(a)) [+ GN(a)]            [+ GN(a) in d-/Res-RGS: the second conv always has stride 1; SE as above]
+
 Outputs: original and 2GN ReLU(F + x); b-RGS F + GN(ReLU(x)); d-RGS the same with F_inner;
 Res-RGS F_inner + GN(ReLU(x)) + x; RBS F + BN(ReLU(x)); GS F + GN(x); RGB GN(ReLU(F + x));
-Preact x + F_pre(x). Projection blocks use h = BN(conv1x1_stride(x)), then the variant's f.
+Preact x + F_pre(x), F_pre = (BN-ReLU-conv) x3 (x2 in a basic block). Projection blocks use
+h = BN(conv1x1_stride(x)), then the variant's f.
 
 Float64, so that a difference is a wrong term, not rounding; BN in train (batch statistics)
 and eval mode (random running statistics).
@@ -88,31 +94,34 @@ def _se(f, se):
     return f * torch.sigmoid(s)
 
 
-def expected_output(variant, n: Names, x, *, stride, stride_in_1x1, train, preactivated_input=True):
+def expected_output(variant, n: Names, x, *, stride, stride_in_1x1, train, preactivated_input=True, basic=False):
     """The block's output computed from its parameters by the equations of the module docstring."""
     block = n.block
     projection = n.projection()
+    # (stride, padding) of conv1, conv2 (and conv3): the stride sits in the first 3x3 conv
+    s1, s3 = (stride, 1) if stride_in_1x1 or basic else (1, stride)
+    convs = [(s1, 1), (1, 1)] if basic else [(s1, 0), (s3, 1), (1, 0)]
     if variant == "Preact":
-        pre = F.relu(_bn(x, n.pre_norm(1), train)) if preactivated_input else x
-        s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        out = _conv(pre, n.conv(1), s1, 0)
-        out = _conv(F.relu(_bn(out, n.pre_norm(2), train)), n.conv(2), s3, 1)
-        out = _conv(F.relu(_bn(out, n.pre_norm(3), train)), n.conv(3), 1, 0)
+        out = pre = F.relu(_bn(x, n.pre_norm(1), train)) if preactivated_input else x
+        for k, (s, pad) in enumerate(convs, 1):
+            out = _conv(out if k == 1 else F.relu(_bn(out, n.pre_norm(k), train)), n.conv(k), s, pad)
         if block.se is not None:
             out = _se(out, block.se)
         return out + (_conv(pre, projection[0], stride, 0) if projection else x)
 
-    s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
-    a = F.relu(_bn(_conv(x, n.conv(1), s1, 0), n.conv_norm(1), train))
+    a = F.relu(_bn(_conv(x, n.conv(1), *convs[0]), n.conv_norm(1), train))
     if variant == "2GN":
         a = _gn(a, block.relu_norm1)
-    z = _bn(_conv(a, n.conv(2), s3, 1), n.conv_norm(2), train)
-    if variant in INNER and s3 == 1:
+    z = _bn(_conv(a, n.conv(2), *convs[1]), n.conv_norm(2), train)
+    if variant in INNER and convs[1][0] == 1:
         z = z + _gn(a, block.inner_norm)  # GN(ReLU(a)) = GN(a): a is a ReLU output
-    b = F.relu(z)
-    if variant == "2GN":
-        b = _gn(b, block.relu_norm2)
-    f = _bn(_conv(b, n.conv(3), 1, 0), n.conv_norm(3), train)
+    if basic:
+        f = z
+    else:
+        b = F.relu(z)
+        if variant == "2GN":
+            b = _gn(b, block.relu_norm2)
+        f = _bn(_conv(b, n.conv(3), *convs[2]), n.conv_norm(3), train)
     if block.se is not None:
         f = _se(f, block.se)
 
@@ -153,12 +162,12 @@ def _lean_ran(out):
 
 def _blocks(variant, model, impl, se):
     """((block, Names, stride, stride_in_1x1, preactivated input), ...) of three blocks:
-    res2's first (projection from the stem, stride 1), an identity-shape block, res3's first
-    (projection, stride 2)."""
+    res2's first (stride 1; a projection from the stem with bottlenecks, identity-shape with
+    basic blocks), an identity-shape block, res3's first (projection, stride 2)."""
     stride_in_1x1 = model == "detectron2-stride-in-1x1"
-    spec = RGSNetSpec.create(variant, 26, 0.25, norm="BN", shortcut_impl=impl, se_reduction=se,
-                             stride_in_1x1=stride_in_1x1)
-    if model == "classifier":
+    spec = RGSNetSpec.create(variant, 18 if model.endswith("basic") else 26, 0.25, norm="BN", shortcut_impl=impl,
+                             se_reduction=se, stride_in_1x1=stride_in_1x1)
+    if model.startswith("classifier"):
         net = RGSNetClassifier(spec, num_classes=4)
         stages, tv = [net.layer1, net.layer2], True
     else:
@@ -168,8 +177,11 @@ def _blocks(variant, model, impl, se):
     return [(b, Names(b, tv), stride, stride_in_1x1, pre) for b, stride, pre in chosen]
 
 
+MODELS = ["detectron2", "detectron2-stride-in-1x1", "classifier", "detectron2-basic", "classifier-basic"]
+
+
 @pytest.mark.parametrize("impl", ["reference", "lean"])
-@pytest.mark.parametrize("model", ["detectron2", "detectron2-stride-in-1x1", "classifier"])
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("variant", VARIANT_NAMES)
 def test_block_equations(variant, model, impl):
     torch.manual_seed(0)
@@ -182,7 +194,7 @@ def test_block_equations(variant, model, impl):
             block.train(train)
             with torch.no_grad():
                 want = expected_output(variant, names, x, stride=stride, stride_in_1x1=stride_in_1x1, train=train,
-                                       preactivated_input=pre or variant != "Preact")
+                                       preactivated_input=pre or variant != "Preact", basic=model.endswith("basic"))
             got = block(x.clone())
             where = f"block {i} ({'train' if train else 'eval'} mode)"
             assert got.shape == want.shape, where
@@ -195,12 +207,12 @@ def test_block_equations(variant, model, impl):
 @pytest.mark.parametrize("variant", ["b-RGS", "Res-RGS", "Preact", "RGB"])
 def test_block_equations_with_squeeze_excitation(variant):
     torch.manual_seed(0)
-    for model in ("detectron2", "classifier"):
+    for model in ("detectron2", "classifier", "classifier-basic"):
         for i, (block, names, stride, stride_in_1x1, pre) in enumerate(_blocks(variant, model, "reference", se=4)):
             block = block.double().train()
             _randomize(block, seed=i)
             x = torch.randn(2, block.conv1.in_channels, 8, 8, dtype=torch.float64)
             with torch.no_grad():
                 want = expected_output(variant, names, x, stride=stride, stride_in_1x1=stride_in_1x1, train=True,
-                                       preactivated_input=pre or variant != "Preact")
+                                       preactivated_input=pre or variant != "Preact", basic=model.endswith("basic"))
                 torch.testing.assert_close(block(x), want, rtol=1e-9, atol=1e-9)

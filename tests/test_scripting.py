@@ -1,8 +1,10 @@
 """``torch.jit.script``: every variant's backbone, and whole detectors as Detectron2 scripts its own.
 
 Detectron2 scripts a detector with ``detectron2.export.scripting_with_instances`` (its
-``Instances`` need declared fields); these tests do the same for tiny RGSNet detectors with
-random weights and random BN statistics, in eval mode, and compare with eager outputs.
+``Instances`` need declared fields; importing ``detectron2.export`` also lets Detectron2's
+``ResNet``, and so ``RGSNet``, hold its stages as TorchScript wants); these tests do the same
+for tiny RGSNet detectors with random weights and random BN statistics, in eval mode, and
+compare with eager outputs.
 """
 import pytest
 import torch
@@ -15,7 +17,7 @@ from detectron2.structures import Boxes
 from detectron2.utils.testing import assert_instances_allclose
 
 from rgs_detectron import VARIANTS
-from rgs_detectron.modeling import build_rgsnet_backbone
+from rgs_detectron.modeling import RGSNet, build_rgsnet_backbone
 
 from common import TINY_WIDTH, randomize_frozen_bn, rgs_cfg, tiny_batch, tiny_detector_cfg
 
@@ -42,6 +44,17 @@ def test_every_variant_backbone_scripts(variant):
         eager, out = backbone(x), scripted(x)
     for k in ALL:
         torch.testing.assert_close(out[k], eager[k], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["Res-RGS", "Preact"])
+def test_basic_block_backbone_scripts(variant):
+    backbone = RGSNet(variant=variant, depth=18, width_mult=0.25, norm="FrozenBN", out_features=ALL).eval()
+    with torch.no_grad():
+        randomize_frozen_bn(backbone)
+    scripted = torch.jit.script(backbone)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x)["res5"], backbone(x)["res5"], rtol=0, atol=1e-5)
 
 
 def _random_detector(variant, head, *opts):

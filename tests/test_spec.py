@@ -58,7 +58,7 @@ def test_spec_is_frozen_and_revalidated_on_replace():
 
 @pytest.mark.parametrize("kwargs,words", [
     (dict(variant="Res-RGX"), "variant (MODEL.RGSNET.VARIANT) = 'Res-RGX' is invalid: choose one of original"),
-    (dict(depth=51), "depth = 51 is invalid: RGSNet depths are 26, 32"),
+    (dict(depth=51), "depth = 51 is invalid: RGSNet depths are 18, 26, 32, 34"),
     (dict(width_mult=0.3), "width_mult = 0.3 gives 19.2 for stem_channels"),
     (dict(gn_groups=24), "which 24 groups do not divide"),
     (dict(shortcut_impl="fast"), "shortcut_impl (MODEL.RGSNET.SHORTCUT_IMPL) = 'fast' is invalid"),

@@ -3,10 +3,11 @@
 This module defines the checkpoint format that ``rgs_detectron.checkpoint.convert`` turns
 into Detectron2 weights. Names follow torchvision's ``ResNet`` (``conv1``/``bn1`` stem,
 ``layer1``..``layer4``, blocks with ``conv1..3``/``bn1..3``/``downsample.0/1``, ``fc``), so
-for ``variant="original"`` the state dict is exactly torchvision's ``resnet50()``. Layers
-a variant adds carry the same names as in the Detectron2 blocks (``shortcut_norm``,
-``inner_norm``, ``output_norm``, ``relu_norm1/2``, ``se.fc1/fc2``): the blocks here subclass
-the Detectron2 blocks and override only the names, so the two cannot compute different things.
+for ``variant="original"`` the state dict is exactly torchvision's ``resnet50()``, and
+``resnet18()``/``resnet34()`` at depths 18 and 34 (basic blocks). Layers a variant adds carry
+the same names as in the Detectron2 blocks (``shortcut_norm``, ``inner_norm``, ``output_norm``,
+``relu_norm1/2``, ``se.fc1/fc2``): the blocks here subclass the Detectron2 blocks and
+override only the names, so the two cannot compute different things.
 Preact adds ``final_norm``, the BN-ReLU before pooling that ends a pre-activation network.
 
 The stride sits in the 3x3 conv (torchvision's "ResNet v1.5", Detectron2's

@@ -76,6 +76,8 @@ class ConvLayout(NamedTuple):
 
 def residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride=1, dilation=1):
     """The convs of the residual branch ``F``, in order: what every block of ``spec`` is made of."""
+    if spec.block == "basic":  # the spec refuses dilation and grouping here, as Detectron2's R18/R34
+        return [ConvLayout(in_channels, out_channels, 3, stride), ConvLayout(out_channels, out_channels, 3)]
     stride_1x1, stride_3x3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
     return [ConvLayout(in_channels, bottleneck_channels, 1, stride_1x1),
             ConvLayout(bottleneck_channels, bottleneck_channels, 3, stride_3x3, dilation, spec.num_groups),

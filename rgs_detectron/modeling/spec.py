@@ -9,12 +9,13 @@ its config key, the value and the valid choices.
 
 Decisions where the paper is silent (docs/ARCHITECTURE.md lists them all):
 
-* Depths are counted as ResNet counts them, ``3 x blocks + 2``; the paper's depths map to
-  blocks per stage through :data:`BLOCKS_PER_DEPTH` (depth 44, whose layout the paper does
-  not give, is ``[3, 4, 4, 3]``).
-* ``gn_groups=0`` means the paper's rule: 32 groups at width 1x (res2 output 256),
-  scaled with the width (8 at 0.25x, as the paper; 64 at 2x, our extrapolation).
-  Only variants that have a GroupNorm need a valid count.
+* Depths are counted as ResNet counts them, ``3 x blocks + 2`` (``2 x blocks + 2`` for the
+  basic blocks of depths 18 and 34); depths map to blocks per stage through
+  :data:`BLOCKS_PER_DEPTH` (depth 44, whose layout the paper does not give, is ``[3, 4, 4, 3]``).
+* ``gn_groups=0`` means the paper's rule: ``32 x res2_out_channels / 256`` groups, 32 at
+  width 1x (res2 output 256), scaled with the width (8 at 0.25x, as the paper; 64 at 2x, our
+  extrapolation; 8 for basic blocks at 1x, whose res2 output is 64). Only variants that have
+  a GroupNorm need a valid count.
 """
 import dataclasses
 import functools
@@ -26,12 +27,17 @@ from ..errors import ConfigError
 from .shortcuts import SHORTCUT_IMPLS
 from .variants import VARIANTS, Variant, get_variant
 
-__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "BATCH_NORMS", "stage_channels"]
+__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "BASIC_DEPTHS", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "BATCH_NORMS",
+           "stage_channels"]
 
-# Bottleneck blocks per stage (res2..res5) for the depths the paper trains (Table 8, Sec. 4.4).
+# Blocks per stage (res2..res5) for each depth: the paper's (Table 8, Sec. 4.4), made of
+# bottlenecks, and 18 and 34, made of basic blocks (two 3x3 convs) as torchvision's
+# resnet18/34 and Detectron2's R18/R34.
 BLOCKS_PER_DEPTH = {
+    18: (2, 2, 2, 2),
     26: (2, 2, 2, 2),
     32: (2, 3, 3, 2),
+    34: (3, 4, 6, 3),
     38: (3, 3, 3, 3),
     44: (3, 4, 4, 3),
     50: (3, 4, 6, 3),
@@ -41,13 +47,15 @@ BLOCKS_PER_DEPTH = {
     152: (3, 8, 36, 3),
     200: (3, 24, 36, 3),
 }
+BASIC_DEPTHS = (18, 34)
+BLOCKS = ("bottleneck", "basic")
 # "imagenet": conv7x7/2 + BN + ReLU + max-pool/2 (ResNet's, the only one detection uses).
 # "small": conv3x3/1 + BN + ReLU, no pool, for 28-32 pixel images as CIFAR ResNets use.
 STEMS = ("imagenet", "small")
 # Initial scale of the RG shortcut's GroupNorm in identity blocks: "paper" (1, as any norm) or
 # "zero" (each Res-RGS block starts as F(x) + x; docs/ARCHITECTURE.md, "Activation growth").
 RG_INITS = ("paper", "zero")
-# Detectron2's norm names (get_norm); the BatchNorm kinds are what ImageNet weights' statistics and RBS's shortcut need.
+# Detectron2's norm names (get_norm); the BatchNorm kinds are those ImageNet statistics and RBS's shortcut need.
 BATCH_NORMS = ("BN", "SyncBN", "FrozenBN", "nnSyncBN", "naiveSyncBN")
 NORMS = BATCH_NORMS + ("GN", "LN", "")
 
@@ -92,7 +100,8 @@ def blocks_for_depth(depth, key="MODEL.RESNETS.DEPTH"):
     """Blocks per stage for one of the paper's depths, or a ConfigError listing them."""
     if depth not in BLOCKS_PER_DEPTH:
         raise ConfigError(
-            f"{key} = {depth!r} is invalid: RGSNet depths are {', '.join(map(str, BLOCKS_PER_DEPTH))}; "
+            f"{key} = {depth!r} is invalid: RGSNet depths are {', '.join(map(str, BLOCKS_PER_DEPTH))} "
+            f"({' and '.join(map(str, BASIC_DEPTHS))} of basic blocks); "
             "for another layout give 4 block counts (MODEL.RGSNET.BLOCKS_PER_STAGE / blocks_per_stage)"
         )
     return BLOCKS_PER_DEPTH[depth]
@@ -111,9 +120,9 @@ def _scaled(base, width_mult, field):
 class RGSNetSpec:
     """An RGSNet's architecture, resolved and validated (see the module docstring).
 
-    ``blocks_per_stage`` are the bottleneck blocks in res2..res5; bottleneck widths are
-    ``num_groups * width_per_group * 2**i`` and stage outputs ``res2_out_channels * 2**i``
-    for stage ``i`` = 0..3, as in Detectron2's ResNet.
+    ``blocks_per_stage`` are the blocks in res2..res5, bottlenecks or basic blocks
+    (``block``); bottleneck widths are ``num_groups * width_per_group * 2**i`` and stage
+    outputs ``res2_out_channels * 2**i`` for stage ``i`` = 0..3, as in Detectron2's ResNet.
     """
 
     variant: Variant = VARIANTS["Res-RGS"]  # a name (any case) is accepted and replaced by its row
@@ -131,6 +140,7 @@ class RGSNetSpec:
     stem: str = "imagenet"
     in_channels: int = 3
     rg_init: str = "paper"
+    block: str = "bottleneck"  # "basic" for depths 18 and 34 (MODEL.RESNETS.DEPTH decides in a config)
 
     # ------------------------------------------------------------------ validation
 
@@ -149,14 +159,27 @@ class RGSNetSpec:
         _check_int("se_reduction", self.se_reduction, 0, "give 0 (no SE) or a positive reduction such as 16")
         set_("shortcut_impl", str(self.shortcut_impl).lower())
         for name, choices in (("shortcut_impl", SHORTCUT_IMPLS), ("stride_in_1x1", (True, False)),
-                              ("res5_dilation", (1, 2)), ("stem", STEMS), ("rg_init", RG_INITS)):
+                              ("res5_dilation", (1, 2)), ("stem", STEMS), ("rg_init", RG_INITS), ("block", BLOCKS)):
             _check_choice(name, getattr(self, name), choices)
+        if self.block == "basic":
+            self._check_basic()
         if not callable(self.norm):
             _check_choice("norm", self.norm, NORMS)
         if self.rg_init == "zero" and not (self.variant.shortcut == "RG" and self.variant.keep_identity):
             raise _invalid("rg_init", self.rg_init, f"'zero' is for variants that keep the identity beside the RG "
                            f"shortcut (Res-RGS); {self.variant} would start with no shortcut at all")
         set_("gn_groups", self._checked_gn_groups())
+
+    def _check_basic(self):
+        """What torchvision's resnet18/34 and Detectron2's R18/R34 fix, and a basic block cannot vary."""
+        why = "basic blocks (MODEL.RESNETS.DEPTH 18 or 34)"
+        for field, want, reason in (
+            ("res2_out_channels", self.stem_channels, f"{why} keep the stem's width in res2 (stem_channels)"),
+            ("num_groups", 1, f"{why} have no grouped conv"),
+            ("res5_dilation", 1, f"{why} are not dilated"),
+        ):
+            if getattr(self, field) != want:
+                raise _invalid(field, getattr(self, field), f"{reason}: set it to {want}")
 
     def _checked_gn_groups(self):
         groups = self.gn_groups
@@ -193,20 +216,23 @@ class RGSNetSpec:
         """A spec from keyword arguments, as the paper describes models.
 
         ``depth`` picks blocks per stage from :data:`BLOCKS_PER_DEPTH` unless
-        ``blocks_per_stage`` is given. ``width_mult`` (the paper's 0.25x/0.5x/1x/2x) scales
-        the stem (64), res2 output (256) and bottleneck per group (64) channels; an
-        explicit ``stem_channels``/``res2_out_channels``/``width_per_group`` wins. Other
-        keywords are fields of the spec.
+        ``blocks_per_stage`` is given, and basic blocks for depths 18 and 34 unless ``block``
+        is. ``width_mult`` (the paper's 0.25x/0.5x/1x/2x) scales the stem (64), res2 output
+        (256; 64 with basic blocks) and bottleneck per group (64) channels; an explicit
+        ``stem_channels``/``res2_out_channels``/``width_per_group`` wins. Other keywords are
+        fields of the spec.
         """
         unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown RGSNet spec argument(s) {sorted(unknown)}; "
                               f"known: depth, width_mult, {', '.join(f.name for f in dataclasses.fields(cls))}")
+        fields.setdefault("block", "basic" if depth in BASIC_DEPTHS else "bottleneck")
         return cls(
             variant=variant,
             blocks_per_stage=blocks_per_stage if blocks_per_stage is not None else blocks_for_depth(depth, "depth"),
             stem_channels=stem_channels or _scaled(64, width_mult, "stem_channels"),
-            res2_out_channels=res2_out_channels or _scaled(256, width_mult, "res2_out_channels"),
+            res2_out_channels=res2_out_channels or _scaled(64 if fields["block"] == "basic" else 256, width_mult,
+                                                           "res2_out_channels"),
             width_per_group=width_per_group or _scaled(64, width_mult, "width_per_group"),
             **fields,
         )
@@ -227,7 +253,8 @@ class RGSNetSpec:
             )
         values = {field: functools.reduce(getattr, key.split("."), cfg) for field, key in CFG_KEYS.items()}
         values["blocks_per_stage"] = list(values["blocks_per_stage"]) or blocks_for_depth(res.DEPTH)
-        return cls(**values, in_channels=in_channels or len(cfg.MODEL.PIXEL_MEAN))
+        block = "basic" if res.DEPTH in BASIC_DEPTHS else "bottleneck"
+        return cls(**values, in_channels=in_channels or len(cfg.MODEL.PIXEL_MEAN), block=block)
 
     @classmethod
     def resolve(cls, spec, description, who):
@@ -257,27 +284,33 @@ class RGSNetSpec:
 
     @property
     def depth(self):
-        """ResNet's count: three convs per bottleneck, plus the stem conv and the classifier."""
-        return 3 * sum(self.blocks_per_stage) + 2
+        """ResNet's count: three convs per bottleneck (two per basic block), plus the stem conv and the classifier."""
+        return (2 if self.block == "basic" else 3) * sum(self.blocks_per_stage) + 2
 
     def stage_widths(self):
-        """``(bottleneck_channels, out_channels)`` of res2..res5."""
-        bottleneck = self.num_groups * self.width_per_group
-        return [(bottleneck * 2**i, self.res2_out_channels * 2**i) for i in range(4)]
+        """``(inner, out_channels)`` of res2..res5: the residual branch's inner width (a
+        bottleneck's; a basic block's is its output) and the stage's output."""
+        outs = [self.res2_out_channels * 2**i for i in range(4)]
+        if self.block == "basic":
+            return [(out, out) for out in outs]
+        return [(self.num_groups * self.width_per_group * 2**i, out) for i, out in enumerate(outs)]
 
     def architecture_settings(self):
         """The Detectron2 config keys that weights of this architecture depend on.
 
-        ``MODEL.RESNETS.DEPTH`` when the blocks are one of the paper's depths, else
-        ``MODEL.RGSNET.BLOCKS_PER_STAGE``; ``GN_GROUPS`` only for variants with GroupNorm.
+        ``MODEL.RESNETS.DEPTH`` when the blocks are one of the table's depths, else
+        ``MODEL.RGSNET.BLOCKS_PER_STAGE`` (with ``DEPTH`` 18 for basic blocks, which it
+        selects); ``GN_GROUPS`` only for variants with GroupNorm.
         Feeding these to ``from_cfg`` on Detectron2's defaults gives this spec back (with
         the defaults' norm, shortcut implementation and dilation).
         """
         out = OrderedDict()
-        depth = next((d for d, b in BLOCKS_PER_DEPTH.items() if b == self.blocks_per_stage), None)
-        if depth is not None:
-            out["MODEL.RESNETS.DEPTH"] = depth
-        else:
+        basic = self.block == "basic"
+        depth = next((d for d, b in BLOCKS_PER_DEPTH.items()
+                      if b == self.blocks_per_stage and (d in BASIC_DEPTHS) == basic), None)
+        if depth is not None or basic:
+            out["MODEL.RESNETS.DEPTH"] = depth or BASIC_DEPTHS[0]
+        if depth is None:
             out["MODEL.RGSNET.BLOCKS_PER_STAGE"] = list(self.blocks_per_stage)
         for field in ("stem_channels", "res2_out_channels", "num_groups", "width_per_group", "stride_in_1x1",
                       "variant"):
