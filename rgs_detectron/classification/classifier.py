@@ -26,8 +26,24 @@ from ..modeling.spec import RGSNetSpec
 __all__ = ["RGSNetClassifier", "ClassifierBlock", "ClassifierPreactBlock"]
 
 
+def _conv_then_bn(k):
+    """Conv k then its BatchNorm: what one Detectron2 ``Conv2d`` with a norm computes."""
+    return lambda self, x: getattr(self, f"bn{k}")(getattr(self, f"conv{k}")(x))
+
+
+def _bn_relu(k):
+    return lambda self, x: F.relu_(getattr(self, f"bn{k}")(x))
+
+
+def _downsample(self, x):
+    return None if self.downsample is None else self.downsample(x)
+
+
 class ClassifierBlock(RGSBlock):
     """``RGSBlock`` with torchvision's names: ``convK`` then ``bnK``, ``downsample.0/1``."""
+
+    conv_bn1, conv_bn2, conv_bn3 = map(_conv_then_bn, (1, 2, 3))
+    project = _downsample
 
     def _add_units(self, spec, convs, projection):
         for k, conv in enumerate(convs, 1):
@@ -37,21 +53,12 @@ class ClassifierBlock(RGSBlock):
         if projection is not None:
             self.downsample = nn.Sequential(projection.make(), nn.BatchNorm2d(projection.out_channels))
 
-    def conv_bn1(self, x):
-        return self.bn1(self.conv1(x))
-
-    def conv_bn2(self, x):
-        return self.bn2(self.conv2(x))
-
-    def conv_bn3(self, x):
-        return self.bn3(self.conv3(x))
-
-    def project(self, x):
-        return None if self.downsample is None else self.downsample(x)
-
 
 class ClassifierPreactBlock(PreactBlock):
     """``PreactBlock`` with torchvision-style names: ``bnK`` before ``convK``, ``downsample.0``."""
+
+    activate2, activate3 = map(_bn_relu, (2, 3))
+    project = _downsample
 
     def _add_units(self, spec, convs, projection, preactivate_input):
         for k, conv in enumerate(convs, 1):
@@ -61,15 +68,6 @@ class ClassifierPreactBlock(PreactBlock):
 
     def preactivate(self, x):
         return x if self.bn1 is None else F.relu(self.bn1(x))
-
-    def activate2(self, x):
-        return F.relu_(self.bn2(x))
-
-    def activate3(self, x):
-        return F.relu_(self.bn3(x))
-
-    def project(self, x):
-        return None if self.downsample is None else self.downsample(x)
 
 
 class RGSNetClassifier(nn.Module):
