@@ -25,7 +25,7 @@ from typing import Tuple
 
 from ..errors import ConfigError
 from .shortcuts import SHORTCUT_IMPLS
-from .variants import VARIANTS, Variant, get_variant
+from .variants import RG_INITS, VARIANTS, Variant, get_variant
 
 __all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "BASIC_DEPTHS", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "BATCH_NORMS",
            "stage_channels"]
@@ -52,9 +52,6 @@ BLOCKS = ("bottleneck", "basic")
 # "imagenet": conv7x7/2 + BN + ReLU + max-pool/2 (ResNet's, the only one detection uses).
 # "small": conv3x3/1 + BN + ReLU, no pool, for 28-32 pixel images as CIFAR ResNets use.
 STEMS = ("imagenet", "small")
-# Initial scale of the RG shortcut's GroupNorm in identity blocks: "paper" (1, as any norm) or
-# "zero" (each Res-RGS block starts as F(x) + x; docs/ARCHITECTURE.md, "Activation growth").
-RG_INITS = ("paper", "zero")
 # Detectron2's norm names (get_norm); the BatchNorm kinds are those ImageNet statistics and RBS's shortcut need.
 BATCH_NORMS = ("BN", "SyncBN", "FrozenBN", "nnSyncBN", "naiveSyncBN")
 NORMS = BATCH_NORMS + ("GN", "LN", "")
@@ -165,7 +162,7 @@ class RGSNetSpec:
             self._check_basic()
         if not callable(self.norm):
             _check_choice("norm", self.norm, NORMS)
-        if self.rg_init == "zero" and not (self.variant.shortcut == "RG" and self.variant.keep_identity):
+        if self.rg_init not in self.variant.rg_inits():
             raise _invalid("rg_init", self.rg_init, f"'zero' is for variants that keep the identity beside the RG "
                            f"shortcut (Res-RGS); {self.variant} would start with no shortcut at all")
         set_("gn_groups", self._checked_gn_groups())

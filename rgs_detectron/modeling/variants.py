@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple
 from ..errors import ConfigError
 
 __all__ = ["Variant", "VARIANTS", "get_variant", "twin_of", "all_added_layers", "markdown_table", "SHORTCUTS",
-           "POST_SUM"]
+           "POST_SUM", "RG_INITS"]
 
 # h(x) on identity-shape blocks: its formula, and the kind of layer it adds (Variant.layers).
 # "RG" is the paper's nonlinear shortcut GN(ReLU(x)).
@@ -29,6 +29,9 @@ SHORTCUTS = {
 }
 # f, applied to the sum.
 POST_SUM = {"relu": "ReLU(y)", "none": "y", "rg": "GN(ReLU(y))"}
+# Initial scale of the RG shortcut's GroupNorm in identity blocks: "paper" (1, as any norm) or
+# "zero" (each Res-RGS block starts as F(x) + x; docs/ARCHITECTURE.md, "Activation growth").
+RG_INITS = ("paper", "zero")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,11 @@ class Variant:
     def added_layers(self) -> Tuple[str, ...]:
         """Names of the modules this row adds to every identity-shape bottleneck (SE aside)."""
         return tuple(name for name, _, _ in self.layers())
+
+    def rg_inits(self) -> Tuple[str, ...]:
+        """The initialisations of ``RG_INITS`` that apply: "zero" needs the identity beside the RG
+        shortcut (Res-RGS), or the block would start with no shortcut at all."""
+        return RG_INITS if self.shortcut == "RG" and self.keep_identity else RG_INITS[:1]
 
     def tensor_layout(self):
         """What the variant's added tensors look like; equal layouts cannot be told apart."""
