@@ -36,8 +36,9 @@ def add_rgsnet_config(cfg):
     # GroupNorm groups. 0 = the paper's rule: 32 at width 1x (RES2_OUT_CHANNELS 256),
     # scaled with width (8 at 0.25x).
     _C.MODEL.RGSNET.GN_GROUPS = 0
-    # Bottleneck blocks per stage res2..res5. Empty = from MODEL.RESNETS.DEPTH
-    # through the paper's depth table (26, 32, 38, 44, 50, 62, 77, 101, 152, 200).
+    # Blocks per stage res2..res5. Empty = from MODEL.RESNETS.DEPTH through the
+    # depth table (BLOCKS_PER_DEPTH in rgs_detectron/modeling/spec.py). DEPTH 18 or 34
+    # means basic blocks (then RES2_OUT_CHANNELS = STEM_OUT_CHANNELS, 64), as in Detectron2.
     _C.MODEL.RGSNET.BLOCKS_PER_STAGE = []
     # Squeeze-and-excitation reduction in the residual branch (Table 9, "Res-RGS+SE").
     # 0 = no SE; 16 is the SE paper's value.

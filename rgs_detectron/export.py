@@ -1,6 +1,6 @@
-"""Export a trained detector to TorchScript or ONNX, verified against eager PyTorch.
+"""Export a trained detector to TorchScript or ONNX, or its backbone with torch.export, verified against eager.
 
-Both formats are traced through Detectron2's ``TracingAdapter`` (docs/ARCHITECTURE.md, "Dependencies":
+The detector formats are traced through Detectron2's ``TracingAdapter`` (docs/ARCHITECTURE.md, "Dependencies":
 tracing matches eager exactly; ONNX needs ``dynamo=False`` at opset 17). The exported
 model takes one ``uint8`` image tensor ``(3, H, W)`` in ``cfg.INPUT.FORMAT`` channel
 order, already resized the way the user wants (the test-time resize is not part of the
@@ -8,10 +8,14 @@ graph), with any H and W. It returns, for GeneralizedRCNN models, a tuple
 ``(pred_boxes (N, 4) x1y1x2y2 in that image's pixels, pred_classes (N,), scores (N,),
 image_size (2,))`` - the fields of Detectron2's ``Instances``, sorted by name, then the size.
 
+``pt2-backbone`` is ``torch.export``'s ExportedProgram of ``model.backbone`` alone (the
+detector's heads do not export this way): a float tensor ``(N, 3, H, W)`` normalised and
+padded as the detector's ``preprocess_image`` does, to the dict of feature maps.
+
 Every export is checked before it is kept: the serialized model is loaded back and run
 on a sample image and on a second image of another height and width (proving the dynamic
-shape), and must reproduce eager outputs: TorchScript within ``TORCHSCRIPT_ATOL``, ONNX
-Runtime within ``ONNX_ATOL``, same counts and classes. Only then is it written, with
+shape), and must reproduce eager outputs within ``TOLERANCES`` (same counts and classes
+for detections). Only then is it written, with
 ``atomic_write``, so a failed export leaves nothing; an existing export is replaced only
 with ``overwrite``. The model is ``load_trained_model``'s: strictly loaded, no random head.
 """
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.export import Dim
 
 from detectron2.data import transforms as T
 from detectron2.export import TracingAdapter
@@ -37,10 +42,12 @@ from .errors import ConfigError, UserError
 from .utils.fileio import atomic_write
 
 __all__ = [
+    "BACKBONE_FORMAT",
+    "DETECTOR_FORMATS",
     "FORMATS",
-    "ONNX_ATOL",
     "ONNX_OPSET",
-    "TORCHSCRIPT_ATOL",
+    "PT2_MIN_SIDE",
+    "TOLERANCES",
     "ExportResult",
     "ExportVerificationError",
     "build_export_model",
@@ -48,13 +55,19 @@ __all__ = [
     "sample_images",
 ]
 
-FORMATS = ("torchscript", "onnx")
-FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+# The first two hold the whole detector; torch.export's ExportedProgram holds its backbone only.
+DETECTOR_FORMATS = ("torchscript", "onnx")
+BACKBONE_FORMAT = "pt2-backbone"
+FORMATS = DETECTOR_FORMATS + (BACKBONE_FORMAT,)
+FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx", BACKBONE_FORMAT: "backbone.pt2"}
 ONNX_OPSET = 17
-# Max absolute difference allowed on boxes (pixels) and scores. Tracing replays the very
-# same kernels, so TorchScript is held to (near) equality; ONNX Runtime has its own kernels.
-TORCHSCRIPT_ATOL = 1e-4
-ONNX_ATOL = 1e-3
+# Max absolute difference allowed on boxes (pixels) and scores, or on feature maps. Tracing and
+# torch.export replay the very same kernels, so they are held to (near) equality; ONNX Runtime
+# has its own kernels.
+TOLERANCES = {"torchscript": 1e-4, "onnx": 1e-3, BACKBONE_FORMAT: 1e-4}
+# The smallest image side the exported backbone takes (torch.export specialises any size of 1,
+# which the FPN's coarsest level would reach below it).
+PT2_MIN_SIDE = 96
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +92,15 @@ class ExportResult:
 
     @property
     def compared_detections(self):
-        return sum(c["detections"] for c in self.checks)
+        return sum(c.get("detections", 0) for c in self.checks)
 
 
 def build_export_model(cfg):
-    """The trained detector in eval mode (``load_trained_model``), RG shortcut on its plain reference ops.
+    """The trained detector in eval mode (``load_trained_model``).
 
-    ``ReLUGroupNorm`` falls back to the reference path under tracing anyway; forcing it in
-    the config makes the traced graph independent of that runtime check.
+    Whatever ``MODEL.RGSNET.SHORTCUT_IMPL`` says, tracing and exporting record the RG
+    shortcut's plain reference ops: ``ReLUGroupNorm.forward`` is the one place that decides.
     """
-    cfg = cfg.clone()
-    cfg.defrost()
-    if "RGSNET" in cfg.MODEL:
-        cfg.MODEL.RGSNET.SHORTCUT_IMPL = "reference"
     return load_trained_model(cfg)
 
 
@@ -215,8 +224,9 @@ def compare_outputs(names, reference, exported, atol):
                 raise ExportVerificationError(
                     f"output {name!r} differs from eager by up to {d:.3g} (allowed {atol:g})"
                 )
-    count = len(ref["pred_boxes"]) if "pred_boxes" in ref else len(ref[names[0]])
-    return {"detections": int(count), "max_abs_diff": diffs}
+    if "pred_boxes" not in ref:
+        return {"max_abs_diff": diffs}
+    return {"detections": len(ref["pred_boxes"]), "max_abs_diff": diffs}
 
 
 def _trace_torchscript(adapter, image):
@@ -260,8 +270,36 @@ def _references(model, images):
     return adapter, names, images, eager
 
 
-def export_model(model, images, output_dir, formats=FORMATS, overwrite=False):
-    """Trace ``model`` on ``images[0]``, verify on every image, then write each format.
+def _backbone_references(model, images):
+    """(backbone, output names, its inputs: the images as the detector preprocesses them, eager outputs)."""
+    backbone = model.backbone
+    inputs = [model.preprocess_image([{"image": img}]).tensor for img in images]
+    with torch.no_grad():
+        eager = [backbone(x) for x in inputs]
+    names = list(eager[0])
+    return backbone, names, inputs, [[out[n] for n in names] for out in eager]
+
+
+def _export_program(backbone, x, names):
+    """(serialized ExportedProgram of ``backbone``, a runner of the program loaded back from it).
+
+    Batch, height and width are dynamic; height and width must be multiples of the backbone's
+    ``size_divisibility`` (as the detector pads them) and at least ``PT2_MIN_SIDE``.
+    """
+    step = max(backbone.size_divisibility, 1)
+    least = -(-PT2_MIN_SIDE // step)
+    dims = {0: Dim("batch", min=1), 2: step * Dim("height", min=least), 3: step * Dim("width", min=least)}
+    with torch.no_grad():  # a batch of 2, so that the batch size is not specialised to 1
+        program = torch.export.export(backbone, (torch.cat([x, x]),), dynamic_shapes=(dims,))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    data = buffer.getvalue()
+    loaded = torch.export.load(io.BytesIO(data)).module()
+    return data, (lambda t: [loaded(t)[n] for n in names])
+
+
+def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=False):
+    """Export ``model`` (or its backbone) in each format, verify on every image, then write it.
 
     Returns one ExportResult per format. Raises ExportVerificationError (writing no file of
     that format) when an export does not reproduce eager outputs, and ConfigError before
@@ -276,40 +314,43 @@ def export_model(model, images, output_dir, formats=FORMATS, overwrite=False):
         raise ConfigError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
     os.makedirs(output_dir, exist_ok=True)
     device = next(model.parameters()).device
-    on_device = _references(model, [img.to(device) for img in images])
-    # ONNX Runtime runs on the CPU: trace and compare a CPU copy, so that GPU arithmetic
-    # (TF32 convolutions, CUDA RoIAlign) is not mistaken for an export error.
-    on_cpu = on_device if device.type == "cpu" or "onnx" not in formats else \
-        _references(copy.deepcopy(model).cpu(), [img.cpu() for img in images])
+    detector_references = {}  # on the CPU or not -> (adapter, names, images, eager outputs)
 
     results = []
     for fmt in formats:
-        adapter, names, images, eager = on_device if fmt == "torchscript" else on_cpu
-        atol = TORCHSCRIPT_ATOL if fmt == "torchscript" else ONNX_ATOL
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # thousands, all expected
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
             for message, category in _DEPRECATION_NOTICES:
                 warnings.filterwarnings("ignore", message=message, category=category)
-            if fmt == "torchscript":
-                data, run = _trace_torchscript(adapter, images[0])
+            if fmt == BACKBONE_FORMAT:
+                backbone, names, inputs, eager = _backbone_references(model, [img.to(device) for img in images])
+                data, run = _export_program(backbone, inputs[0], names)
             else:
-                data, run = _trace_onnx(adapter, images[0], names)
+                # ONNX Runtime runs on the CPU: trace and compare a CPU copy, so that GPU arithmetic
+                # (TF32 convolutions, CUDA RoIAlign) is not mistaken for an export error.
+                cpu = fmt == "onnx" and device.type != "cpu"
+                if cpu not in detector_references:
+                    detector_references[cpu] = _references(copy.deepcopy(model).cpu(), [img.cpu() for img in images]) \
+                        if cpu else _references(model, [img.to(device) for img in images])
+                adapter, names, inputs, eager = detector_references[cpu]
+                data, run = (_trace_torchscript(adapter, inputs[0]) if fmt == "torchscript"
+                             else _trace_onnx(adapter, inputs[0], names))
         checks = []
-        for img, ref in zip(images, eager):
+        for x, ref in zip(inputs, eager):
             with torch.no_grad():
-                got = run(img)
+                got = run(x)
             try:
-                check = compare_outputs(names, ref, got, atol)
+                check = compare_outputs(names, ref, got, TOLERANCES[fmt])
             except ExportVerificationError as e:
                 raise ExportVerificationError(
-                    f"{fmt} export does not match eager PyTorch on a {tuple(img.shape[1:])} image: {e}"
+                    f"{fmt} export does not match eager PyTorch on a {tuple(x.shape[-2:])} image: {e}"
                 ) from None
-            checks.append({"image_size": tuple(img.shape[1:]), **check})
+            checks.append({"image_size": tuple(x.shape[-2:]), **check})
         final = os.path.join(output_dir, FILE_NAMES[fmt])
         atomic_write(final, lambda f, d=data: f.write(d))
         result = ExportResult(fmt, final, checks)
-        if result.compared_detections == 0:
+        if fmt != BACKBONE_FORMAT and result.compared_detections == 0:
             logger.warning(
                 f"{fmt}: the eager model found nothing on the sample images, so only empty outputs "
                 "were compared; give a real --sample-image or lower the score threshold to check more"

@@ -16,10 +16,12 @@ from common import TINY_WIDTH, randomize_frozen_bn, rgs_cfg, tiny_batch, tiny_de
 ALL = ["res2", "res3", "res4", "res5"]
 
 
-@pytest.mark.parametrize("depth", [50, 101])
-@pytest.mark.parametrize("stride_in_1x1", [True, False])
+@pytest.mark.parametrize("depth,stride_in_1x1", [(50, True), (50, False), (101, True), (101, False), (18, False),
+                                                  (34, False)])
 def test_original_matches_detectron2_resnet(depth, stride_in_1x1):
+    """Depths 18 and 34 are basic blocks; Detectron2 requires RES2_OUT_CHANNELS 64 there."""
     cfg = rgs_cfg("MODEL.RESNETS.DEPTH", depth, "MODEL.RESNETS.STRIDE_IN_1X1", stride_in_1x1,
+                  "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if depth in (18, 34) else 256,
                   "MODEL.RESNETS.OUT_FEATURES", ALL, "MODEL.RGSNET.VARIANT", "original")
     theirs = build_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
     ours = build_rgsnet_backbone(cfg, ShapeSpec(channels=3)).eval()
@@ -201,4 +203,4 @@ def test_explicit_blocks_per_stage_and_case_insensitive_variant():
                   "MODEL.RESNETS.OUT_FEATURES", ALL)
     backbone = build_rgsnet_backbone(cfg, ShapeSpec(channels=3))
     assert [len(s) for s in backbone.stages] == [1, 1, 2, 1]
-    assert backbone.res4[1].rule.name == "Res-RGS"
+    assert backbone.spec.variant.name == "Res-RGS" and backbone.res4[1].inner_norm is not None

@@ -1,4 +1,5 @@
-"""TorchScript and ONNX exports of a tiny RGS Faster R-CNN reproduce eager PyTorch."""
+"""TorchScript and ONNX exports of a tiny RGS Faster R-CNN, and torch.export's program of its backbone,
+reproduce eager PyTorch."""
 import os
 
 import numpy as np
@@ -7,14 +8,12 @@ import torch
 
 from rgs_detectron.cli import export as export_tool
 from rgs_detectron import export as rgs_export
-from rgs_detectron.modeling import ReLUGroupNorm
-
 from common import save_random_detector
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
-# Tiny Res-RGS Faster R-CNN FPN. SHORTCUT_IMPL "lean" on purpose: export must switch it to
-# "reference". A low score threshold keeps detections, so the comparison is not of empties.
+# Tiny Res-RGS Faster R-CNN FPN. SHORTCUT_IMPL "lean" on purpose: the exports must hold the
+# reference ops all the same. A low score threshold keeps detections, so the comparison is not of empties.
 TINY_EXPORT = ["MODEL.RGSNET.SHORTCUT_IMPL", "lean", "MODEL.ROI_HEADS.NUM_CLASSES", 3,
                "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.05, "INPUT.MIN_SIZE_TEST", 128, "INPUT.MAX_SIZE_TEST", 192]
 
@@ -36,8 +35,6 @@ def test_export_both_formats_match_eager(tiny, tmp_path, capsys):
     # Independently of the tool's own check: reload both files and compare on the traced
     # size, the tool's second size and a third size never seen during export.
     model = rgs_export.build_export_model(cfg)
-    rg_norms = [m for m in model.modules() if isinstance(m, ReLUGroupNorm)]
-    assert rg_norms and all(m.impl == "reference" for m in rg_norms)
     images = rgs_export.sample_images(cfg)
     third = torch.randint(0, 256, (3, 112, 150), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     images.append(third)
@@ -47,6 +44,8 @@ def test_export_both_formats_match_eager(tiny, tmp_path, capsys):
     names = rgs_export._output_names(adapter, images[0])
     assert names == ["pred_boxes", "pred_classes", "scores", "image_size"]
     ts = torch.jit.load(str(out / "model.ts"))
+    graph = str(ts.inlined_graph)
+    assert "group_norm" in graph and "PythonOp" not in graph  # the RG shortcut's reference ops, not the lean one
     session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == names
     for image in images:
@@ -59,11 +58,34 @@ def test_export_both_formats_match_eager(tiny, tmp_path, capsys):
         # TorchScript: same kernels -> equal (tolerance 1e-4 for thread-order effects).
         for e, t in zip(eager, traced):
             assert e.shape == t.shape and e.dtype == t.dtype
-            torch.testing.assert_close(t, e, atol=rgs_export.TORCHSCRIPT_ATOL, rtol=0)
+            torch.testing.assert_close(t, e, atol=rgs_export.TOLERANCES["torchscript"], rtol=0)
         # ONNX Runtime: 1e-3 on boxes (pixels) and scores, identical classes and counts.
-        check = rgs_export.compare_outputs(names, eager, onnx_out, rgs_export.ONNX_ATOL)
+        check = rgs_export.compare_outputs(names, eager, onnx_out, rgs_export.TOLERANCES["onnx"])
         assert check["detections"] == len(eager[0]) > 0
         assert np.array_equal(onnx_out[1], eager[1].numpy())
+
+
+def test_backbone_program_matches_eager(tmp_path, capsys):
+    """pt2-backbone: torch.export's program of the backbone, written only when verified, kept unless --overwrite."""
+    config, weights, cfg = save_random_detector(tmp_path, "b-RGS", "C4", *TINY_EXPORT,
+                                                "MODEL.RGSNET.BLOCKS_PER_STAGE", [1, 1, 1, 1])
+    out = tmp_path / "exported"
+    argv = ["--config-file", config, "--weights", weights, "--output", str(out), "--format", "pt2-backbone"]
+    assert export_tool.main(argv) == 0, capsys.readouterr().err
+    assert os.listdir(out) == ["backbone.pt2"]
+    printed = capsys.readouterr().out
+    assert "pt2-backbone: " in printed and "verified against eager" in printed and "1 feature maps" in printed
+
+    # Independently of the tool's check: a batch of 2 at a size the tool never used.
+    program = torch.export.load(str(out / "backbone.pt2")).module()
+    backbone = rgs_export.build_export_model(cfg).backbone
+    x = torch.randn(2, 3, 112, 136, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        eager, got = backbone(x), program(x)
+    assert list(got) == ["res4"]
+    torch.testing.assert_close(got["res4"], eager["res4"], atol=rgs_export.TOLERANCES["pt2-backbone"], rtol=0)
+
+    assert export_tool.main(argv) == 2 and "--overwrite" in capsys.readouterr().err
 
 
 def test_failed_verification_writes_nothing(tiny, tmp_path, monkeypatch, capsys):

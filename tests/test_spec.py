@@ -10,7 +10,7 @@ from detectron2.layers import ShapeSpec
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.modeling import VARIANTS, RGSNet, RGSNetSpec, build_rgsnet_backbone, make_rgsnet_stages
-from rgs_detectron.modeling.blocks import PreactBottleneckBlock
+from rgs_detectron.modeling.blocks import PreactBlock
 from rgs_detectron.modeling.variants import twin_of
 
 from common import TINY_WIDTH, rgs_cfg
@@ -23,11 +23,21 @@ def test_config_and_keywords_describe_the_same_network():
                   "MODEL.RESNETS.NORM", "BN", "MODEL.RGSNET.SE_REDUCTION", 4, "MODEL.RESNETS.STRIDE_IN_1X1", False)
     from_cfg = RGSNetSpec.from_cfg(cfg)
     from_kwargs = RGSNetSpec.create("b-RGS", 26, 0.25, se_reduction=4, norm="BN")
-    assert from_cfg == from_kwargs and from_cfg.variant == "b-RGS" and from_cfg.gn_groups == 8
+    assert from_cfg == from_kwargs and str(from_cfg.variant) == "b-RGS" and from_cfg.gn_groups == 8
     assert from_cfg.depth == 26 and from_cfg.blocks_per_stage == (2, 2, 2, 2)
     a = build_rgsnet_backbone(cfg, ShapeSpec(channels=3))
     b = RGSNet(variant="b-RGS", depth=26, width_mult=0.25, se_reduction=4, norm="BN", out_features=["res4"])
     assert list(a.state_dict()) == list(b.state_dict())
+
+
+def test_spec_holds_the_variants_row():
+    """``spec.variant`` is the table's row; its name is what users write and what files record."""
+    spec = RGSNetSpec.create("res-rgs", 26, 0.25)
+    assert spec.variant is VARIANTS["Res-RGS"] and str(spec.variant) == "Res-RGS" and f"{spec.variant}" == "Res-RGS"
+    assert spec.to_dict()["variant"] == "Res-RGS" and RGSNetSpec.from_dict(spec.to_dict()) == spec
+    assert spec.replace(variant="B-rgs").variant is VARIANTS["b-RGS"]
+    assert RGSNet(variant="b-RGS", depth=26, width_mult=0.25).spec.variant is VARIANTS["b-RGS"]
+    assert not hasattr(spec, "rule")
 
 
 def test_architecture_settings_give_the_spec_back():
@@ -48,7 +58,7 @@ def test_spec_is_frozen_and_revalidated_on_replace():
 
 @pytest.mark.parametrize("kwargs,words", [
     (dict(variant="Res-RGX"), "variant (MODEL.RGSNET.VARIANT) = 'Res-RGX' is invalid: choose one of original"),
-    (dict(depth=51), "depth = 51 is invalid: RGSNet depths are 26, 32"),
+    (dict(depth=51), "depth = 51 is invalid: RGSNet depths are 18, 26, 32, 34"),
     (dict(width_mult=0.3), "width_mult = 0.3 gives 19.2 for stem_channels"),
     (dict(gn_groups=24), "which 24 groups do not divide"),
     (dict(shortcut_impl="fast"), "shortcut_impl (MODEL.RGSNET.SHORTCUT_IMPL) = 'fast' is invalid"),
@@ -100,7 +110,7 @@ def test_rbs_and_b_rgs_differ_under_gn():
 def test_blocks_refuse_unknown_arguments():
     spec = RGSNetSpec.create("Preact", 26, 0.25)
     with pytest.raises(TypeError):
-        PreactBottleneckBlock(16, 64, bottleneck_channels=16, spec=spec, gn_groups=8)
+        PreactBlock(16, 64, bottleneck_channels=16, spec=spec, gn_groups=8)
     with pytest.raises(TypeError):
         RGSNetClassifier(spec, num_classes=10, variant="b-RGS")
 

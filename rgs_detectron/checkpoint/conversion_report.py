@@ -11,7 +11,7 @@ from typing import Dict, List, Tuple
 
 import yaml
 
-from ..modeling.spec import RGSNetSpec
+from ..modeling.spec import BATCH_NORMS, RGSNetSpec
 from ..modeling.variants import all_added_layers
 from ..utils.names import group_blocks, short_list
 
@@ -114,7 +114,7 @@ def config_conflicts(cfg):
             same = have == want
         if not same:
             notes.append(f"the config sets {key} = {have!r}; these weights need {want!r}")
-    if cfg.MODEL.RESNETS.NORM not in ("FrozenBN", "BN", "SyncBN", "nnSyncBN", "naiveSyncBN"):
+    if cfg.MODEL.RESNETS.NORM not in BATCH_NORMS:
         notes.append(
             f"the config sets MODEL.RESNETS.NORM = {cfg.MODEL.RESNETS.NORM!r}; the weights hold BatchNorm "
             "statistics, which only a BN-type norm (FrozenBN, the default for fine-tuning) uses"

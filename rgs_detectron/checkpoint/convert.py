@@ -144,7 +144,7 @@ def map_names(state_dict, spec: RGSNetSpec):
     """Rename a classifier state dict; returns (converted, new -> old name, [(old, why dropped)])."""
     converted, origin, dropped = OrderedDict(), {}, []
     for name, value in state_dict.items():
-        new, why = classifier_to_d2_name(name, spec.rule.preact)
+        new, why = classifier_to_d2_name(name, spec.variant.preact)
         if new is None:
             dropped.append((name, why))
             continue
@@ -307,7 +307,7 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     keep = OrderedDict((n, converted[n]) for n in expected if n in converted and n not in misshaped)
     if not keep:
         raise ConversionError(f"no tensor of {input_path!r} matches the target backbone; nothing was written")
-    twin = twin_of(spec.rule)
+    twin = twin_of(spec.variant)
     if twin and recorded is None:
         notes.append(f"{spec.variant} and {twin} have exactly the same tensors, so the names cannot tell them "
                      f"apart: the output records {spec.variant}, the variant the checkpoint must have been trained as")

@@ -3,10 +3,11 @@
 This module defines the checkpoint format that ``rgs_detectron.checkpoint.convert`` turns
 into Detectron2 weights. Names follow torchvision's ``ResNet`` (``conv1``/``bn1`` stem,
 ``layer1``..``layer4``, blocks with ``conv1..3``/``bn1..3``/``downsample.0/1``, ``fc``), so
-for ``variant="original"`` the state dict is exactly torchvision's ``resnet50()``. Layers
-a variant adds carry the same names as in the Detectron2 blocks (``shortcut_norm``,
-``inner_norm``, ``output_norm``, ``relu_norm1/2``, ``se.fc1/fc2``), and both blocks share
-``add_variant_layers``/``variant_forward``, so the two cannot compute different things.
+for ``variant="original"`` the state dict is exactly torchvision's ``resnet50()``, and
+``resnet18()``/``resnet34()`` at depths 18 and 34 (basic blocks). Layers a variant adds carry
+the same names as in the Detectron2 blocks (``shortcut_norm``, ``inner_norm``, ``output_norm``,
+``relu_norm1/2``, ``se.fc1/fc2``): the blocks here subclass the Detectron2 blocks and
+override only the names, so the two cannot compute different things.
 Preact adds ``final_norm``, the BN-ReLU before pooling that ends a pre-activation network.
 
 The stride sits in the 3x3 conv (torchvision's "ResNet v1.5", Detectron2's
@@ -19,61 +20,54 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..modeling.blocks import SqueezeExcitation, add_variant_layers, preact_forward, variant_forward
+from ..modeling.blocks import PreactBlock, RGSBlock
 from ..modeling.spec import RGSNetSpec
 
-__all__ = ["RGSNetClassifier", "Bottleneck", "PreactBottleneck"]
+__all__ = ["RGSNetClassifier", "ClassifierBlock", "ClassifierPreactBlock"]
 
 
-class Bottleneck(nn.Module):
-    """Torchvision-named bottleneck computing what ``RGSBottleneckBlock`` computes."""
-
-    def __init__(self, in_channels, bottleneck_channels, out_channels, *, spec, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, bottleneck_channels, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(bottleneck_channels)
-        self.conv2 = nn.Conv2d(bottleneck_channels, bottleneck_channels, 3, stride=stride, padding=1,
-                               groups=spec.num_groups, bias=False)
-        self.bn2 = nn.BatchNorm2d(bottleneck_channels)
-        self.conv3 = nn.Conv2d(bottleneck_channels, out_channels, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        projection = in_channels != out_channels
-        self.downsample = (
-            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                          nn.BatchNorm2d(out_channels))
-            if projection else None
-        )
-        add_variant_layers(self, spec, projection=projection, stride_3x3=stride, out_channels=out_channels,
-                           bottleneck_channels=bottleneck_channels, batch_norm=nn.BatchNorm2d)
-
-    def forward(self, x):
-        return variant_forward(
-            self, x, lambda t: self.bn1(self.conv1(t)), lambda t: self.bn2(self.conv2(t)),
-            lambda t: self.bn3(self.conv3(t)), self.downsample,
-        )
+def _conv_then_bn(k):
+    """Conv k then its BatchNorm: what one Detectron2 ``Conv2d`` with a norm computes."""
+    return lambda self, x: getattr(self, f"bn{k}")(getattr(self, f"conv{k}")(x))
 
 
-class PreactBottleneck(nn.Module):
-    """Torchvision-named pre-activation bottleneck, as ``PreactBottleneckBlock``."""
+def _bn_relu(k):
+    return lambda self, x: F.relu_(getattr(self, f"bn{k}")(x))
 
-    def __init__(self, in_channels, bottleneck_channels, out_channels, *, spec, stride=1, preactivate_input=True):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_channels) if preactivate_input else None
-        self.conv1 = nn.Conv2d(in_channels, bottleneck_channels, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(bottleneck_channels)
-        self.conv2 = nn.Conv2d(bottleneck_channels, bottleneck_channels, 3, stride=stride, padding=1,
-                               groups=spec.num_groups, bias=False)
-        self.bn3 = nn.BatchNorm2d(bottleneck_channels)
-        self.conv3 = nn.Conv2d(bottleneck_channels, out_channels, 1, bias=False)
-        self.downsample = (
-            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False))
-            if in_channels != out_channels else None
-        )
-        self.se = SqueezeExcitation(out_channels, spec.se_reduction) if spec.se_reduction else None
 
-    def forward(self, x):
-        return preact_forward(self, x, self.bn1, self.conv1, self.bn2, self.conv2, self.bn3, self.conv3,
-                              self.downsample)
+def _downsample(self, x):
+    return None if self.downsample is None else self.downsample(x)
+
+
+class ClassifierBlock(RGSBlock):
+    """``RGSBlock`` with torchvision's names: ``convK`` then ``bnK``, ``downsample.0/1``."""
+
+    conv_bn1, conv_bn2, conv_bn3 = map(_conv_then_bn, (1, 2, 3))
+    project = _downsample
+
+    def _add_units(self, spec, convs, projection):
+        for k, conv in enumerate(convs, 1):
+            setattr(self, f"conv{k}", conv.make())
+            setattr(self, f"bn{k}", nn.BatchNorm2d(conv.out_channels))
+        self.downsample = None
+        if projection is not None:
+            self.downsample = nn.Sequential(projection.make(), nn.BatchNorm2d(projection.out_channels))
+
+
+class ClassifierPreactBlock(PreactBlock):
+    """``PreactBlock`` with torchvision-style names: ``bnK`` before ``convK``, ``downsample.0``."""
+
+    activate2, activate3 = map(_bn_relu, (2, 3))
+    project = _downsample
+
+    def _add_units(self, spec, convs, projection, preactivate_input):
+        for k, conv in enumerate(convs, 1):
+            setattr(self, f"bn{k}", nn.BatchNorm2d(conv.in_channels) if k > 1 or preactivate_input else None)
+            setattr(self, f"conv{k}", conv.make())
+        self.downsample = None if projection is None else nn.Sequential(projection.make())
+
+    def preactivate(self, x):
+        return x if self.bn1 is None else F.relu(self.bn1(x))
 
 
 class RGSNetClassifier(nn.Module):
@@ -92,7 +86,7 @@ class RGSNetClassifier(nn.Module):
                     f"{field} = {getattr(spec, field)!r}: the torchvision-layout classifier has {field} = {want!r}"
                 )
         self.spec = spec
-        preact = spec.rule.preact
+        preact = spec.variant.preact
         if spec.stem == "small":
             self.conv1 = nn.Conv2d(spec.in_channels, spec.stem_channels, 3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()
@@ -102,13 +96,13 @@ class RGSNetClassifier(nn.Module):
         self.bn1 = nn.BatchNorm2d(spec.stem_channels)
         self.relu = nn.ReLU(inplace=True)
         in_channels = spec.stem_channels
-        for i, (n, (bottleneck, out)) in enumerate(zip(spec.blocks_per_stage, spec.stage_widths())):
+        for i, (n, (inner, out)) in enumerate(zip(spec.blocks_per_stage, spec.stage_widths())):
             blocks = []
             for j in range(n):
-                kwargs = dict(spec=spec, stride=2 if (i > 0 and j == 0) else 1)
+                kwargs = dict(bottleneck_channels=inner, spec=spec, stride=2 if (i > 0 and j == 0) else 1)
                 if preact:
                     kwargs["preactivate_input"] = not (i == 0 and j == 0)  # the stem's BN-ReLU (He et al.)
-                blocks.append((PreactBottleneck if preact else Bottleneck)(in_channels, bottleneck, out, **kwargs))
+                blocks.append((ClassifierPreactBlock if preact else ClassifierBlock)(in_channels, out, **kwargs))
                 in_channels = out
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         # Pre-activation blocks end un-normalized; ResNet v2 adds BN-ReLU before pooling.

@@ -67,7 +67,7 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
     copying it would label an RGSNet's own training as a warm start. ``source`` names the
     weights in messages. Returns a report.
     """
-    if model.spec.rule.preact:
+    if model.spec.variant.preact:
         raise ConfigError("a warm start from ResNet weights needs ResNet's residual branches; Preact has others")
     foreign = set(all_added_layers()) | {"final_norm"}
     rgs_layers = sorted({part for name in resnet_state for part in name.split(".") if part in foreign})
@@ -77,7 +77,7 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
                          "(e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1)")
     target = model.state_dict()
     modules = dict(model.named_modules())
-    added = set(model.spec.rule.added_layers()) | {"se"}
+    added = set(model.spec.variant.added_layers()) | {"se"}
 
     def owner(name):  # the module a tensor belongs to, and whether the variant adds it
         module_name = name.rsplit(".", 1)[0]

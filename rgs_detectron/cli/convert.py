@@ -23,7 +23,7 @@ from ..config import get_rgsnet_cfg
 from ..errors import ConfigError
 from ..checkpoint.conversion_report import settings_opts, settings_yaml
 from ..checkpoint.convert import convert_checkpoint
-from ..modeling.spec import RGSNetSpec
+from ..modeling.spec import BLOCKS_PER_DEPTH, RGSNetSpec
 from ..modeling.variants import VARIANTS
 from ..engine.defaults import run_tool
 
@@ -41,7 +41,7 @@ def get_parser():
     d = p.add_argument_group("target backbone (or --config-file)")
     d.add_argument("--config-file", metavar="FILE", help="the Detectron2 yaml you will fine-tune with")
     d.add_argument("--variant", help="one of: " + ", ".join(VARIANTS))
-    d.add_argument("--depth", type=int, help="26, 32, 38, 44, 50, 62, 77, 101, 152 or 200 (default 50)")
+    d.add_argument("--depth", type=int, help=f"one of {', '.join(map(str, BLOCKS_PER_DEPTH))} (default 50)")
     d.add_argument("--width-mult", type=float, help="channel multiplier: 0.25, 0.5, 1, 2 (default 1)")
     d.add_argument("--blocks-per-stage", type=int, nargs=4, metavar="N", help="explicit blocks in res2..res5")
     d.add_argument("--stem-channels", type=int, help="stem output channels (default 64 x width)")

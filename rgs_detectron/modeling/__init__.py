@@ -11,7 +11,7 @@ from .backbone import (
     build_rgsnet_fpn_backbone,
     make_rgsnet_stages,
 )
-from .blocks import PreactBottleneckBlock, RGSBottleneckBlock
+from .blocks import PreactBlock, RGSBlock
 from .roi_heads import RGSNetRes5ROIHeads, make_rgsnet_res5
 from .shortcuts import ReLUGroupNorm
 from .spec import BLOCKS_PER_DEPTH, RGSNetSpec, stage_channels

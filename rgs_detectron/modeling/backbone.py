@@ -21,7 +21,7 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 
 from ..errors import ConfigError
-from .blocks import PreactBottleneckBlock, RGSBottleneckBlock
+from .blocks import PreactBlock, RGSBlock
 from .spec import RGSNetSpec
 
 __all__ = [
@@ -41,7 +41,7 @@ def make_rgsnet_stages(spec: RGSNetSpec, first=2, last=5):
     The first block of each stage changes the width and (except in res2, or res5 when
     dilated) halves the resolution; the first stage's input is the stem's output.
     """
-    block_class = PreactBottleneckBlock if spec.rule.preact else RGSBottleneckBlock
+    block_class = PreactBlock if spec.variant.preact else RGSBlock
     widths = spec.stage_widths()
     stages = []
     for stage in range(first, last + 1):
@@ -52,7 +52,7 @@ def make_rgsnet_stages(spec: RGSNetSpec, first=2, last=5):
         first_stride = 1 if stage == 2 or dilation > 1 else 2
         n = spec.blocks_per_stage[i]
         extra = {}
-        if spec.rule.preact:
+        if spec.variant.preact:
             # He et al.: the stem's BN-ReLU is the first block's pre-activation.
             extra["preactivate_input_per_block"] = [stage != 2] + [True] * (n - 1)
         stages.append(

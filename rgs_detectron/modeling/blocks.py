@@ -1,47 +1,46 @@
-"""Bottleneck blocks for every variant, driven by the table in ``variants.py``.
+"""Residual blocks for every variant, driven by the table in ``variants.py``.
 
 Residual branch ``F`` (ResNet's, except where a variant's row says otherwise)::
 
-    a = ReLU(BN1(conv1x1(x)))                 # then a = GN(a) if relu_gn (2GN)
-    b = ReLU(BN2(conv3x3(a)) + inner(a))      # inner(a) = GN(a) if inner_rg, else 0
-                                              # then b = GN(b) if relu_gn
-    F = BN3(conv1x1(b))                       # times SE(F) when SE is on
+    bottleneck (depth 26 and up)                basic block (depths 18, 34)
+    a = ReLU(BN1(conv1x1(x)))                   a = ReLU(BN1(conv3x3(x)))
+    b = ReLU(BN2(conv3x3(a)) + inner(a))        F = BN2(conv3x3(a)) + inner(a)
+    F = BN3(conv1x1(b))
 
+``inner(a) = GN(a)`` where the row has an inner RG shortcut and the second conv keeps the
+shape (stride 1), else 0; 2GN puts a GN after each ReLU inside ``F``; SE scales ``F``.
 Block output: ``f(F + h(x))`` with ``h`` and ``f`` from the row; projection blocks use
 ``h(x) = BN(conv1x1_stride(x))`` in every variant.
 
 Decisions (docs/ARCHITECTURE.md):
 
-* The inner RG shortcut sits *before* the residual path's own ReLU, which stays where
-  ResNet has it: ``b = ReLU(BN2(conv3x3(a)) + GN(a))``. ``GN(ReLU(a)) = GN(a)`` since
-  ``a`` is already a ReLU output.
-* The inner RG shortcut exists only where the 3x3 conv keeps the shape (stride 1): with
-  the stride in the 3x3 conv (``stride_in_1x1=False``) it is absent from the first block
-  of res3, res4 and res5.
+* The inner RG shortcut sits *before* the bottleneck's own ReLU, which stays where ResNet
+  has it. ``GN(ReLU(a)) = GN(a)`` since ``a`` is already a ReLU output. With the stride in
+  the 3x3 conv (``stride_in_1x1=False``) it is absent from the first block of res3..res5.
 * RBS's shortcut norm is a BatchNorm of the block's BN kind (FrozenBN when the backbone
   is frozen, SyncBN when synced), and a trainable ``BN`` when ``norm`` is not a BN at all
   (GN): RBS means ReLU + *Batch*Norm whatever the rest of the network uses.
 
-Parameter names of the shared layers (``conv1..3`` with their ``norm``, ``shortcut``) are
-Detectron2's, so ``original`` is interchangeable with ``build_resnet_backbone``.
+Each block is built from the same conv layout (:func:`residual_convs`) and the row's
+:meth:`Variant.layers`; its decisions are attributes (a layer or None, a bool), so
+TorchScript can compile every variant. Parameter names are Detectron2's (``conv1..3`` with
+their ``norm``, ``shortcut``), so ``original`` is interchangeable with Detectron2's ResNet;
+the classifier's torchvision-named blocks subclass these and override only the names.
 """
+from typing import NamedTuple, Optional
+
 import fvcore.nn.weight_init as weight_init
+import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 
 from .shortcuts import ReLUGroupNorm
+from .spec import BATCH_NORMS
+from .variants import all_added_layers
 
-__all__ = ["RGSBottleneckBlock", "PreactBottleneckBlock", "SqueezeExcitation", "add_variant_layers",
-           "variant_forward", "preact_forward", "batch_norm_kind"]
-
-_BN_KINDS = ("BN", "SyncBN", "FrozenBN", "nnSyncBN", "naiveSyncBN")
-
-
-def batch_norm_kind(norm):
-    """The BatchNorm flavour that goes with ``norm`` (for RBS's shortcut): itself, or "BN"."""
-    return norm if isinstance(norm, str) and norm in _BN_KINDS else "BN"
+__all__ = ["RGSBlock", "PreactBlock", "SqueezeExcitation", "ConvLayout", "residual_convs"]
 
 
 class SqueezeExcitation(nn.Module):
@@ -59,110 +58,128 @@ class SqueezeExcitation(nn.Module):
         return x * s.sigmoid()
 
 
-def add_variant_layers(block, spec, *, projection, stride_3x3, out_channels, bottleneck_channels, batch_norm):
-    """Give ``block`` the layers its variant's row adds to a ResNet bottleneck.
+class ConvLayout(NamedTuple):
+    """One bias-free conv of a block."""
 
-    Shared by the Detectron2 block and the torchvision-named ImageNet block, so both hold
-    the same layers under the same names and compute the same :func:`variant_forward`.
-    ``batch_norm(channels)`` makes RBS's BatchNorm. Group counts were validated by the spec.
-    """
-    rule = spec.rule
-    groups = spec.gn_groups
-    block.rule = rule
-    # The nonlinear shortcut replaces the identity only where shapes match.
-    block.shortcut_op = "projection" if projection else rule.shortcut
-    if block.shortcut_op == "RG":
-        scale = 0.0 if spec.rg_init == "zero" else 1.0
-        block.shortcut_norm = ReLUGroupNorm(groups, out_channels, impl=spec.shortcut_impl, init_scale=scale)
-    elif block.shortcut_op == "G":
-        block.shortcut_norm = nn.GroupNorm(groups, out_channels)
-    elif block.shortcut_op == "RB":
-        block.shortcut_norm = batch_norm(out_channels)
-    block.keep_identity = rule.keep_identity and not projection
-    block.has_inner = rule.inner_rg and stride_3x3 == 1
-    if block.has_inner:
-        block.inner_norm = ReLUGroupNorm(groups, bottleneck_channels, impl=spec.shortcut_impl)
-    if rule.relu_gn:
-        block.relu_norm1 = nn.GroupNorm(groups, bottleneck_channels)
-        block.relu_norm2 = nn.GroupNorm(groups, bottleneck_channels)
-    if rule.post == "rg":
-        block.output_norm = ReLUGroupNorm(groups, out_channels, impl=spec.shortcut_impl)
-    block.se = SqueezeExcitation(out_channels, spec.se_reduction) if spec.se_reduction else None
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    dilation: int = 1
+    groups: int = 1
+
+    def make(self, conv_class=nn.Conv2d, **extra):
+        return conv_class(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                          padding=self.dilation * (self.kernel_size // 2), dilation=self.dilation,
+                          groups=self.groups, bias=False, **extra)
 
 
-def variant_forward(block, x, conv_bn1, conv_bn2, conv_bn3, projection):
-    """The equations of the module docstring; ``conv_bnK`` compute BN(convK(.))."""
-    rule = block.rule
-    a = F.relu_(conv_bn1(x))
-    if rule.relu_gn:
-        a = block.relu_norm1(a)
-    b = conv_bn2(a)
-    if block.has_inner:
-        b = b + block.inner_norm(a)
-    b = F.relu_(b)
-    if rule.relu_gn:
-        b = block.relu_norm2(b)
-    out = conv_bn3(b)
-    if block.se is not None:
-        out = block.se(out)
-
-    op = block.shortcut_op
-    if op == "projection":
-        out = out + projection(x)
-    elif op == "identity":
-        out = out + x
-    elif op == "RG":  # GN(ReLU(x)), with the identity fused in for Res-RGS
-        out = out + block.shortcut_norm(x, add_identity=block.keep_identity)
-    else:
-        h = block.shortcut_norm(F.relu(x) if op == "RB" else x)
-        out = out + (h + x if block.keep_identity else h)
-
-    if rule.post == "relu":
-        out = F.relu_(out)
-    elif rule.post == "rg":
-        out = block.output_norm(out)
-    return out
+def residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride=1, dilation=1):
+    """The convs of the residual branch ``F``, in order: what every block of ``spec`` is made of."""
+    if spec.block == "basic":  # the spec refuses dilation and grouping here, as Detectron2's R18/R34
+        return [ConvLayout(in_channels, out_channels, 3, stride), ConvLayout(out_channels, out_channels, 3)]
+    stride_1x1, stride_3x3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
+    return [ConvLayout(in_channels, bottleneck_channels, 1, stride_1x1),
+            ConvLayout(bottleneck_channels, bottleneck_channels, 3, stride_3x3, dilation, spec.num_groups),
+            ConvLayout(bottleneck_channels, out_channels, 1)]
 
 
-class RGSBottleneckBlock(CNNBlockBase):
-    """One bottleneck block of any non-preactivation variant of ``spec``."""
+def _projection(in_channels, out_channels, stride):
+    """The 1x1 conv that replaces the identity where the shape changes, or None."""
+    return ConvLayout(in_channels, out_channels, 1, stride) if in_channels != out_channels else None
+
+
+class RGSBlock(CNNBlockBase):
+    """A bottleneck or basic block (``spec.block``) of any non-preactivation variant of ``spec``."""
 
     def __init__(self, in_channels, out_channels, *, bottleneck_channels, spec, stride=1, dilation=1):
         super().__init__(in_channels, out_channels, stride)
-        norm = spec.norm
-        projection = in_channels != out_channels
-        self.shortcut = (
-            Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
-                   norm=get_norm(norm, out_channels))
-            if projection else None
-        )
-        stride_1x1, stride_3x3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
-        self.conv1 = Conv2d(
-            in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, bias=False,
-            norm=get_norm(norm, bottleneck_channels),
-        )
-        self.conv2 = Conv2d(
-            bottleneck_channels, bottleneck_channels, kernel_size=3, stride=stride_3x3,
-            padding=1 * dilation, bias=False, groups=spec.num_groups, dilation=dilation,
-            norm=get_norm(norm, bottleneck_channels),
-        )
-        self.conv3 = Conv2d(
-            bottleneck_channels, out_channels, kernel_size=1, bias=False, norm=get_norm(norm, out_channels),
-        )
-        for layer in [self.conv1, self.conv2, self.conv3, self.shortcut]:
-            if layer is not None:
-                weight_init.c2_msra_fill(layer)
-        add_variant_layers(
-            self, spec, projection=projection, stride_3x3=stride_3x3, out_channels=out_channels,
-            bottleneck_channels=bottleneck_channels, batch_norm=lambda c: get_norm(batch_norm_kind(norm), c),
-        )
+        convs = residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride, dilation)
+        projection = _projection(in_channels, out_channels, stride)
+        self.conv3 = None  # a basic block has two convs
+        self._add_units(spec, convs, projection)
+        self._add_variant_layers(spec, convs, identity_shape=projection is None)
+
+    def _add_units(self, spec, convs, projection):
+        """``shortcut`` and ``conv1..3``, Detectron2's convs that carry their norm."""
+        self.shortcut = None
+        if projection is not None:
+            self.shortcut = projection.make(Conv2d, norm=get_norm(spec.norm, projection.out_channels))
+            weight_init.c2_msra_fill(self.shortcut)
+        for k, conv in enumerate(convs, 1):
+            setattr(self, f"conv{k}", conv.make(Conv2d, norm=get_norm(spec.norm, conv.out_channels)))
+            weight_init.c2_msra_fill(getattr(self, f"conv{k}"))
+
+    def _add_variant_layers(self, spec, convs, identity_shape):
+        """The layers the row adds (``Variant.layers``), and the row's decisions as plain attributes."""
+        variant = spec.variant
+        for name in all_added_layers():
+            setattr(self, name, None)
+        widths = {"out": convs[-1].out_channels, "inner": convs[0].out_channels}
+        for name, kind, site in variant.layers(identity_shape, inner=convs[1].stride == 1, inner_relus=len(convs) - 1):
+            channels = widths[site]
+            if kind == "RB":
+                layer = get_norm(spec.norm if spec.norm in BATCH_NORMS else "BN", channels)
+            elif kind == "GN":
+                layer = nn.GroupNorm(spec.gn_groups, channels)
+            else:  # "RG": GN(ReLU(.)) in one module, the lean implementation's unit
+                scale = 0.0 if name == "shortcut_norm" and spec.rg_init == "zero" else 1.0
+                layer = ReLUGroupNorm(spec.gn_groups, channels, impl=spec.shortcut_impl, init_scale=scale)
+            setattr(self, name, layer)
+        if spec.se_reduction:
+            self.se = SqueezeExcitation(convs[-1].out_channels, spec.se_reduction)
+        self.keep_identity = variant.keep_identity and identity_shape
+        self.shortcut_relu = variant.shortcut == "RB"  # an "RG" layer applies its own ReLU
+        self.post_relu = variant.post == "relu"
+
+    # The units of F and the projection, by Detectron2's names (the classifier overrides them).
+    def conv_bn1(self, x):
+        return self.conv1(x)
+
+    def conv_bn2(self, x):
+        return self.conv2(x)
+
+    def conv_bn3(self, x):
+        return self.conv3(x)
+
+    def project(self, x) -> Optional[torch.Tensor]:
+        return None if self.shortcut is None else self.shortcut(x)
 
     def forward(self, x):
-        return variant_forward(self, x, self.conv1, self.conv2, self.conv3, self.shortcut)
+        a = F.relu_(self.conv_bn1(x))
+        if self.relu_norm1 is not None:
+            a = self.relu_norm1(a)
+        f = self.conv_bn2(a)
+        if self.inner_norm is not None:
+            f = f + self.inner_norm(a)
+        if self.conv3 is not None:  # bottleneck
+            f = F.relu_(f)
+            if self.relu_norm2 is not None:
+                f = self.relu_norm2(f)
+            f = self.conv_bn3(f)
+        if self.se is not None:
+            f = self.se(f)
+        out = f + self.shortcut_term(x)
+        if self.output_norm is not None:
+            return self.output_norm(out)
+        return F.relu_(out) if self.post_relu else out
+
+    def shortcut_term(self, x):
+        """``h(x)``: the projection, the row's shortcut (beside ``x`` for Res-RGS), or ``x``."""
+        projected = self.project(x)
+        if projected is not None:
+            return projected
+        norm = self.shortcut_norm
+        if norm is None:
+            return x
+        if isinstance(norm, ReLUGroupNorm):
+            return norm(x, self.keep_identity)  # the lean implementation fuses the identity in
+        h = norm(F.relu(x) if self.shortcut_relu else x)
+        return h + x if self.keep_identity else h
 
 
-class PreactBottleneckBlock(CNNBlockBase):
-    """Pre-activation bottleneck (He et al., ECCV 2016), the paper's "Preact" row.
+class PreactBlock(CNNBlockBase):
+    """Pre-activation block (He et al., ECCV 2016), the paper's "Preact" row; bottleneck or basic.
 
     ``norm_k`` precede ``conv_k``; the identity is added with no post-activation. A
     projection shortcut sees the pre-activated input ``ReLU(norm1(x))``.
@@ -174,36 +191,40 @@ class PreactBottleneckBlock(CNNBlockBase):
     def __init__(self, in_channels, out_channels, *, bottleneck_channels, spec, stride=1, dilation=1,
                  preactivate_input=True):
         super().__init__(in_channels, out_channels, stride)
-        norm = spec.norm
-        stride_1x1, stride_3x3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
-        self.norm1 = get_norm(norm, in_channels) if preactivate_input else None
-        self.conv1 = Conv2d(in_channels, bottleneck_channels, 1, stride=stride_1x1, bias=False)
-        self.norm2 = get_norm(norm, bottleneck_channels)
-        self.conv2 = Conv2d(
-            bottleneck_channels, bottleneck_channels, 3, stride=stride_3x3, padding=dilation,
-            bias=False, groups=spec.num_groups, dilation=dilation,
-        )
-        self.norm3 = get_norm(norm, bottleneck_channels)
-        self.conv3 = Conv2d(bottleneck_channels, out_channels, 1, bias=False)
-        self.shortcut = (
-            Conv2d(in_channels, out_channels, 1, stride=stride, bias=False) if in_channels != out_channels else None
-        )
-        for layer in [self.conv1, self.conv2, self.conv3, self.shortcut]:
-            if layer is not None:
-                weight_init.c2_msra_fill(layer)
+        convs = residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride, dilation)
+        self.conv3 = None  # a basic block has two convs
+        self._add_units(spec, convs, _projection(in_channels, out_channels, stride), preactivate_input)
         self.se = SqueezeExcitation(out_channels, spec.se_reduction) if spec.se_reduction else None
 
+    def _add_units(self, spec, convs, projection, preactivate_input):
+        """``norm_k`` + ``conv_k`` (Detectron2's names), and ``shortcut``, a conv without norm."""
+        for k, conv in enumerate(convs, 1):
+            setattr(self, f"norm{k}", get_norm(spec.norm, conv.in_channels) if k > 1 or preactivate_input else None)
+            setattr(self, f"conv{k}", conv.make(Conv2d))
+            weight_init.c2_msra_fill(getattr(self, f"conv{k}"))
+        self.shortcut = None if projection is None else projection.make(Conv2d)
+        if self.shortcut is not None:
+            weight_init.c2_msra_fill(self.shortcut)
+
+    # The pre-activations and the projection, by Detectron2's names (the classifier overrides them).
+    def preactivate(self, x):
+        return x if self.norm1 is None else F.relu(self.norm1(x))
+
+    def activate2(self, x):
+        return F.relu_(self.norm2(x))
+
+    def activate3(self, x):
+        return F.relu_(self.norm3(x))
+
+    def project(self, x) -> Optional[torch.Tensor]:
+        return None if self.shortcut is None else self.shortcut(x)
+
     def forward(self, x):
-        return preact_forward(self, x, self.norm1, self.conv1, self.norm2, self.conv2, self.norm3, self.conv3,
-                              self.shortcut)
-
-
-def preact_forward(block, x, norm1, conv1, norm2, conv2, norm3, conv3, projection):
-    """Pre-activation block; shared with the ImageNet classifier's torchvision-named block."""
-    pre = F.relu(norm1(x)) if norm1 is not None else x
-    out = conv1(pre)
-    out = conv2(F.relu_(norm2(out)))
-    out = conv3(F.relu_(norm3(out)))
-    if block.se is not None:
-        out = block.se(out)
-    return out + (projection(pre) if projection is not None else x)
+        pre = self.preactivate(x)
+        out = self.conv2(self.activate2(self.conv1(pre)))
+        if self.conv3 is not None:  # bottleneck
+            out = self.conv3(self.activate3(out))
+        if self.se is not None:
+            out = self.se(out)
+        projected = self.project(pre)
+        return out + (x if projected is None else projected)

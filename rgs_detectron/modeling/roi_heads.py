@@ -1,4 +1,5 @@
 """C4 ROI head whose res5 stage is built from RGSNet blocks."""
+import torch
 from torch import nn
 
 from detectron2.modeling import ROI_HEADS_REGISTRY
@@ -26,7 +27,13 @@ def make_rgsnet_res5(spec=None, **description):
 
 @ROI_HEADS_REGISTRY.register()
 class RGSNetRes5ROIHeads(Res5ROIHeads):
-    """Detectron2's ``Res5ROIHeads`` with res5 made of the configured RGSNet variant."""
+    """Detectron2's ``Res5ROIHeads`` with res5 made of the configured RGSNet variant.
+
+    ``mask_on`` is a TorchScript constant, so that a head without masks scripts: the mask
+    branch is compiled away (Detectron2 0.7.2's ``Res5ROIHeads`` does not script without one).
+    """
+
+    mask_on: torch.jit.Final[bool]
 
     @classmethod
     def _build_res5_block(cls, cfg):

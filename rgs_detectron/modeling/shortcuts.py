@@ -17,11 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["ReLUGroupNorm", "rg_shortcut_reference", "rg_shortcut_lean"]
+__all__ = ["ReLUGroupNorm", "rg_shortcut_reference", "rg_shortcut_lean", "SHORTCUT_IMPLS"]
+
+SHORTCUT_IMPLS = ("auto", "reference", "lean")
 
 
-def rg_shortcut_reference(x, num_groups, weight, bias, eps, add_identity=False):
-    """``GN(ReLU(x)) (+ x)`` with plain PyTorch ops."""
+def rg_shortcut_reference(x, num_groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                          add_identity: bool = False):
+    """``GN(ReLU(x)) (+ x)`` with plain PyTorch ops (what TorchScript compiles)."""
     out = F.group_norm(F.relu(x), num_groups, weight, bias, eps)
     return out + x if add_identity else out
 
@@ -84,10 +87,6 @@ def rg_shortcut_lean(x, num_groups, weight, bias, eps, add_identity=False):
     return _LeanRGShortcut.apply(x, weight, bias, num_groups, eps, add_identity)
 
 
-def _exporting():
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
-
-
 class ReLUGroupNorm(nn.GroupNorm):
     """``GroupNorm(ReLU(x))``, optionally plus ``x``: the paper's RG shortcut.
 
@@ -96,13 +95,13 @@ class ReLUGroupNorm(nn.GroupNorm):
 
     Args:
         impl: "reference", "lean", or "auto" (lean on CUDA while autograd records,
-            reference on the CPU, in inference and while tracing or exporting).
+            reference on the CPU, in inference and while tracing, scripting or exporting).
         init_scale: the weight's initial value (1 as any GroupNorm; 0 for ``rg_init="zero"``).
     """
 
     def __init__(self, num_groups, num_channels, eps=1e-5, impl="auto", init_scale=1.0):
         super().__init__(num_groups, num_channels, eps=eps, affine=True)
-        assert impl in ("auto", "reference", "lean"), impl
+        assert impl in SHORTCUT_IMPLS, impl
         self.impl = impl
         self.init_scale = init_scale
         self.reset_parameters()
@@ -112,16 +111,21 @@ class ReLUGroupNorm(nn.GroupNorm):
         super().reset_parameters()
         nn.init.constant_(self.weight, getattr(self, "init_scale", 1.0))
 
-    def _use_lean(self, x):
-        if self.impl == "reference" or _exporting():
+    def forward(self, x, add_identity: bool = False):
+        # The one place the implementation is chosen. TorchScript compiles only the reference
+        # ops: it skips the branch under ``not is_scripting()``, and the lean function with it.
+        if not torch.jit.is_scripting() and self._use_lean(x):
+            return rg_shortcut_lean(x, self.num_groups, self.weight, self.bias, self.eps, add_identity)
+        return rg_shortcut_reference(x, self.num_groups, self.weight, self.bias, self.eps, add_identity)
+
+    @torch.jit.unused  # eager only (see forward)
+    def _use_lean(self, x) -> bool:
+        """Lean only in eager autograd: never while tracing or exporting to ONNX, nor without gradients."""
+        if self.impl == "reference" or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             return False
         if not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)):
             return False
         return self.impl == "lean" or x.is_cuda
-
-    def forward(self, x, add_identity: bool = False):
-        fn = rg_shortcut_lean if self._use_lean(x) else rg_shortcut_reference
-        return fn(x, self.num_groups, self.weight, self.bias, self.eps, add_identity)
 
     def extra_repr(self):
         return super().extra_repr() + f", impl={self.impl}"

@@ -16,27 +16,27 @@ from typing import Dict, Optional, Tuple
 
 from ..errors import ConfigError
 
-__all__ = ["Variant", "VARIANTS", "get_variant", "twin_of", "all_added_layers", "markdown_table", "SHORTCUTS", "POST_SUM"]
+__all__ = ["Variant", "VARIANTS", "get_variant", "twin_of", "all_added_layers", "markdown_table", "SHORTCUTS",
+           "POST_SUM", "RG_INITS"]
 
-# h(x) on identity-shape blocks. "RG" is the paper's nonlinear shortcut GN(ReLU(x)).
+# h(x) on identity-shape blocks: its formula, and the kind of layer it adds (Variant.layers).
+# "RG" is the paper's nonlinear shortcut GN(ReLU(x)).
 SHORTCUTS = {
-    "identity": "x",
-    "RG": "GN(ReLU(x))",
-    "RB": "BN(ReLU(x))",
-    "G": "GN(x)",
+    "identity": ("x", None),
+    "RG": ("GN(ReLU(x))", "RG"),
+    "RB": ("BN(ReLU(x))", "RB"),
+    "G": ("GN(x)", "GN"),
 }
 # f, applied to the sum.
 POST_SUM = {"relu": "ReLU(y)", "none": "y", "rg": "GN(ReLU(y))"}
+# Initial scale of the RG shortcut's GroupNorm in identity blocks: "paper" (1, as any norm) or
+# "zero" (each Res-RGS block starts as F(x) + x; docs/ARCHITECTURE.md, "Activation growth").
+RG_INITS = ("paper", "zero")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One block design. Layers it adds to a ResNet bottleneck follow from the fields:
-
-    ``shortcut_norm`` (shortcut "RG"/"G": GroupNorm, "RB": BatchNorm), ``inner_norm``
-    (``inner_rg``), ``relu_norm1``/``relu_norm2`` (``relu_gn``), ``output_norm``
-    (post "rg"); ``se.fc1``/``se.fc2`` come with squeeze-and-excitation, any variant.
-    """
+    """One block design; :meth:`layers` says which layers it adds. ``str()`` gives its name."""
 
     name: str
     paper: str  # where the paper defines it
@@ -51,42 +51,61 @@ class Variant:
         assert self.shortcut in SHORTCUTS and self.post in POST_SUM, self
         assert not (self.keep_identity and self.shortcut == "identity"), self
 
-    @property
-    def shortcut_norm(self) -> Optional[str]:
-        """Kind of the shortcut's norm: "GN", "BN" or None."""
-        return {"RG": "GN", "G": "GN", "RB": "BN"}.get(self.shortcut)
+    def __str__(self):
+        return self.name
+
+    def __repr__(self):
+        return f"Variant({self.name!r})"
+
+    def layers(self, identity_shape=True, inner=True, inner_relus=2) -> Tuple[Tuple[str, str, str], ...]:
+        """``(module name, kind, site)`` of each layer the row adds to a block (SE aside).
+
+        The one statement of what a row adds: the blocks build these layers, the spec checks
+        their GroupNorm widths, the converter and the docs name them. ``kind``: "RG" (ReLU then
+        GroupNorm, one module), "RB" (ReLU then BatchNorm), "GN" (GroupNorm); ``site``: the
+        channels it normalizes, the block's "out"put or the residual branch's "inner" width.
+        ``identity_shape``: the block keeps its input's shape (projection blocks keep ResNet's
+        shortcut); ``inner``: its second conv keeps the shape (where an inner RG shortcut fits);
+        ``inner_relus``: the ReLUs inside F (2 in a bottleneck, 1 in a basic block).
+        """
+        layers = []
+        if identity_shape and self.shortcut != "identity":
+            layers.append(("shortcut_norm", SHORTCUTS[self.shortcut][1], "out"))
+        if self.inner_rg and inner:
+            layers.append(("inner_norm", "RG", "inner"))
+        if self.relu_gn:
+            layers += [(f"relu_norm{i}", "GN", "inner") for i in range(1, inner_relus + 1)]
+        if self.post == "rg":
+            layers.append(("output_norm", "RG", "out"))
+        return tuple(layers)
 
     @property
     def uses_group_norm(self) -> bool:
         return bool(self.group_norm_sites())
 
     def group_norm_sites(self) -> Tuple[str, ...]:
-        """Which channel counts a GroupNorm of this variant normalizes ("out", "bottleneck")."""
-        sites = []
-        if self.shortcut_norm == "GN" or self.post == "rg":
-            sites.append("out")
-        if self.inner_rg or self.relu_gn:
-            sites.append("bottleneck")
-        return tuple(sites)
+        """Which widths a GroupNorm of this variant normalizes ("out", "inner")."""
+        return tuple(dict.fromkeys(site for _, kind, site in self.layers() if kind != "RB"))
 
     def added_layers(self) -> Tuple[str, ...]:
-        """Names of the modules this row adds to every identity-shape block (SE aside)."""
-        names = ["shortcut_norm"] if self.shortcut_norm else []
-        names += ["inner_norm"] if self.inner_rg else []
-        names += ["relu_norm1", "relu_norm2"] if self.relu_gn else []
-        names += ["output_norm"] if self.post == "rg" else []
-        return tuple(names)
+        """Names of the modules this row adds to every identity-shape bottleneck (SE aside)."""
+        return tuple(name for name, _, _ in self.layers())
+
+    def rg_inits(self) -> Tuple[str, ...]:
+        """The initialisations of ``RG_INITS`` that apply: "zero" needs the identity beside the RG
+        shortcut (Res-RGS), or the block would start with no shortcut at all."""
+        return RG_INITS if self.shortcut == "RG" and self.keep_identity else RG_INITS[:1]
 
     def tensor_layout(self):
         """What the variant's added tensors look like; equal layouts cannot be told apart."""
-        return (self.shortcut_norm, self.inner_rg, self.relu_gn, self.post == "rg", self.preact)
+        return tuple((name, "BN" if kind == "RB" else "GN") for name, kind, _ in self.layers()) + (self.preact,)
 
     def equation(self) -> str:
         """The identity-shape block's output, as in the docs' variant table."""
         if self.preact:
             return "x + F_pre(x), F_pre = (BN-ReLU-conv) x3"
         branch = "F_inner(x)" if self.inner_rg else ("F_2GN(x)" if self.relu_gn else "F(x)")
-        terms = [branch, SHORTCUTS[self.shortcut]] + (["x"] if self.keep_identity else [])
+        terms = [branch, SHORTCUTS[self.shortcut][0]] + (["x"] if self.keep_identity else [])
         total = " + ".join(terms)
         return {"relu": f"ReLU({total})", "none": total, "rg": f"GN(ReLU({total}))"}[self.post]
 
@@ -109,7 +128,10 @@ VARIANTS: Dict[str, Variant] = {
 
 
 def get_variant(name, key="MODEL.RGSNET.VARIANT") -> Variant:
-    """The row for ``name`` (case-insensitive), or a ConfigError naming ``key`` and the choices."""
+    """The row for ``name`` (case-insensitive; a row is returned as it is), or a ConfigError naming
+    ``key`` and the choices."""
+    if isinstance(name, Variant):
+        return name
     by_lower = {n.lower(): v for n, v in VARIANTS.items()}
     try:
         return by_lower[str(name).lower()]

@@ -1,0 +1,84 @@
+"""Activation growth at initialisation: the docs' tables are what the tool computes, and
+``rg_init`` changes only what it says."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rgs_detectron import get_rgsnet_cfg
+from rgs_detectron.classification import RGSNetClassifier
+from rgs_detectron.errors import ConfigError
+from rgs_detectron.modeling import RGSNet, RGSNetSpec, ReLUGroupNorm
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = ["res2", "res3", "res4", "res5"]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("activation_growth", ROOT / "tools" / "activation_growth.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _doc_tables():
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    block = text.split("<!-- activation-growth -->\n", 1)[1].split("\n<!-- /activation-growth -->", 1)[0]
+    return [t.splitlines() for t in block.strip().split("\n\n")]
+
+
+def test_docs_tables_are_what_the_tool_computes():
+    """Every row and header as the tool writes them, and one cell (the cheapest) recomputed."""
+    tool = _tool()
+    tables = _doc_tables()
+    assert len(tables) == len(tool.MODELS)
+    for model, lines in zip(tool.MODELS, tables):
+        assert lines[:2] == tool.header(model, tool.DEPTHS)
+        assert [tuple(c.strip(" `") for c in line.split("|")[1:3]) for line in lines[2:]] == tool.rows()
+    cell = tool.cell(tool.stage_stds("classifier", "Res-RGS", 26))
+    assert f"| `Res-RGS` | paper | {cell} |" in "\n".join(tables[0])
+
+
+def _pair(build):
+    """(paper, zero) Res-RGS networks made from the same seed."""
+    made = []
+    for init in ("paper", "zero"):
+        torch.manual_seed(0)
+        spec = RGSNetSpec.create("Res-RGS", 26, 0.25, norm="BN", rg_init=init)
+        made.append(RGSNetClassifier(spec) if build == "classifier" else RGSNet(spec=spec, out_features=ALL))
+    return made
+
+
+@pytest.mark.parametrize("build", ["classifier", "backbone"])
+def test_rg_init_zero_changes_only_the_rg_shortcuts_initial_scale(build):
+    paper, zero = _pair(build)
+    p, z = paper.state_dict(), zero.state_dict()
+    assert [(k, v.shape) for k, v in p.items()] == [(k, v.shape) for k, v in z.items()]
+    assert sum(t.numel() for t in paper.parameters()) == sum(t.numel() for t in zero.parameters())
+    changed = [k for k in p if not torch.equal(p[k], z[k])]
+    # One per identity-shape block (depth 26: two blocks per stage, the first a projection).
+    assert len(changed) == 4 and all(k.endswith("shortcut_norm.weight") for k in changed)
+    assert all(bool((p[k] == 1).all()) and bool((z[k] == 0).all()) for k in changed)
+
+
+def test_rg_init_zero_block_starts_as_the_paper_block_without_its_rg_term():
+    (paper, zero), x = _pair("backbone"), torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        block_paper, block_zero = paper.res2[1].train(), zero.res2[1].train()
+        groups = block_paper.shortcut_norm.num_groups
+        torch.testing.assert_close(block_zero(x), block_paper(x) - F.group_norm(F.relu(x), groups))
+
+
+def test_the_default_is_the_papers_initialisation():
+    assert RGSNetSpec.create("Res-RGS").rg_init == "paper"
+    assert RGSNetSpec.from_cfg(get_rgsnet_cfg()).rg_init == "paper"
+    for model in (RGSNetClassifier(RGSNetSpec.create("Res-RGS", 26, 0.25)), RGSNet(depth=26, width_mult=0.25)):
+        norms = [m for m in model.modules() if isinstance(m, ReLUGroupNorm)]
+        assert norms and all(bool((m.weight == 1).all()) and bool((m.bias == 0).all()) for m in norms)
+
+
+def test_rg_init_zero_is_refused_where_the_block_would_lose_its_shortcut():
+    with pytest.raises(ConfigError, match=r"rg_init \(MODEL.RGSNET.RG_INIT\) = 'zero' is invalid: .* b-RGS would"):
+        RGSNetSpec.create("b-RGS", rg_init="zero")
