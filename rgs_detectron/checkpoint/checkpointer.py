@@ -48,7 +48,7 @@ _CLASSIFIER_HEAD = re.compile(r"^(fc1000|fc|linear|head)([._]|$)")
 # norm (FrozenBN after BN pretraining is the normal fine-tuning), shortcut_impl (the same
 # function computed another way), rg_init (only where training starts), res5_dilation (a
 # fine-tuning choice, as Detectron2 makes it for ImageNet weights).
-COMPARED_FIELDS = ("variant", "blocks_per_stage", "stem_channels", "res2_out_channels", "num_groups",
+COMPARED_FIELDS = ("variant", "block", "blocks_per_stage", "stem_channels", "res2_out_channels", "num_groups",
                    "width_per_group", "gn_groups", "se_reduction", "stride_in_1x1", "stem", "in_channels")
 _NOT_IN_RES5 = ("stem_channels", "stem", "in_channels")  # a C4 head's res5 has no stem
 # What Caffe2 (MSRA) ImageNet ResNets were trained with; Detectron2's defaults.
@@ -108,7 +108,7 @@ def spec_differences(recorded: RGSNetSpec, spec: RGSNetSpec, res5_only=False):
         a, b = getattr(recorded, name), getattr(spec, name)
         if name == "variant":
             a, b = str(a), str(b)
-        elif name == "gn_groups" and not (recorded.rule.uses_group_norm and spec.rule.uses_group_norm):
+        elif name == "gn_groups" and not (recorded.variant.uses_group_norm and spec.variant.uses_group_norm):
             continue  # unused by a variant without GroupNorm; a variant difference is reported anyway
         elif res5_only and name == "blocks_per_stage":
             a, b = a[3], b[3]
