@@ -19,7 +19,7 @@ build the user chose:
 """
 from setuptools import find_packages, setup
 
-CLI = ("train_net", "lazy_train_net", "train_classifier", "convert", "demo", "export", "analyze", "benchmark",
+CLI = ("train_net", "lazy_train_net", "train_classifier", "convert", "demo", "export",
        "make_digits", "make_coco_minival", "digits_demo")
 
 # Detectron2's run-time dependencies (its wheel is installed --no-deps) and ours.

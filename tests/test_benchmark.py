@@ -1,15 +1,21 @@
 """The benchmark runs end to end on the CPU, measures the shipped network and reports what it promises."""
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from detectron2.modeling import build_model
 
-from rgs_detectron.cli import benchmark as benchmark_module
-from rgs_detectron.utils import benchmark as timing
 from rgs_detectron.model_zoo import get_config_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # developer tools, not installed
+import analyze_model  # noqa: E402
+import benchmark as benchmark_module  # noqa: E402
+
+timing = benchmark_module
 
 from common import rgs_cfg
 
@@ -91,9 +97,7 @@ def test_synthetic_batch_is_valid_and_reproducible():
 
 
 def test_analyze_input_size_must_be_positive(capsys):
-    from rgs_detectron.cli import analyze
-
     with pytest.raises(SystemExit) as exit_:
-        analyze.main(["--config-file", "configs/demo/digits_res_rgs.yaml", "--input-size", "0", "-5"])
+        analyze_model.main(["--config-file", "configs/demo/digits_res_rgs.yaml", "--input-size", "0", "-5"])
     assert exit_.value.code == 2
     assert "analyze: error: argument --input-size: 0 is invalid: give an integer > 0" in capsys.readouterr().err

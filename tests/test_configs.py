@@ -1,5 +1,6 @@
 """Every shipped config loads and builds; the C4/FPN schedule twins agree; yaml never runs code."""
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,10 @@ def test_the_device_option_overrides_only_when_given(cuda_usable):
 
 def test_digits_demo_and_benchmark_follow_the_same_rule(cuda_usable, monkeypatch, tmp_path):
     """Their shipped configs name no device: --device, else MODEL.DEVICE among the overrides, else auto."""
-    from rgs_detectron.cli import benchmark, digits_demo
+    from rgs_detectron.cli import digits_demo
+
+    sys.path.insert(0, str(ROOT / "tools"))  # tools/benchmark.py, a developer tool
+    import benchmark
 
     seen = []
     monkeypatch.setattr(digits_demo, "generate_digits_dataset", lambda root: None)
