@@ -2,14 +2,17 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from rgs_detectron.modeling.variants import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def test_variant_table_in_the_docs_is_the_code_table():
-    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+@pytest.mark.parametrize("doc", ["README.md", "docs/ARCHITECTURE.md"])
+def test_variant_table_in_the_docs_is_the_code_table(doc):
+    text = (ROOT / doc).read_text()
     table = text.split("<!-- variant-table -->\n", 1)[1].split("\n<!-- /variant-table -->", 1)[0]
     assert table == markdown_table()
 
