@@ -29,15 +29,7 @@ from detectron2.utils.file_io import PathManager
 
 from ..errors import ConfigError
 
-__all__ = [
-    "COCO_EVAL_ENGINES",
-    "RGSCOCOEvaluator",
-    "build_coco_evaluator",
-    "evaluate_on_coco",
-    "faster_coco_eval_available",
-    "load_coco_gt",
-    "resolve_engine",
-]
+__all__ = ["RGSCOCOEvaluator", "build_coco_evaluator", "evaluate_on_coco", "load_coco_gt", "resolve_engine"]
 
 COCO_EVAL_ENGINES = ("auto", "faster_coco_eval", "pycocotools")
 
@@ -66,25 +58,23 @@ def resolve_engine(engine):
 
 def load_coco_gt(json_file_or_dict, engine):
     """Ground truth as the ``COCO`` class of ``engine`` (each engine needs its own)."""
-    engine = resolve_engine(engine)
-    if engine == "faster_coco_eval":
+    if isinstance(json_file_or_dict, dict):
+        # A copy: the annotations must not be shared with another COCO object, since both engines write "ignore"
+        # flags into them (faster-coco-eval copies only the top level).
+        json_file_or_dict = copy.deepcopy(json_file_or_dict)
+    if resolve_engine(engine) == "faster_coco_eval":
         from faster_coco_eval import COCO
 
-        if isinstance(json_file_or_dict, dict):
-            # faster-coco-eval copies only the top level; annotations must not be shared
-            # with another COCO object, since both engines write "ignore" flags into them.
-            json_file_or_dict = copy.deepcopy(json_file_or_dict)
         return COCO(json_file_or_dict)
     from pycocotools.coco import COCO
 
-    if isinstance(json_file_or_dict, dict):
-        coco = COCO()
-        coco.dataset = copy.deepcopy(json_file_or_dict)
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
-        return coco
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(json_file_or_dict)
+        if not isinstance(json_file_or_dict, dict):
+            return COCO(json_file_or_dict)
+        coco = COCO()
+        coco.dataset = json_file_or_dict
+        coco.createIndex()
+    return coco
 
 
 def evaluate_on_coco(coco_gt, coco_results, iou_type, engine, *, kpt_oks_sigmas=(), img_ids=None,
@@ -138,19 +128,14 @@ class RGSCOCOEvaluator(COCOEvaluator):
     def __init__(self, dataset_name, tasks=None, distributed=True, output_dir=None, *, engine="auto", **kwargs):
         if "use_fast_impl" in kwargs:
             raise TypeError("RGSCOCOEvaluator: pass engine= instead of use_fast_impl=")
-        self._engine = resolve_engine(engine)
+        self.engine = resolve_engine(engine)  # "auto" resolved: "faster_coco_eval" or "pycocotools"
         super().__init__(dataset_name, tasks=tasks, distributed=distributed, output_dir=output_dir,
                          use_fast_impl=False, **kwargs)
         self._faster_coco_gt = None  # loaded on first use; Detectron2 keeps its pycocotools copy
-        self._logger.info(f"COCO evaluation engine: {self._engine}")
-
-    @property
-    def engine(self):
-        """The engine in use ("faster_coco_eval" or "pycocotools"), "auto" resolved."""
-        return self._engine
+        self._logger.info(f"COCO evaluation engine: {self.engine}")
 
     def _eval_predictions(self, predictions, img_ids=None):
-        if self._engine == "pycocotools":
+        if self.engine == "pycocotools":
             return super()._eval_predictions(predictions, img_ids=img_ids)
 
         coco_results = self._coco_results(predictions)
@@ -158,7 +143,7 @@ class RGSCOCOEvaluator(COCOEvaluator):
             self._logger.info("Annotations are not available for evaluation.")
             return
         if self._faster_coco_gt is None:
-            self._faster_coco_gt = load_coco_gt(PathManager.get_local_path(self._metadata.json_file), self._engine)
+            self._faster_coco_gt = load_coco_gt(PathManager.get_local_path(self._metadata.json_file), self.engine)
         self._logger.info("Evaluating predictions with faster-coco-eval ...")
         tasks = self._tasks or self._tasks_from_predictions(coco_results)
         for task in sorted(tasks):
@@ -166,7 +151,7 @@ class RGSCOCOEvaluator(COCOEvaluator):
             coco_eval = None  # no predictions: Detectron2 reports NaN for every metric
             if coco_results:
                 # New dicts: loadRes writes into them.
-                coco_eval = evaluate_on_coco(self._faster_coco_gt, [dict(r) for r in coco_results], task, self._engine,
+                coco_eval = evaluate_on_coco(self._faster_coco_gt, [dict(r) for r in coco_results], task, self.engine,
                                              kpt_oks_sigmas=self._kpt_oks_sigmas, img_ids=img_ids,
                                              max_dets_per_image=self._max_dets_per_image)
             self._results[task] = self._derive_coco_results(coco_eval, task,
