@@ -24,7 +24,7 @@ import io
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 import numpy as np
 import torch
@@ -41,19 +41,8 @@ from .engine.predictor import load_trained_model
 from .errors import ConfigError, UserError
 from .utils.fileio import atomic_write
 
-__all__ = [
-    "BACKBONE_FORMAT",
-    "DETECTOR_FORMATS",
-    "FORMATS",
-    "ONNX_OPSET",
-    "PT2_MIN_SIDE",
-    "TOLERANCES",
-    "ExportResult",
-    "ExportVerificationError",
-    "build_export_model",
-    "export_model",
-    "sample_images",
-]
+__all__ = ["DETECTOR_FORMATS", "FORMATS", "TOLERANCES", "ExportVerificationError", "build_export_model", "export_model",
+           "sample_images"]
 
 # The first two hold the whole detector; torch.export's ExportedProgram holds its backbone only.
 DETECTOR_FORMATS = ("torchscript", "onnx")
@@ -84,15 +73,7 @@ class ExportVerificationError(UserError):
     """The exported file does not reproduce the eager model; nothing was written."""
 
 
-@dataclass
-class ExportResult:
-    format: str
-    path: str
-    checks: list = field(default_factory=list)  # one dict per verified image
-
-    @property
-    def compared_detections(self):
-        return sum(c.get("detections", 0) for c in self.checks)
+ExportResult = namedtuple("ExportResult", "format path checks")  # checks: one dict per verified image
 
 
 def build_export_model(cfg):
@@ -139,21 +120,17 @@ def sample_images(cfg, image_path=None):
     return [first, second.round().clamp(0, 255).to(torch.uint8)]
 
 
-def _inference_func(model):
-    if isinstance(model, GeneralizedRCNN):
-        # Boxes stay in the input image's coordinates: no rescaling to an "original" size
-        # that the exported graph could not know.
-        def inference(model, inputs):
-            return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
-
-        return inference
-    return None
+def _rcnn_inference(model, inputs):
+    # Boxes stay in the input image's coordinates: no rescaling to an "original" size
+    # that the exported graph could not know.
+    return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
 
 
 def _adapter(model, image):
     # eval(): a fresh nn.Module is in training mode, and torch.onnx.export restores the
     # adapter's mode afterwards, which would switch the detector to training too.
-    return TracingAdapter(model, [{"image": image}], _inference_func(model)).eval()
+    inference = _rcnn_inference if isinstance(model, GeneralizedRCNN) else None
+    return TracingAdapter(model, [{"image": image}], inference).eval()
 
 
 def _output_names(adapter, image):
@@ -178,17 +155,13 @@ def _greedy_order(ref_boxes, ref_classes, boxes, classes):
     Detections with (nearly) tied scores may come out in a different order from another
     runtime; pairing them up keeps such a tie from counting as a mismatch.
     """
-    taken, order = set(), []
+    taken, order = np.zeros(len(boxes), dtype=bool), []
     for box, cls in zip(ref_boxes, ref_classes):
-        best, best_d = None, np.inf
-        for j in range(len(boxes)):
-            if j not in taken and classes[j] == cls:
-                d = np.abs(boxes[j] - box).max()
-                if d < best_d:
-                    best, best_d = j, d
-        if best is None:
+        candidates = np.flatnonzero(~taken & (classes == cls))
+        if not len(candidates):
             return None
-        taken.add(best)
+        best = candidates[np.abs(boxes[candidates] - box).max(axis=1).argmin()]
+        taken[best] = True
         order.append(best)
     return np.asarray(order, dtype=np.int64)
 
@@ -235,8 +208,7 @@ def _trace_torchscript(adapter, image):
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
     data = buffer.getvalue()
-    loaded = torch.jit.load(io.BytesIO(data), map_location=image.device)
-    return data, (lambda img: loaded(img))
+    return data, torch.jit.load(io.BytesIO(data), map_location=image.device)
 
 
 def _trace_onnx(adapter, image, names):
@@ -308,8 +280,8 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ConfigError(f"unknown export format(s) {sorted(unknown)}: choose from {', '.join(FORMATS)}")
-    existing = [os.path.join(output_dir, FILE_NAMES[f]) for f in formats
-                if os.path.exists(os.path.join(output_dir, FILE_NAMES[f]))]
+    paths = {fmt: os.path.join(output_dir, FILE_NAMES[fmt]) for fmt in formats}
+    existing = [path for path in paths.values() if os.path.exists(path)]
     if existing and not overwrite:
         raise ConfigError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
     os.makedirs(output_dir, exist_ok=True)
@@ -347,13 +319,11 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
                     f"{fmt} export does not match eager PyTorch on a {tuple(x.shape[-2:])} image: {e}"
                 ) from None
             checks.append({"image_size": tuple(x.shape[-2:]), **check})
-        final = os.path.join(output_dir, FILE_NAMES[fmt])
-        atomic_write(final, lambda f, d=data: f.write(d))
-        result = ExportResult(fmt, final, checks)
-        if fmt != BACKBONE_FORMAT and result.compared_detections == 0:
+        atomic_write(paths[fmt], lambda f, d=data: f.write(d))
+        if fmt != BACKBONE_FORMAT and sum(c.get("detections", 0) for c in checks) == 0:
             logger.warning(
                 f"{fmt}: the eager model found nothing on the sample images, so only empty outputs "
                 "were compared; give a real --sample-image or lower the score threshold to check more"
             )
-        results.append(result)
+        results.append(ExportResult(fmt, paths[fmt], checks))
     return results
