@@ -149,6 +149,10 @@ def _as_numpy(outputs):
     return [o.detach().cpu().numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outputs]
 
 
+def _max_diff(a, b):
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
+
+
 def _greedy_order(ref_boxes, ref_classes, boxes, classes):
     """Index of the closest same-class exported detection for each eager one, or None.
 
@@ -176,10 +180,7 @@ def compare_outputs(names, reference, exported, atol):
             )
     per_detection = [n for n in names if n != "image_size" and ref[n].ndim >= 1]
     if "pred_boxes" in ref and "pred_classes" in ref and len(ref["pred_boxes"]):
-        in_order = all(
-            np.abs(ref[n].astype(np.float64) - out[n].astype(np.float64)).max() <= atol for n in per_detection
-        )
-        if not in_order:
+        if not all(_max_diff(ref[n], out[n]) <= atol for n in per_detection):
             order = _greedy_order(ref["pred_boxes"], ref["pred_classes"], out["pred_boxes"], out["pred_classes"])
             if order is None:
                 raise ExportVerificationError("detected classes differ from eager")
@@ -191,8 +192,7 @@ def compare_outputs(names, reference, exported, atol):
             if not np.array_equal(a, b):
                 raise ExportVerificationError(f"output {name!r} differs from eager")
         else:
-            d = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
-            diffs[name] = d
+            diffs[name] = d = _max_diff(a, b)
             if not d <= atol:
                 raise ExportVerificationError(
                     f"output {name!r} differs from eager by up to {d:.3g} (allowed {atol:g})"
