@@ -175,9 +175,7 @@ def compare_outputs(names, reference, exported, atol):
     ref, out = dict(zip(names, _as_numpy(reference))), dict(zip(names, _as_numpy(exported)))
     for name in names:
         if ref[name].shape != out[name].shape:
-            raise ExportVerificationError(
-                f"output {name!r} has shape {out[name].shape}, eager gives {ref[name].shape}"
-            )
+            raise ExportVerificationError(f"output {name!r} has shape {out[name].shape}, eager gives {ref[name].shape}")
     per_detection = [n for n in names if n != "image_size" and ref[n].ndim >= 1]
     if "pred_boxes" in ref and "pred_classes" in ref and len(ref["pred_boxes"]):
         if not all(_max_diff(ref[n], out[n]) <= atol for n in per_detection):
@@ -194,9 +192,7 @@ def compare_outputs(names, reference, exported, atol):
         else:
             diffs[name] = d = _max_diff(a, b)
             if not d <= atol:
-                raise ExportVerificationError(
-                    f"output {name!r} differs from eager by up to {d:.3g} (allowed {atol:g})"
-                )
+                raise ExportVerificationError(f"output {name!r} differs from eager by up to {d:.3g} (allowed {atol:g})")
     if "pred_boxes" not in ref:
         return {"max_abs_diff": diffs}
     return {"detections": len(ref["pred_boxes"]), "max_abs_diff": diffs}
@@ -214,16 +210,8 @@ def _trace_torchscript(adapter, image):
 def _trace_onnx(adapter, image, names):
     per_detection = {n: {0: "detections"} for n in names if n != "image_size"}
     buffer = io.BytesIO()
-    torch.onnx.export(
-        adapter,
-        (image,),
-        buffer,
-        opset_version=ONNX_OPSET,
-        dynamo=False,
-        input_names=["image"],
-        output_names=names,
-        dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection},
-    )
+    torch.onnx.export(adapter, (image,), buffer, opset_version=ONNX_OPSET, dynamo=False, input_names=["image"],
+                      output_names=names, dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection})
     import onnx
     import onnxruntime
 
@@ -315,15 +303,12 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
             try:
                 check = compare_outputs(names, ref, got, TOLERANCES[fmt])
             except ExportVerificationError as e:
-                raise ExportVerificationError(
-                    f"{fmt} export does not match eager PyTorch on a {tuple(x.shape[-2:])} image: {e}"
-                ) from None
+                raise ExportVerificationError(f"{fmt} export does not match eager PyTorch on a "
+                                              f"{tuple(x.shape[-2:])} image: {e}") from None
             checks.append({"image_size": tuple(x.shape[-2:]), **check})
         atomic_write(paths[fmt], lambda f, d=data: f.write(d))
         if fmt != BACKBONE_FORMAT and sum(c.get("detections", 0) for c in checks) == 0:
-            logger.warning(
-                f"{fmt}: the eager model found nothing on the sample images, so only empty outputs "
-                "were compared; give a real --sample-image or lower the score threshold to check more"
-            )
+            logger.warning(f"{fmt}: the eager model found nothing on the sample images, so only empty outputs "
+                           "were compared; give a real --sample-image or lower the score threshold to check more")
         results.append(ExportResult(fmt, paths[fmt], checks))
     return results
