@@ -23,7 +23,7 @@ from ..data.checks import check_dataset_files
 from ..errors import ConfigError, UserError
 from .guarded_run import check_resume_point
 from .launch import check_output_dir, resuming
-from .trainer import EVALUATOR_TYPES
+from .trainer import check_evaluator_type
 
 __all__ = ["preflight", "lazy_preflight"]
 
@@ -111,15 +111,6 @@ def _check_classes(key, num, train, test, sep=" "):
                               f"inference: set {key}{sep}{n}")
 
 
-def _check_evaluators(names):
-    for name in names:
-        kind = MetadataCatalog.get(name).get("evaluator_type", None)
-        if kind not in EVALUATOR_TYPES:
-            raise ConfigError(f"dataset '{name}' has evaluator_type {kind!r}, which no evaluator here takes (known: "
-                              f"{', '.join(EVALUATOR_TYPES)}): set it in the dataset's metadata, or leave the dataset "
-                              "out of DATASETS.TEST")
-
-
 def _check_wiring(cfg):
     """The heads read features the backbone produces (the backbone is built on the meta device)."""
     try:
@@ -172,7 +163,8 @@ def preflight(cfg, args):
     test = list(cfg.DATASETS.TEST)
     _check_inputs(problems, eval_only=eval_only, weights=cfg.MODEL.WEIGHTS, weights_key="MODEL.WEIGHTS",
                   resuming=resuming(cfg.OUTPUT_DIR, args), train=train, test=test)
-    problems.check(_check_evaluators, test)
+    for name in test:
+        problems.check(check_evaluator_type, name)
     problems.check(_check_classes, *num_classes(cfg), train, test)
     _check_run(problems, args, cfg.OUTPUT_DIR, scaled and scaled.SOLVER.MAX_ITER, "SOLVER.MAX_ITER")
     problems.raise_all()

@@ -39,7 +39,7 @@ from ..checkpoint.checkpointer import RGSCheckpointer
 from .evaluation import build_coco_evaluator
 from .guarded_run import run_guarded
 
-__all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "load_train_dicts", "EVALUATOR_TYPES"]
+__all__ = ["RGSTrainer", "build_evaluator", "check_evaluator_type", "create_ddp_model", "load_train_dicts"]
 
 
 def create_ddp_model(model, *, fp16_compression=False, **kwargs):
@@ -55,11 +55,21 @@ EVALUATOR_TYPES = ("coco", "pascal_voc", "sem_seg", "coco_panoptic_seg", "lvis",
                    "cityscapes_sem_seg")
 
 
+def check_evaluator_type(dataset_name):
+    """The ``evaluator_type`` of ``dataset_name``, or a ConfigError when no evaluator here takes it."""
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    if kind not in EVALUATOR_TYPES:
+        raise ConfigError(f"dataset '{dataset_name}' has evaluator_type {kind!r}, which no evaluator here takes "
+                          f"(known: {', '.join(EVALUATOR_TYPES)}): set it in the dataset's metadata, or leave the "
+                          "dataset out of DATASETS.TEST")
+    return kind
+
+
 def build_evaluator(cfg, dataset_name, output_folder=None):
     """The evaluator(s) for ``dataset_name``, from its ``evaluator_type`` metadata, as Detectron2's
     own ``tools/train_net.py`` picks them; COCO boxes and masks go through ``RGSCOCOEvaluator``."""
     output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
-    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    kind = check_evaluator_type(dataset_name)
     evaluators = []
     if kind in ("sem_seg", "coco_panoptic_seg"):
         evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
@@ -75,11 +85,6 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
         evaluators.append(CityscapesInstanceEvaluator(dataset_name))
     if kind == "cityscapes_sem_seg":
         evaluators.append(CityscapesSemSegEvaluator(dataset_name))
-    if not evaluators:
-        raise ConfigError(
-            f"no evaluator for dataset '{dataset_name}' (evaluator_type={kind!r}; known: {', '.join(EVALUATOR_TYPES)}): "
-            "set its metadata's evaluator_type, or leave it out of DATASETS.TEST"
-        )
     return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
 
