@@ -18,7 +18,7 @@ from detectron2.modeling import build_backbone
 
 from ..checkpoint.checkpointer import RGSCheckpointer, check_weights_file
 from ..config import check_cuda, num_classes
-from ..data.boxes import INVALID_BOX_POLICIES
+from ..data.boxes import check_box_policy
 from ..data.checks import check_dataset_files
 from ..errors import ConfigError, UserError
 from .guarded_run import check_resume_point
@@ -82,9 +82,7 @@ def _check_solver(cfg, world):
         raise ConfigError(f"TEST.EVAL_PERIOD = {cfg.TEST.EVAL_PERIOD} is invalid: give 0 (only at the end) or more")
     if s.BASE_LR <= 0:
         raise ConfigError(f"SOLVER.BASE_LR = {s.BASE_LR} is invalid: give a positive learning rate")
-    if cfg.DATASETS.get("INVALID_BOXES", "drop") not in INVALID_BOX_POLICIES:
-        raise ConfigError(f"DATASETS.INVALID_BOXES = {cfg.DATASETS.INVALID_BOXES!r} is invalid: "
-                          f"choose one of {', '.join(INVALID_BOX_POLICIES)}")
+    check_box_policy(cfg.DATASETS.get("INVALID_BOXES", "drop"))
     if s.REFERENCE_WORLD_SIZE and s.IMS_PER_BATCH % s.REFERENCE_WORLD_SIZE:
         raise ConfigError(
             f"SOLVER.IMS_PER_BATCH = {s.IMS_PER_BATCH} does not divide among SOLVER.REFERENCE_WORLD_SIZE = "
@@ -207,11 +205,10 @@ def lazy_preflight(cfg, args):
                    cpu="train.device=cpu", amp=cfg.train.get("amp", {}).get("enabled", False),
                    amp_key="train.amp.enabled=True", world=max(args.num_gpus, 1) * max(args.num_machines, 1),
                    eval_only=eval_only)
-    if not eval_only and cfg.train.max_iter < 1:
-        problems.add(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")
-    if not eval_only and cfg.train.get("invalid_boxes", "drop") not in INVALID_BOX_POLICIES:
-        problems.add(f"train.invalid_boxes = {cfg.train.invalid_boxes!r} is invalid: choose one of "
-                     f"{', '.join(INVALID_BOX_POLICIES)}")
+    if not eval_only:
+        if cfg.train.max_iter < 1:
+            problems.add(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")
+        problems.check(check_box_policy, cfg.train.get("invalid_boxes", "drop"), "train.invalid_boxes")
     output_dir = cfg.train.output_dir
     train = [] if eval_only else _lazy_names(cfg.dataloader.train)
     test = _lazy_names(cfg.dataloader.test) if "test" in cfg.dataloader else []
