@@ -173,10 +173,8 @@ def _lazy_names(node):
     try:
         names = node.dataset.names
     except (AttributeError, KeyError):
-        return []
-    if names is None:
-        return []
-    return [names] if isinstance(names, str) else list(names)
+        names = None
+    return [names] if isinstance(names, str) else list(names or [])
 
 
 def _lazy_num_classes(cfg):
