@@ -55,10 +55,7 @@ def check_boxes(dataset_dicts, what, policy="drop"):
     check_box_policy(policy)
     counts, examples, out = {}, {}, []
     for record in dataset_dicts:
-        annotations = record.get("annotations")
-        if not annotations:
-            out.append(record)
-            continue
+        annotations = record.get("annotations") or []
         keep = []
         for ann in annotations:
             problem = _problem(ann, record.get("width"), record.get("height"))
