@@ -18,8 +18,7 @@ __all__ = ["check_dataset_files", "dataset_files"]
 
 
 def _how_to_get(name, path):
-    base = os.path.basename(path)
-    if base in ("instances_minival2014.json", "instances_valminusminival2014.json"):
+    if os.path.basename(path) in ("instances_minival2014.json", "instances_valminusminival2014.json"):
         annotations = os.path.dirname(path)  # where the split is wanted, wherever $DETECTRON2_DATASETS points
         return ("these two files are not in the official COCO download; make them from instances_val2014.json with: "
                 "python -m rgs_detectron.cli.make_coco_minival --val2014 "

@@ -100,8 +100,7 @@ def load_train_dicts(cfg):
         )
     except Exception as e:
         files = "; ".join(", ".join(dataset_files(n)) for n in names)
-        detail = first_line(e)
-        raise InputError(f"cannot load training data {names} ({files}): {type(e).__name__}: {detail}") from None
+        raise InputError(f"cannot load training data {names} ({files}): {type(e).__name__}: {first_line(e)}") from None
     return checked_train_dicts(dicts, f"DATASETS.TRAIN {names}", cfg.DATASETS.INVALID_BOXES,
                                cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
 
