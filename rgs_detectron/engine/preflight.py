@@ -123,20 +123,16 @@ def _check_wiring(cfg):
             f"MODEL.FPN.IN_FEATURES ({list(cfg.MODEL.FPN.IN_FEATURES)}) against MODEL.RESNETS.OUT_FEATURES "
             f"({list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
         ) from None
-    wanted = []
-    if cfg.MODEL.META_ARCHITECTURE in ("GeneralizedRCNN", "PanopticFPN"):
-        wanted.append(("MODEL.RPN.IN_FEATURES", cfg.MODEL.RPN.IN_FEATURES))
-        wanted.append(("MODEL.ROI_HEADS.IN_FEATURES", cfg.MODEL.ROI_HEADS.IN_FEATURES))
+    heads = ["RPN", "ROI_HEADS"] if cfg.MODEL.META_ARCHITECTURE in ("GeneralizedRCNN", "PanopticFPN") else []
     if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE:
-        wanted.append(("MODEL.RETINANET.IN_FEATURES", cfg.MODEL.RETINANET.IN_FEATURES))
-    for key, features in wanted:
-        missing = [f for f in features if f not in outputs]
-        if missing:
-            raise ConfigError(
-                f"{key} = {list(features)}, but the backbone {cfg.MODEL.BACKBONE.NAME} gives {outputs}. FPN heads "
-                "(p2..p6) need build_rgsnet_fpn_backbone (RetinaNet: build_retinanet_rgsnet_fpn_backbone); C4 heads "
-                "(res4) need build_rgsnet_backbone with MODEL.ROI_HEADS.NAME RGSNetRes5ROIHeads."
-            )
+        heads.append("RETINANET")
+    for head in heads:
+        features = cfg.MODEL[head].IN_FEATURES
+        if not set(features) <= set(outputs):
+            raise ConfigError(f"MODEL.{head}.IN_FEATURES = {list(features)}, but the backbone "
+                              f"{cfg.MODEL.BACKBONE.NAME} gives {outputs}. FPN heads (p2..p6) need "
+                              "build_rgsnet_fpn_backbone (RetinaNet: build_retinanet_rgsnet_fpn_backbone); C4 heads "
+                              "(res4) need build_rgsnet_backbone with MODEL.ROI_HEADS.NAME RGSNetRes5ROIHeads.")
 
 
 def _check_run(problems, args, output_dir, max_iter, max_iter_key):
