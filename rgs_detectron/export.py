@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.export import Dim
 
-from detectron2.data import transforms as T
+from detectron2.data.detection_utils import build_augmentation
 from detectron2.export import TracingAdapter
 from detectron2.export.flatten import InstancesSchema
 from detectron2.modeling import GeneralizedRCNN
@@ -85,11 +85,6 @@ def build_export_model(cfg):
     return load_trained_model(cfg)
 
 
-def _test_resize(cfg, image_hwc):
-    aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)
-    return aug.get_transform(image_hwc).apply_image(image_hwc)
-
-
 def _synthetic_image(height, width, seed=0):
     """Noise with a few flat rectangles: structure for the RPN, deterministic."""
     rng = np.random.default_rng(seed)
@@ -113,7 +108,8 @@ def sample_images(cfg, image_path=None):
     else:
         short = cfg.INPUT.MIN_SIZE_TEST
         image = _synthetic_image(short, int(round(short * 4 / 3)))
-    first = torch.as_tensor(np.ascontiguousarray(_test_resize(cfg, image).transpose(2, 0, 1)))
+    image = build_augmentation(cfg, is_train=False)[0].get_transform(image).apply_image(image)  # the test-time resize
+    first = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
     h, w = first.shape[1:]
     size = (max(32, int(h * 0.75) | 1), max(32, int(w * 0.9) | 1))  # odd, so never stride-aligned
     second = F.interpolate(first[None].float(), size=size, mode="bilinear", align_corners=False)[0]
