@@ -217,8 +217,6 @@ def check_cuda(num_devices, what, cpu="MODEL.DEVICE cpu (--device cpu for the de
     elif torch.cuda.device_count() < num_devices:
         reason = f"{num_devices} GPU(s) needed, {torch.cuda.device_count()} visible"
     if reason:
-        raise UserError(
-            f"{what} needs CUDA, which PyTorch {torch.__version__} cannot use here: {reason}. "
-            "Fix the NVIDIA driver or install a torch build for it (README, 'Install'), "
-            f"or run on the CPU with {cpu}."
-        )
+        raise UserError(f"{what} needs CUDA, which PyTorch {torch.__version__} cannot use here: {reason}. Fix the "
+                        "NVIDIA driver or install a torch build for it (README, 'Install'), or run on the CPU with "
+                        f"{cpu}.")

@@ -73,10 +73,8 @@ def check_boxes(dataset_dicts, what, policy="drop"):
     total = sum(counts.values())
     lines = "; ".join(f"{n} {problem} (e.g. {examples[problem]})" for problem, n in counts.items())
     if policy == "fail":
-        raise InputError(
-            f"{what} has {total} invalid boxes: {lines}. Fix the annotations, or set DATASETS.INVALID_BOXES "
-            "drop to train without them."
-        )
+        raise InputError(f"{what} has {total} invalid boxes: {lines}. Fix the annotations, or set "
+                         "DATASETS.INVALID_BOXES drop to train without them.")
     logger.warning(f"{what}: dropped {total} invalid boxes: {lines} (DATASETS.INVALID_BOXES fail refuses them)")
     return out
 

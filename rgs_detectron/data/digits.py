@@ -234,8 +234,7 @@ def _check_replaceable(root, recorded):
              for folder, dirs, files in os.walk(root) for name in dirs + files}
     foreign = sorted(found - _own_files(recorded))
     if found and (recorded is None or foreign):
-        raise InputError(
-            f"{root} is not empty and is not a digits dataset written by this tool (no {_DONE_MARK} marker, or "
-            f"files it did not write: {', '.join(foreign[:5]) or 'none'}); nothing was changed. Move those files "
-            "away, or give an empty or new folder (the default is $DETECTRON2_DATASETS/rgs_digits)."
-        )
+        raise InputError(f"{root} is not empty and is not a digits dataset written by this tool (no {_DONE_MARK} "
+                         f"marker, or files it did not write: {', '.join(foreign[:5]) or 'none'}); nothing was "
+                         "changed. Move those files away, or give an empty or new folder (the default is "
+                         "$DETECTRON2_DATASETS/rgs_digits).")

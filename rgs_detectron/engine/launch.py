@@ -66,11 +66,9 @@ def check_output_dir(output_dir, args):
     found = _files(output_dir, CHECKPOINT_FILES)
     if found and not args.overwrite:
         nothing = "--resume found no last_checkpoint to continue, and " if args.resume else ""
-        raise ConfigError(
-            f"{nothing}{output_dir!r} holds another run ({', '.join(found)}): --resume continues it, --overwrite "
-            "starts a new run there (the old run's files are moved into previous_run_<time>/), or choose another "
-            "output folder"
-        )
+        raise ConfigError(f"{nothing}{output_dir!r} holds another run ({', '.join(found)}): --resume continues it, "
+                          "--overwrite starts a new run there (the old run's files are moved into "
+                          "previous_run_<time>/), or choose another output folder")
 
 
 def _move_previous_run(output_dir, prog):

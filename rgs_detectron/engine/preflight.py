@@ -84,11 +84,10 @@ def _check_solver(cfg, world):
         raise ConfigError(f"SOLVER.BASE_LR = {s.BASE_LR} is invalid: give a positive learning rate")
     check_box_policy(cfg.DATASETS.get("INVALID_BOXES", "drop"))
     if s.REFERENCE_WORLD_SIZE and s.IMS_PER_BATCH % s.REFERENCE_WORLD_SIZE:
-        raise ConfigError(
-            f"SOLVER.IMS_PER_BATCH = {s.IMS_PER_BATCH} does not divide among SOLVER.REFERENCE_WORLD_SIZE = "
-            f"{s.REFERENCE_WORLD_SIZE} GPUs: leave the batch to the config (it scales with --num-gpus), or set "
-            "SOLVER.REFERENCE_WORLD_SIZE 0 and scale BASE_LR, MAX_ITER and STEPS yourself (README, 'Schedules')"
-        )
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH = {s.IMS_PER_BATCH} does not divide among "
+                          f"SOLVER.REFERENCE_WORLD_SIZE = {s.REFERENCE_WORLD_SIZE} GPUs: leave the batch to the config "
+                          "(it scales with --num-gpus), or set SOLVER.REFERENCE_WORLD_SIZE 0 and scale BASE_LR, "
+                          "MAX_ITER and STEPS yourself (README, 'Schedules')")
     scaled = DefaultTrainer.auto_scale_workers(cfg, world)
     batch = scaled.SOLVER.IMS_PER_BATCH
     if batch % world:
@@ -118,11 +117,9 @@ def _check_wiring(cfg):
         name = e.args[0] if e.args else e
         if "registry" in str(name):
             raise ConfigError(f"MODEL.BACKBONE.NAME = {cfg.MODEL.BACKBONE.NAME!r}: {name}") from None
-        raise ConfigError(
-            f"the backbone cannot be built: it needs a feature {name!r} that is not produced; check "
-            f"MODEL.FPN.IN_FEATURES ({list(cfg.MODEL.FPN.IN_FEATURES)}) against MODEL.RESNETS.OUT_FEATURES "
-            f"({list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
-        ) from None
+        raise ConfigError(f"the backbone cannot be built: it needs a feature {name!r} that is not produced; check "
+                          f"MODEL.FPN.IN_FEATURES ({list(cfg.MODEL.FPN.IN_FEATURES)}) against "
+                          f"MODEL.RESNETS.OUT_FEATURES ({list(cfg.MODEL.RESNETS.OUT_FEATURES)})") from None
     heads = ["RPN", "ROI_HEADS"] if cfg.MODEL.META_ARCHITECTURE in ("GeneralizedRCNN", "PanopticFPN") else []
     if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE:
         heads.append("RETINANET")

@@ -93,11 +93,9 @@ def load_train_dicts(cfg):
     names = list(cfg.DATASETS.TRAIN)
     try:
         dicts = get_detection_dataset_dicts(
-            names,
-            filter_empty=False,
+            names, filter_empty=False,
             min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
-            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
-        )
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None)
     except Exception as e:
         files = "; ".join(", ".join(dataset_files(n)) for n in names)
         raise InputError(f"cannot load training data {names} ({files}): {type(e).__name__}: {first_line(e)}") from None
