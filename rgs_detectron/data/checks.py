@@ -79,10 +79,8 @@ def check_dataset_files(dataset_names, parse=True):
     problems = []
     for name in dataset_names:
         if name not in DatasetCatalog.list():
-            problems.append(
-                f"dataset '{name}' is not registered; registered names include "
-                + ", ".join(sorted(n for n in DatasetCatalog.list() if n.startswith(("coco_2014", "voc_2007", "rgs_"))))
-            )
+            known = sorted(n for n in DatasetCatalog.list() if n.startswith(("coco_2014", "voc_2007", "rgs_")))
+            problems.append(f"dataset '{name}' is not registered; registered names include {', '.join(known)}")
             continue
         for path in dataset_files(name):
             if not os.path.exists(path):
