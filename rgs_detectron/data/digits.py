@@ -88,22 +88,22 @@ def _ink_polygons(ink, x0, y0, box):
     return polygons
 
 
+def _xml_node(parent, tag, **children):
+    """A ``tag`` element under ``parent`` with one text element per keyword, in their order."""
+    node = ET.SubElement(parent, tag)
+    for name, value in children.items():
+        ET.SubElement(node, name).text = str(value)
+    return node
+
+
 def _voc_xml(file_id, size, objects):
     ann = ET.Element("annotation")
     ET.SubElement(ann, "filename").text = f"{file_id}.jpg"
-    sz = ET.SubElement(ann, "size")
-    for tag, v in (("width", size), ("height", size), ("depth", 3)):
-        ET.SubElement(sz, tag).text = str(v)
+    _xml_node(ann, "size", width=size, height=size, depth=3)
     for (x0, y0, x1, y1), label, _ in objects:
-        obj = ET.SubElement(ann, "object")
-        ET.SubElement(obj, "name").text = CLASS_NAMES[label]
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = "0"
-        bb = ET.SubElement(obj, "bndbox")
+        obj = _xml_node(ann, "object", name=CLASS_NAMES[label], pose="Unspecified", truncated=0, difficult=0)
         # VOC boxes are 1-based inclusive pixel indices; Detectron2's loader subtracts 1.
-        for tag, v in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):
-            ET.SubElement(bb, tag).text = str(v)
+        _xml_node(obj, "bndbox", xmin=x0 + 1, ymin=y0 + 1, xmax=x1, ymax=y1)
     return ET.ElementTree(ann)
 
 
