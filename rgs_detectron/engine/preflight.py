@@ -74,10 +74,9 @@ def _check_inputs(problems, *, eval_only, weights, weights_key, resuming, train,
 
 def _check_solver(cfg, world):
     s = cfg.SOLVER
-    for key, value in (("SOLVER.MAX_ITER", s.MAX_ITER), ("SOLVER.CHECKPOINT_PERIOD", s.CHECKPOINT_PERIOD),
-                       ("SOLVER.IMS_PER_BATCH", s.IMS_PER_BATCH)):
-        if value < 1:
-            raise ConfigError(f"{key} = {value} is invalid: give a positive number")
+    for key in ("MAX_ITER", "CHECKPOINT_PERIOD", "IMS_PER_BATCH"):
+        if s[key] < 1:
+            raise ConfigError(f"SOLVER.{key} = {s[key]} is invalid: give a positive number")
     if cfg.TEST.EVAL_PERIOD < 0:
         raise ConfigError(f"TEST.EVAL_PERIOD = {cfg.TEST.EVAL_PERIOD} is invalid: give 0 (only at the end) or more")
     if s.BASE_LR <= 0:
