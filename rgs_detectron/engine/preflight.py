@@ -28,28 +28,25 @@ from .trainer import check_evaluator_type
 __all__ = ["preflight", "lazy_preflight"]
 
 
-class _Problems:
+class _Problems(list):
     """Runs checks, keeps every UserError, and raises them together (the first one's class and exit status)."""
-
-    def __init__(self):
-        self.found = []
 
     def check(self, function, *args, **kwargs):
         """``function(*args, **kwargs)``, or None with its UserError kept."""
         try:
             return function(*args, **kwargs)
         except UserError as e:
-            self.found.append(e)
+            self.append(e)
 
     def add(self, message):
-        self.found.append(ConfigError(message))
+        self.append(ConfigError(message))
 
     def raise_all(self):
-        if len(self.found) == 1:
-            raise self.found[0]
-        if self.found:
-            items = "\n  - ".join(str(e).replace("\n", "\n    ") for e in self.found)
-            raise type(self.found[0])(f"{len(self.found)} problems, found before anything was built:\n  - {items}")
+        if len(self) == 1:
+            raise self[0]
+        if self:
+            items = "\n  - ".join(str(e).replace("\n", "\n    ") for e in self)
+            raise type(self[0])(f"{len(self)} problems, found before anything was built:\n  - {items}")
 
 
 def _check_device(*, device, device_key, cpu, amp, amp_key, world, eval_only):
