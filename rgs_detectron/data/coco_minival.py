@@ -28,10 +28,8 @@ def _load(path, what):
 
 def _subset(data, image_ids):
     keep = set(image_ids)
-    out = {k: v for k, v in data.items() if k not in ("images", "annotations")}
-    out["images"] = [im for im in data["images"] if im["id"] in keep]
-    out["annotations"] = [a for a in data.get("annotations", []) if a["image_id"] in keep]
-    return out
+    return {**data, "images": [im for im in data["images"] if im["id"] in keep],
+            "annotations": [a for a in data.get("annotations", []) if a["image_id"] in keep]}
 
 
 def write_minival_split(val2014_json, val2017_json=None, output_dir=None, size=5000, overwrite=False):
