@@ -60,14 +60,6 @@ PT2_MIN_SIDE = 96
 
 logger = logging.getLogger(__name__)
 
-# Repeated on every call by torch.jit and the TorchScript-based ONNX exporter (deprecated
-# in PyTorch 2.x, working in 2.14); docs/USAGE.md says it once instead.
-_DEPRECATION_NOTICES = [
-    (r".*torch\.jit\.\w+` is deprecated", FutureWarning),
-    (r".*legacy TorchScript-based ONNX", DeprecationWarning),
-    (r".*feature will be removed", DeprecationWarning),
-]
-
 
 class ExportVerificationError(UserError):
     """The exported file does not reproduce the eager model; nothing was written."""
@@ -277,8 +269,11 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # thousands, all expected
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
-            for message, category in _DEPRECATION_NOTICES:
-                warnings.filterwarnings("ignore", message=message, category=category)
+            # Repeated on every call by torch.jit and the TorchScript-based ONNX exporter (deprecated in PyTorch 2.x,
+            # working in 2.14); docs/USAGE.md says it once instead.
+            warnings.filterwarnings("ignore", r".*torch\.jit\.\w+` is deprecated", FutureWarning)
+            warnings.filterwarnings("ignore", r".*legacy TorchScript-based ONNX", DeprecationWarning)
+            warnings.filterwarnings("ignore", r".*feature will be removed", DeprecationWarning)
             if fmt == BACKBONE_FORMAT:
                 backbone, names, inputs, eager = _backbone_references(model, [img.to(device) for img in images])
                 data, run = _export_program(backbone, inputs[0], names)
