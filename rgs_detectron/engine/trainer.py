@@ -19,15 +19,8 @@ from detectron2.data import MetadataCatalog, build_detection_test_loader, build_
 from detectron2.data.build import get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.engine.defaults import create_ddp_model as d2_create_ddp_model
-from detectron2.evaluation import (
-    CityscapesInstanceEvaluator,
-    CityscapesSemSegEvaluator,
-    COCOPanopticEvaluator,
-    DatasetEvaluators,
-    LVISEvaluator,
-    PascalVOCDetectionEvaluator,
-    SemSegEvaluator,
-)
+from detectron2.evaluation import (CityscapesInstanceEvaluator, CityscapesSemSegEvaluator, COCOPanopticEvaluator,
+                                   DatasetEvaluators, LVISEvaluator, PascalVOCDetectionEvaluator, SemSegEvaluator)
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
