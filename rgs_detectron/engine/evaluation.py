@@ -85,8 +85,7 @@ def evaluate_on_coco(coco_gt, coco_results, iou_type, engine, *, kpt_oks_sigmas=
     dicts are modified in place by ``loadRes`` (as in pycocotools), so pass a copy if
     they are used again. ``max_dets_per_image`` is COCOEvaluator's ``[1, 10, N]``.
     """
-    engine = resolve_engine(engine)
-    if engine == "pycocotools":
+    if resolve_engine(engine) == "pycocotools":
         return _evaluate_predictions_on_coco(coco_gt, coco_results, iou_type, kpt_oks_sigmas=kpt_oks_sigmas,
                                              cocoeval_fn=COCOeval, img_ids=img_ids,
                                              max_dets_per_image=max_dets_per_image)
