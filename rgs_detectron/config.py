@@ -162,9 +162,8 @@ def _target_parameters(target):
 
 def num_classes(cfg):
     """(the key, the value) of the detector's class count: RetinaNet keeps it apart from the ROI heads."""
-    if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE:
-        return "MODEL.RETINANET.NUM_CLASSES", cfg.MODEL.RETINANET.NUM_CLASSES
-    return "MODEL.ROI_HEADS.NUM_CLASSES", cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    head = "RETINANET" if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE else "ROI_HEADS"
+    return f"MODEL.{head}.NUM_CLASSES", cfg.MODEL[head].NUM_CLASSES
 
 
 def _refused_tag_message(config_file, error):
