@@ -28,35 +28,34 @@ def add_rgsnet_config(cfg):
     to ``cfg`` in place. Idempotent."""
     if "RGSNET" in cfg.MODEL:
         return cfg
-    _C = cfg
-    _C.MODEL.RGSNET = CN()
+    cfg.MODEL.RGSNET = CN()
     # Block design: original, b-RGS, d-RGS, Res-RGS, RBS, GS, RGB, 2GN or Preact
     # (case-insensitive; the table in rgs_detectron/modeling/variants.py).
-    _C.MODEL.RGSNET.VARIANT = "Res-RGS"
+    cfg.MODEL.RGSNET.VARIANT = "Res-RGS"
     # GroupNorm groups. 0 = the paper's rule: 32 at width 1x (RES2_OUT_CHANNELS 256),
     # scaled with width (8 at 0.25x).
-    _C.MODEL.RGSNET.GN_GROUPS = 0
+    cfg.MODEL.RGSNET.GN_GROUPS = 0
     # Blocks per stage res2..res5. Empty = from MODEL.RESNETS.DEPTH through the
     # depth table (BLOCKS_PER_DEPTH in rgs_detectron/modeling/spec.py). DEPTH 18 or 34
     # means basic blocks (then RES2_OUT_CHANNELS = STEM_OUT_CHANNELS, 64), as in Detectron2.
-    _C.MODEL.RGSNET.BLOCKS_PER_STAGE = []
+    cfg.MODEL.RGSNET.BLOCKS_PER_STAGE = []
     # Squeeze-and-excitation reduction in the residual branch (Table 9, "Res-RGS+SE").
     # 0 = no SE; 16 is the SE paper's value.
-    _C.MODEL.RGSNET.SE_REDUCTION = 0
+    cfg.MODEL.RGSNET.SE_REDUCTION = 0
     # How the RG shortcut is computed: "reference" (plain ops), "lean" (saves only
     # the block input and per-group statistics for backward), "auto" (lean while
     # training on CUDA, reference otherwise and when tracing/exporting).
-    _C.MODEL.RGSNET.SHORTCUT_IMPL = "auto"
+    cfg.MODEL.RGSNET.SHORTCUT_IMPL = "auto"
     # Initial scale of the RG shortcut's GroupNorm in identity blocks: "paper" (1) or "zero"
     # (Res-RGS only: each block starts as F(x) + x, which keeps activations from growing
     # with depth when training from scratch; docs/ARCHITECTURE.md, "Activation growth").
-    _C.MODEL.RGSNET.RG_INIT = "paper"
+    cfg.MODEL.RGSNET.RG_INIT = "paper"
     # COCO evaluation engine: "auto" (faster-coco-eval when installed, else pycocotools),
     # "faster_coco_eval" or "pycocotools". Same AP either way.
-    _C.TEST.COCO_EVAL_ENGINE = "auto"
+    cfg.TEST.COCO_EVAL_ENGINE = "auto"
     # Training boxes that cannot be right (NaN or infinite, negative or zero size, wholly outside the
     # image): "drop" them with a report, or "fail". See rgs_detectron/data/boxes.py.
-    _C.DATASETS.INVALID_BOXES = "drop"
+    cfg.DATASETS.INVALID_BOXES = "drop"
     return cfg
 
 
@@ -81,13 +80,12 @@ def get_rgsnet_cfg(config_file=None, opts=()):
         except Exception as e:  # yaml syntax errors and the like
             raise ConfigError(f"cannot read config file {config_file!r}: {type(e).__name__}: {e}") from None
     opts = list(opts or [])
-    if opts:
-        if len(opts) % 2:
-            raise ConfigError(f"config overrides must be KEY VALUE pairs; got {len(opts)} words: {opts}")
-        try:
-            cfg.merge_from_list(opts)
-        except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
-            raise ConfigError(f"bad config override: {_yacs_message(e)}") from None
+    if len(opts) % 2:
+        raise ConfigError(f"config overrides must be KEY VALUE pairs; got {len(opts)} words: {opts}")
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
+        raise ConfigError(f"bad config override: {_yacs_message(e)}") from None
     return cfg
 
 
@@ -164,9 +162,8 @@ def _target_parameters(target):
 
 def num_classes(cfg):
     """(the key, the value) of the detector's class count: RetinaNet keeps it apart from the ROI heads."""
-    if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE:
-        return "MODEL.RETINANET.NUM_CLASSES", cfg.MODEL.RETINANET.NUM_CLASSES
-    return "MODEL.ROI_HEADS.NUM_CLASSES", cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    head = "RETINANET" if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE else "ROI_HEADS"
+    return f"MODEL.{head}.NUM_CLASSES", cfg.MODEL[head].NUM_CLASSES
 
 
 def _refused_tag_message(config_file, error):
@@ -219,8 +216,6 @@ def check_cuda(num_devices, what, cpu="MODEL.DEVICE cpu (--device cpu for the de
     elif torch.cuda.device_count() < num_devices:
         reason = f"{num_devices} GPU(s) needed, {torch.cuda.device_count()} visible"
     if reason:
-        raise UserError(
-            f"{what} needs CUDA, which PyTorch {torch.__version__} cannot use here: {reason}. "
-            "Fix the NVIDIA driver or install a torch build for it (README, 'Install'), "
-            f"or run on the CPU with {cpu}."
-        )
+        raise UserError(f"{what} needs CUDA, which PyTorch {torch.__version__} cannot use here: {reason}. Fix the "
+                        "NVIDIA driver or install a torch build for it (README, 'Install'), or run on the CPU with "
+                        f"{cpu}.")

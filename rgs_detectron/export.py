@@ -24,14 +24,14 @@ import io
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.export import Dim
 
-from detectron2.data import transforms as T
+from detectron2.data.detection_utils import build_augmentation
 from detectron2.export import TracingAdapter
 from detectron2.export.flatten import InstancesSchema
 from detectron2.modeling import GeneralizedRCNN
@@ -41,19 +41,8 @@ from .engine.predictor import load_trained_model
 from .errors import ConfigError, UserError
 from .utils.fileio import atomic_write
 
-__all__ = [
-    "BACKBONE_FORMAT",
-    "DETECTOR_FORMATS",
-    "FORMATS",
-    "ONNX_OPSET",
-    "PT2_MIN_SIDE",
-    "TOLERANCES",
-    "ExportResult",
-    "ExportVerificationError",
-    "build_export_model",
-    "export_model",
-    "sample_images",
-]
+__all__ = ["DETECTOR_FORMATS", "FORMATS", "TOLERANCES", "ExportVerificationError", "build_export_model", "export_model",
+           "sample_images"]
 
 # The first two hold the whole detector; torch.export's ExportedProgram holds its backbone only.
 DETECTOR_FORMATS = ("torchscript", "onnx")
@@ -71,28 +60,12 @@ PT2_MIN_SIDE = 96
 
 logger = logging.getLogger(__name__)
 
-# Repeated on every call by torch.jit and the TorchScript-based ONNX exporter (deprecated
-# in PyTorch 2.x, working in 2.14); docs/USAGE.md says it once instead.
-_DEPRECATION_NOTICES = [
-    (r".*torch\.jit\.\w+` is deprecated", FutureWarning),
-    (r".*legacy TorchScript-based ONNX", DeprecationWarning),
-    (r".*feature will be removed", DeprecationWarning),
-]
-
 
 class ExportVerificationError(UserError):
     """The exported file does not reproduce the eager model; nothing was written."""
 
 
-@dataclass
-class ExportResult:
-    format: str
-    path: str
-    checks: list = field(default_factory=list)  # one dict per verified image
-
-    @property
-    def compared_detections(self):
-        return sum(c.get("detections", 0) for c in self.checks)
+ExportResult = namedtuple("ExportResult", "format path checks")  # checks: one dict per verified image
 
 
 def build_export_model(cfg):
@@ -102,11 +75,6 @@ def build_export_model(cfg):
     shortcut's plain reference ops: ``ReLUGroupNorm.forward`` is the one place that decides.
     """
     return load_trained_model(cfg)
-
-
-def _test_resize(cfg, image_hwc):
-    aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)
-    return aug.get_transform(image_hwc).apply_image(image_hwc)
 
 
 def _synthetic_image(height, width, seed=0):
@@ -132,28 +100,25 @@ def sample_images(cfg, image_path=None):
     else:
         short = cfg.INPUT.MIN_SIZE_TEST
         image = _synthetic_image(short, int(round(short * 4 / 3)))
-    first = torch.as_tensor(np.ascontiguousarray(_test_resize(cfg, image).transpose(2, 0, 1)))
+    image = build_augmentation(cfg, is_train=False)[0].get_transform(image).apply_image(image)  # the test-time resize
+    first = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
     h, w = first.shape[1:]
     size = (max(32, int(h * 0.75) | 1), max(32, int(w * 0.9) | 1))  # odd, so never stride-aligned
     second = F.interpolate(first[None].float(), size=size, mode="bilinear", align_corners=False)[0]
     return [first, second.round().clamp(0, 255).to(torch.uint8)]
 
 
-def _inference_func(model):
-    if isinstance(model, GeneralizedRCNN):
-        # Boxes stay in the input image's coordinates: no rescaling to an "original" size
-        # that the exported graph could not know.
-        def inference(model, inputs):
-            return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
-
-        return inference
-    return None
+def _rcnn_inference(model, inputs):
+    # Boxes stay in the input image's coordinates: no rescaling to an "original" size
+    # that the exported graph could not know.
+    return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
 
 
 def _adapter(model, image):
     # eval(): a fresh nn.Module is in training mode, and torch.onnx.export restores the
     # adapter's mode afterwards, which would switch the detector to training too.
-    return TracingAdapter(model, [{"image": image}], _inference_func(model)).eval()
+    inference = _rcnn_inference if isinstance(model, GeneralizedRCNN) else None
+    return TracingAdapter(model, [{"image": image}], inference).eval()
 
 
 def _output_names(adapter, image):
@@ -172,23 +137,23 @@ def _as_numpy(outputs):
     return [o.detach().cpu().numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outputs]
 
 
+def _max_diff(a, b):
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
+
+
 def _greedy_order(ref_boxes, ref_classes, boxes, classes):
     """Index of the closest same-class exported detection for each eager one, or None.
 
     Detections with (nearly) tied scores may come out in a different order from another
     runtime; pairing them up keeps such a tie from counting as a mismatch.
     """
-    taken, order = set(), []
+    taken, order = np.zeros(len(boxes), dtype=bool), []
     for box, cls in zip(ref_boxes, ref_classes):
-        best, best_d = None, np.inf
-        for j in range(len(boxes)):
-            if j not in taken and classes[j] == cls:
-                d = np.abs(boxes[j] - box).max()
-                if d < best_d:
-                    best, best_d = j, d
-        if best is None:
+        candidates = np.flatnonzero(~taken & (classes == cls))
+        if not len(candidates):
             return None
-        taken.add(best)
+        best = candidates[np.abs(boxes[candidates] - box).max(axis=1).argmin()]
+        taken[best] = True
         order.append(best)
     return np.asarray(order, dtype=np.int64)
 
@@ -198,15 +163,10 @@ def compare_outputs(names, reference, exported, atol):
     ref, out = dict(zip(names, _as_numpy(reference))), dict(zip(names, _as_numpy(exported)))
     for name in names:
         if ref[name].shape != out[name].shape:
-            raise ExportVerificationError(
-                f"output {name!r} has shape {out[name].shape}, eager gives {ref[name].shape}"
-            )
+            raise ExportVerificationError(f"output {name!r} has shape {out[name].shape}, eager gives {ref[name].shape}")
     per_detection = [n for n in names if n != "image_size" and ref[n].ndim >= 1]
     if "pred_boxes" in ref and "pred_classes" in ref and len(ref["pred_boxes"]):
-        in_order = all(
-            np.abs(ref[n].astype(np.float64) - out[n].astype(np.float64)).max() <= atol for n in per_detection
-        )
-        if not in_order:
+        if not all(_max_diff(ref[n], out[n]) <= atol for n in per_detection):
             order = _greedy_order(ref["pred_boxes"], ref["pred_classes"], out["pred_boxes"], out["pred_classes"])
             if order is None:
                 raise ExportVerificationError("detected classes differ from eager")
@@ -218,12 +178,9 @@ def compare_outputs(names, reference, exported, atol):
             if not np.array_equal(a, b):
                 raise ExportVerificationError(f"output {name!r} differs from eager")
         else:
-            d = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
-            diffs[name] = d
+            diffs[name] = d = _max_diff(a, b)
             if not d <= atol:
-                raise ExportVerificationError(
-                    f"output {name!r} differs from eager by up to {d:.3g} (allowed {atol:g})"
-                )
+                raise ExportVerificationError(f"output {name!r} differs from eager by up to {d:.3g} (allowed {atol:g})")
     if "pred_boxes" not in ref:
         return {"max_abs_diff": diffs}
     return {"detections": len(ref["pred_boxes"]), "max_abs_diff": diffs}
@@ -235,23 +192,14 @@ def _trace_torchscript(adapter, image):
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
     data = buffer.getvalue()
-    loaded = torch.jit.load(io.BytesIO(data), map_location=image.device)
-    return data, (lambda img: loaded(img))
+    return data, torch.jit.load(io.BytesIO(data), map_location=image.device)
 
 
 def _trace_onnx(adapter, image, names):
     per_detection = {n: {0: "detections"} for n in names if n != "image_size"}
     buffer = io.BytesIO()
-    torch.onnx.export(
-        adapter,
-        (image,),
-        buffer,
-        opset_version=ONNX_OPSET,
-        dynamo=False,
-        input_names=["image"],
-        output_names=names,
-        dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection},
-    )
+    torch.onnx.export(adapter, (image,), buffer, opset_version=ONNX_OPSET, dynamo=False, input_names=["image"],
+                      output_names=names, dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection})
     import onnx
     import onnxruntime
 
@@ -308,8 +256,8 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ConfigError(f"unknown export format(s) {sorted(unknown)}: choose from {', '.join(FORMATS)}")
-    existing = [os.path.join(output_dir, FILE_NAMES[f]) for f in formats
-                if os.path.exists(os.path.join(output_dir, FILE_NAMES[f]))]
+    paths = {fmt: os.path.join(output_dir, FILE_NAMES[fmt]) for fmt in formats}
+    existing = [path for path in paths.values() if os.path.exists(path)]
     if existing and not overwrite:
         raise ConfigError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
     os.makedirs(output_dir, exist_ok=True)
@@ -321,8 +269,11 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # thousands, all expected
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
-            for message, category in _DEPRECATION_NOTICES:
-                warnings.filterwarnings("ignore", message=message, category=category)
+            # Repeated on every call by torch.jit and the TorchScript-based ONNX exporter (deprecated in PyTorch 2.x,
+            # working in 2.14); docs/USAGE.md says it once instead.
+            warnings.filterwarnings("ignore", r".*torch\.jit\.\w+` is deprecated", FutureWarning)
+            warnings.filterwarnings("ignore", r".*legacy TorchScript-based ONNX", DeprecationWarning)
+            warnings.filterwarnings("ignore", r".*feature will be removed", DeprecationWarning)
             if fmt == BACKBONE_FORMAT:
                 backbone, names, inputs, eager = _backbone_references(model, [img.to(device) for img in images])
                 data, run = _export_program(backbone, inputs[0], names)
@@ -343,17 +294,12 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
             try:
                 check = compare_outputs(names, ref, got, TOLERANCES[fmt])
             except ExportVerificationError as e:
-                raise ExportVerificationError(
-                    f"{fmt} export does not match eager PyTorch on a {tuple(x.shape[-2:])} image: {e}"
-                ) from None
+                raise ExportVerificationError(f"{fmt} export does not match eager PyTorch on a "
+                                              f"{tuple(x.shape[-2:])} image: {e}") from None
             checks.append({"image_size": tuple(x.shape[-2:]), **check})
-        final = os.path.join(output_dir, FILE_NAMES[fmt])
-        atomic_write(final, lambda f, d=data: f.write(d))
-        result = ExportResult(fmt, final, checks)
-        if fmt != BACKBONE_FORMAT and result.compared_detections == 0:
-            logger.warning(
-                f"{fmt}: the eager model found nothing on the sample images, so only empty outputs "
-                "were compared; give a real --sample-image or lower the score threshold to check more"
-            )
-        results.append(result)
+        atomic_write(paths[fmt], lambda f, d=data: f.write(d))
+        if fmt != BACKBONE_FORMAT and sum(c.get("detections", 0) for c in checks) == 0:
+            logger.warning(f"{fmt}: the eager model found nothing on the sample images, so only empty outputs "
+                           "were compared; give a real --sample-image or lower the score threshold to check more")
+        results.append(ExportResult(fmt, paths[fmt], checks))
     return results

@@ -17,7 +17,7 @@ from detectron2.structures import BoxMode
 
 from ..errors import ConfigError, InputError
 
-__all__ = ["check_boxes", "checked_train_dicts", "INVALID_BOX_POLICIES"]
+__all__ = ["check_boxes", "check_box_policy", "checked_train_dicts"]
 
 INVALID_BOX_POLICIES = ("drop", "fail")
 logger = logging.getLogger(__name__)
@@ -40,20 +40,22 @@ def _problem(ann, width, height):
     return None
 
 
+def check_box_policy(policy, key="DATASETS.INVALID_BOXES"):
+    """A ConfigError naming ``key`` unless ``policy`` is one of ``INVALID_BOX_POLICIES``."""
+    if policy not in INVALID_BOX_POLICIES:
+        raise ConfigError(f"{key} = {policy!r} is invalid: choose one of {', '.join(INVALID_BOX_POLICIES)}")
+
+
 def check_boxes(dataset_dicts, what, policy="drop"):
     """Return ``dataset_dicts`` with invalid boxes dropped (or raise, with ``"fail"``).
 
     ``what`` names the data in the report (e.g. the dataset names). The input records
     are not modified; records that needed no change are returned as they are.
     """
-    if policy not in INVALID_BOX_POLICIES:
-        raise ConfigError(f"DATASETS.INVALID_BOXES = {policy!r} is invalid: choose one of {INVALID_BOX_POLICIES}")
+    check_box_policy(policy)
     counts, examples, out = {}, {}, []
     for record in dataset_dicts:
-        annotations = record.get("annotations")
-        if not annotations:
-            out.append(record)
-            continue
+        annotations = record.get("annotations") or []
         keep = []
         for ann in annotations:
             problem = _problem(ann, record.get("width"), record.get("height"))
@@ -71,10 +73,8 @@ def check_boxes(dataset_dicts, what, policy="drop"):
     total = sum(counts.values())
     lines = "; ".join(f"{n} {problem} (e.g. {examples[problem]})" for problem, n in counts.items())
     if policy == "fail":
-        raise InputError(
-            f"{what} has {total} invalid boxes: {lines}. Fix the annotations, or set DATASETS.INVALID_BOXES "
-            "drop to train without them."
-        )
+        raise InputError(f"{what} has {total} invalid boxes: {lines}. Fix the annotations, or set "
+                         "DATASETS.INVALID_BOXES drop to train without them.")
     logger.warning(f"{what}: dropped {total} invalid boxes: {lines} (DATASETS.INVALID_BOXES fail refuses them)")
     return out
 

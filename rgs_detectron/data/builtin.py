@@ -29,17 +29,13 @@ def register_digits(datasets_root=None, prefix="rgs_digits"):
         json_file = os.path.join(root, "annotations", f"instances_{split}.json")
         if name not in DatasetCatalog.list():
             DatasetCatalog.register(name, lambda j=json_file, n=name: load_coco_json(j, image_root, n))
-            MetadataCatalog.get(name).set(
-                json_file=json_file, image_root=image_root, evaluator_type="coco",
-                thing_classes=list(CLASS_NAMES), builtin_generator="digits",
-            )
+            MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco",
+                                          thing_classes=list(CLASS_NAMES), builtin_generator="digits")
         voc_name = f"{prefix}_voc_{split}"
         if voc_name not in DatasetCatalog.list():
             DatasetCatalog.register(voc_name, lambda s=split: load_voc_instances(root, s, CLASS_NAMES))
-            MetadataCatalog.get(voc_name).set(
-                thing_classes=list(CLASS_NAMES), dirname=root, year=2007, split=split,
-                evaluator_type="pascal_voc", builtin_generator="digits",
-            )
+            MetadataCatalog.get(voc_name).set(thing_classes=list(CLASS_NAMES), dirname=root, year=2007, split=split,
+                                              evaluator_type="pascal_voc", builtin_generator="digits")
 
 
 register_digits()

@@ -18,23 +18,18 @@ __all__ = ["check_dataset_files", "dataset_files"]
 
 
 def _how_to_get(name, path):
-    base = os.path.basename(path)
-    if base in ("instances_minival2014.json", "instances_valminusminival2014.json"):
+    if os.path.basename(path) in ("instances_minival2014.json", "instances_valminusminival2014.json"):
         annotations = os.path.dirname(path)  # where the split is wanted, wherever $DETECTRON2_DATASETS points
         return ("these two files are not in the official COCO download; make them from instances_val2014.json with: "
                 "python -m rgs_detectron.cli.make_coco_minival --val2014 "
                 f"{os.path.join(annotations, 'instances_val2014.json')} "
                 f"[--val2017 {os.path.join(annotations, 'instances_val2017.json')}]")
     if name.startswith("coco_"):
-        return (
-            "download COCO 2014 (train2014.zip, val2014.zip, annotations_trainval2014.zip) from "
-            "cocodataset.org and unpack under $DETECTRON2_DATASETS/coco (README, 'Datasets')"
-        )
+        return ("download COCO 2014 (train2014.zip, val2014.zip, annotations_trainval2014.zip) from "
+                "cocodataset.org and unpack under $DETECTRON2_DATASETS/coco (README, 'Datasets')")
     if name.startswith("voc_"):
-        return (
-            "download VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar and unpack so that "
-            "$DETECTRON2_DATASETS/VOC2007/{Annotations,ImageSets,JPEGImages} exist (README, 'Datasets')"
-        )
+        return ("download VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar and unpack so that "
+                "$DETECTRON2_DATASETS/VOC2007/{Annotations,ImageSets,JPEGImages} exist (README, 'Datasets')")
     if name.startswith("rgs_digits"):
         return "generate the built-in dataset with: python -m rgs_detectron.cli.make_digits (or run `make demo`)"
     return "check the path the dataset was registered with"
@@ -46,11 +41,8 @@ def dataset_files(name):
     if hasattr(meta, "json_file"):
         return [meta.json_file, meta.image_root]
     if hasattr(meta, "dirname"):
-        return [
-            os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.split}.txt"),
-            os.path.join(meta.dirname, "Annotations"),
-            os.path.join(meta.dirname, "JPEGImages"),
-        ]
+        return [os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.split}.txt"),
+                os.path.join(meta.dirname, "Annotations"), os.path.join(meta.dirname, "JPEGImages")]
     return []
 
 
@@ -87,10 +79,8 @@ def check_dataset_files(dataset_names, parse=True):
     problems = []
     for name in dataset_names:
         if name not in DatasetCatalog.list():
-            problems.append(
-                f"dataset '{name}' is not registered; registered names include "
-                + ", ".join(sorted(n for n in DatasetCatalog.list() if n.startswith(("coco_2014", "voc_2007", "rgs_"))))
-            )
+            known = sorted(n for n in DatasetCatalog.list() if n.startswith(("coco_2014", "voc_2007", "rgs_")))
+            problems.append(f"dataset '{name}' is not registered; registered names include {', '.join(known)}")
             continue
         for path in dataset_files(name):
             if not os.path.exists(path):
@@ -100,7 +90,5 @@ def check_dataset_files(dataset_names, parse=True):
                 if problem:
                     problems.append(f"dataset '{name}': {problem}")
     if problems:
-        raise InputError(
-            "dataset files missing or unusable (datasets are found under $DETECTRON2_DATASETS, now "
-            f"'{os.getenv('DETECTRON2_DATASETS', 'datasets')}'):\n  - " + "\n  - ".join(problems)
-        )
+        raise InputError("dataset files missing or unusable (datasets are found under $DETECTRON2_DATASETS, now "
+                         f"'{os.getenv('DETECTRON2_DATASETS', 'datasets')}'):\n  - " + "\n  - ".join(problems))

@@ -28,10 +28,8 @@ def _load(path, what):
 
 def _subset(data, image_ids):
     keep = set(image_ids)
-    out = {k: v for k, v in data.items() if k not in ("images", "annotations")}
-    out["images"] = [im for im in data["images"] if im["id"] in keep]
-    out["annotations"] = [a for a in data.get("annotations", []) if a["image_id"] in keep]
-    return out
+    return {**data, "images": [im for im in data["images"] if im["id"] in keep],
+            "annotations": [a for a in data.get("annotations", []) if a["image_id"] in keep]}
 
 
 def write_minival_split(val2014_json, val2017_json=None, output_dir=None, size=5000, overwrite=False):
@@ -48,10 +46,8 @@ def write_minival_split(val2014_json, val2017_json=None, output_dir=None, size=5
         ids2017 = {im["id"] for im in _load(val2017_json, "val2017 annotations")["images"]}
         minival = sorted(i for i in ids2014 if i in ids2017)
         if len(minival) != len(ids2017):
-            raise ValueError(
-                f"{len(ids2017) - len(minival)} val2017 images are not in val2014; "
-                "are these the official instances_val2014.json and instances_val2017.json?"
-            )
+            raise ValueError(f"{len(ids2017) - len(minival)} val2017 images are not in val2014; "
+                             "are these the official instances_val2014.json and instances_val2017.json?")
         method = "canonical (val2017 image set)"
     else:
         if size > len(ids2014):
@@ -69,9 +65,5 @@ def write_minival_split(val2014_json, val2017_json=None, output_dir=None, size=5
     for path, ids in zip(outputs, (minival, rest)):
         data = _subset(val2014, ids)
         atomic_write(path, lambda f, d=data: json.dump(d, f), mode="w")
-    return {
-        "method": method,
-        "minival2014 images": len(minival),
-        "valminusminival2014 images": len(rest),
-        "written": ", ".join(outputs),
-    }
+    return {"method": method, "minival2014 images": len(minival), "valminusminival2014 images": len(rest),
+            "written": ", ".join(outputs)}

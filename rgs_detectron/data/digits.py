@@ -15,11 +15,13 @@ Layout under ``root`` (default ``$DETECTRON2_DATASETS/rgs_digits``)::
     annotations/instances_{train,val}.json  # COCO
     .complete                            # written last: the parameters it was made with
 """
+import itertools
 import json
 import os
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -44,12 +46,13 @@ def _overlaps(box, boxes, margin=2):
     return any(x0 < b[2] + margin and b[0] < x1 + margin and y0 < b[3] + margin and b[1] < y1 + margin for b in boxes)
 
 
-def _render(rng, digits, labels, size, max_objects, min_scale, max_scale):
+def _render(rng, digits, labels, params):
+    size, min_scale, max_scale = params["image_size"], params["min_scale"], params["max_scale"]
     canvas = rng.uniform(0.0, 0.25, size=(size, size)).astype(np.float32)
     canvas += rng.normal(0.0, 0.04, size=canvas.shape).astype(np.float32)
     color = rng.uniform(0.5, 1.0, size=3).astype(np.float32)
     objects = []
-    for _ in range(rng.integers(1, max_objects + 1)):
+    for _ in range(rng.integers(1, params["max_objects"] + 1)):
         for _attempt in range(20):
             side = int(rng.integers(min_scale, max_scale + 1))
             x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
@@ -85,22 +88,22 @@ def _ink_polygons(ink, x0, y0, box):
     return polygons
 
 
+def _xml_node(parent, tag, **children):
+    """A ``tag`` element under ``parent`` with one text element per keyword, in their order."""
+    node = ET.SubElement(parent, tag)
+    for name, value in children.items():
+        ET.SubElement(node, name).text = str(value)
+    return node
+
+
 def _voc_xml(file_id, size, objects):
     ann = ET.Element("annotation")
     ET.SubElement(ann, "filename").text = f"{file_id}.jpg"
-    sz = ET.SubElement(ann, "size")
-    for tag, v in (("width", size), ("height", size), ("depth", 3)):
-        ET.SubElement(sz, tag).text = str(v)
+    _xml_node(ann, "size", width=size, height=size, depth=3)
     for (x0, y0, x1, y1), label, _ in objects:
-        obj = ET.SubElement(ann, "object")
-        ET.SubElement(obj, "name").text = CLASS_NAMES[label]
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = "0"
-        bb = ET.SubElement(obj, "bndbox")
+        obj = _xml_node(ann, "object", name=CLASS_NAMES[label], pose="Unspecified", truncated=0, difficult=0)
         # VOC boxes are 1-based inclusive pixel indices; Detectron2's loader subtracts 1.
-        for tag, v in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):
-            ET.SubElement(bb, tag).text = str(v)
+        _xml_node(obj, "bndbox", xmin=x0 + 1, ymin=y0 + 1, xmax=x1, ymax=y1)
     return ET.ElementTree(ann)
 
 
@@ -108,6 +111,13 @@ def _voc_xml(file_id, size, objects):
 DEFAULTS = {"num_train": 300, "num_val": 100, "image_size": 128, "max_objects": 4, "min_scale": 20, "max_scale": 48,
             "seed": 0}
 MIN_SCALE = 8  # the scans' own 8x8: a digit drawn smaller loses its strokes
+
+
+def _file_ids(params):
+    """(split, image id, file name without extension) of each image of a dataset made with ``params``, in the order
+    they are drawn (the ids count on from one split to the next)."""
+    splits = [split for split in SPLITS for _ in range(params[f"num_{split}"])]
+    return [(split, image_id, f"{split}_{image_id:05d}") for image_id, split in enumerate(splits, start=1)]
 
 
 def _option(name):
@@ -165,32 +175,24 @@ def generate_digits_dataset(root, *, overwrite=False, **requested):
         rng = np.random.default_rng(params["seed"])
         size = params["image_size"]
         categories = [{"id": i + 1, "name": n} for i, n in enumerate(CLASS_NAMES)]
-        image_id = 0
-        ann_id = 0
+        coco = {split: {"images": [], "annotations": [], "categories": categories} for split in SPLITS}
+        ann_ids = itertools.count(1)
+        for split, image_id, file_id in _file_ids(params):
+            img, objects = _render(rng, digits, labels, params)
+            img.save(os.path.join(tmp, "JPEGImages", f"{file_id}.jpg"), quality=95)
+            _voc_xml(file_id, size, objects).write(os.path.join(tmp, "Annotations", f"{file_id}.xml"))
+            coco[split]["images"].append({"id": image_id, "file_name": f"{file_id}.jpg", "width": size, "height": size})
+            for (x0, y0, x1, y1), label, polygon in objects:  # polygon: a list of polygons
+                w, h = x1 - x0, y1 - y0
+                coco[split]["annotations"].append({
+                    "id": next(ann_ids), "image_id": image_id, "category_id": label + 1,
+                    "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0, "segmentation": polygon,
+                })
         for split in SPLITS:
-            images, annotations, ids = [], [], []
-            for _ in range(params[f"num_{split}"]):
-                image_id += 1
-                file_id = f"{split}_{image_id:05d}"
-                img, objects = _render(rng, digits, labels, size, params["max_objects"], params["min_scale"],
-                                       params["max_scale"])
-                img.save(os.path.join(tmp, "JPEGImages", f"{file_id}.jpg"), quality=95)
-                _voc_xml(file_id, size, objects).write(os.path.join(tmp, "Annotations", f"{file_id}.xml"))
-                ids.append(file_id)
-                images.append({"id": image_id, "file_name": f"{file_id}.jpg", "width": size, "height": size})
-                for (x0, y0, x1, y1), label, polygon in objects:  # polygon: a list of polygons
-                    ann_id += 1
-                    w, h = x1 - x0, y1 - y0
-                    annotations.append({
-                        "id": ann_id, "image_id": image_id, "category_id": label + 1,
-                        "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0, "segmentation": polygon,
-                    })
-            with open(os.path.join(tmp, "ImageSets", "Main", f"{split}.txt"), "w") as f:
-                f.write("\n".join(ids) + "\n")
-            with open(os.path.join(tmp, "annotations", f"instances_{split}.json"), "w") as f:
-                json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
-        with open(os.path.join(tmp, _DONE_MARK), "w") as f:
-            json.dump({"format": FORMAT_VERSION, **params}, f)
+            ids = [file_id for s, _, file_id in _file_ids(params) if s == split]
+            Path(tmp, "ImageSets", "Main", f"{split}.txt").write_text("\n".join(ids) + "\n")
+            Path(tmp, "annotations", f"instances_{split}.json").write_text(json.dumps(coco[split]))
+        Path(tmp, _DONE_MARK).write_text(json.dumps({"format": FORMAT_VERSION, **params}))
         if os.path.exists(root) and os.listdir(root):
             shutil.rmtree(root)  # ours: _check_replaceable said so
         os.replace(tmp, root)
@@ -218,12 +220,8 @@ def _own_files(recorded):
         return own
     own |= {os.path.join("ImageSets", "Main", f"{split}.txt") for split in SPLITS}
     own |= {os.path.join("annotations", f"instances_{split}.json") for split in SPLITS}
-    image_id = 0
-    for split in SPLITS:
-        for _ in range(recorded[f"num_{split}"]):
-            image_id += 1
-            own |= {os.path.join("JPEGImages", f"{split}_{image_id:05d}.jpg"),
-                    os.path.join("Annotations", f"{split}_{image_id:05d}.xml")}
+    for _, _, file_id in _file_ids(recorded):
+        own |= {os.path.join("JPEGImages", f"{file_id}.jpg"), os.path.join("Annotations", f"{file_id}.xml")}
     return own
 
 
@@ -236,8 +234,7 @@ def _check_replaceable(root, recorded):
              for folder, dirs, files in os.walk(root) for name in dirs + files}
     foreign = sorted(found - _own_files(recorded))
     if found and (recorded is None or foreign):
-        raise InputError(
-            f"{root} is not empty and is not a digits dataset written by this tool (no {_DONE_MARK} marker, or "
-            f"files it did not write: {', '.join(foreign[:5]) or 'none'}); nothing was changed. Move those files "
-            "away, or give an empty or new folder (the default is $DETECTRON2_DATASETS/rgs_digits)."
-        )
+        raise InputError(f"{root} is not empty and is not a digits dataset written by this tool (no {_DONE_MARK} "
+                         f"marker, or files it did not write: {', '.join(foreign[:5]) or 'none'}); nothing was "
+                         "changed. Move those files away, or give an empty or new folder (the default is "
+                         "$DETECTRON2_DATASETS/rgs_digits).")

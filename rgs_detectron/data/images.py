@@ -32,8 +32,7 @@ def read_image(path, format="BGR"):
     except InputError:
         raise
     except Exception as e:  # missing, truncated, not an image, ...
-        detail = first_line(e)
-        raise InputError(f"cannot read image {path}: {detail}") from None
+        raise InputError(f"cannot read image {path}: {first_line(e)}") from None
 
 
 def _to_8bit(image, path):

@@ -24,10 +24,9 @@ def user_message(error):
     return text[start + len(worker.group(1)) + 2:].strip() if start >= 0 else text
 
 
-def run_tool(main, argv=None, prog=None):
-    """Call ``main(argv)``; a UserError (or an OSError about a path) becomes one line on stderr
+def run_tool(main, argv, prog):
+    """Call ``main(argv)``; a UserError (or an OSError about a path) becomes one line on stderr, after ``prog``,
     and its exit status."""
-    prog = prog or main.__module__.rsplit(".", 1)[-1]
     try:
         return main(argv) or 0
     except UserError as e:
@@ -41,12 +40,11 @@ def run_tool(main, argv=None, prog=None):
         return 130
 
 
-def add_config_args(parser, *, device=True):
+def add_config_args(parser):
     """``--config-file``, ``--device`` and trailing KEY VALUE overrides, as Detectron2's tools."""
     parser.add_argument("--config-file", required=True, metavar="FILE", help="detector config (yaml)")
-    if device:
-        parser.add_argument("--device", help="cpu, cuda, cuda:N, or auto (a GPU when usable); "
-                            "default: the config's MODEL.DEVICE (Detectron2's default is cuda)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N, or auto (a GPU when usable); "
+                        "default: the config's MODEL.DEVICE (Detectron2's default is cuda)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, last on the line (e.g. MODEL.RGSNET.VARIANT b-RGS)")
     return parser
@@ -63,12 +61,12 @@ def requested_device(option, opts=(), unset="auto"):
 
 
 def load_cfg(args, *, weights=None, freeze=True):
-    """The config of ``args`` (file + overrides), ``weights`` and the device (``requested_device``) applied."""
+    """The config of ``args`` (``add_config_args``'s: file + overrides), ``weights`` and the device
+    (``requested_device``) applied."""
     cfg = get_rgsnet_cfg(args.config_file, args.opts)
     if weights is not None:
         cfg.MODEL.WEIGHTS = weights
-    if hasattr(args, "device"):
-        cfg.MODEL.DEVICE = resolve_device(requested_device(args.device, unset=cfg.MODEL.DEVICE))
+    cfg.MODEL.DEVICE = resolve_device(requested_device(args.device, unset=cfg.MODEL.DEVICE))
     if freeze:
         cfg.freeze()
     return cfg

@@ -24,10 +24,9 @@ class TrainingDiverged(UserError):
 def check_resume_point(last_iteration, max_iter, output_dir, key="SOLVER.MAX_ITER"):
     """A resume must have steps left, or be exactly at the end (to finish an interrupted last save)."""
     if last_iteration + 1 > max_iter:
-        raise ConfigError(
-            f"the last checkpoint in {output_dir!r} is at iteration {last_iteration}, past {key} = {max_iter}: "
-            f"that run is complete. Raise {key} to train on, or evaluate it with --eval-only."
-        )
+        raise ConfigError(f"the last checkpoint in {output_dir!r} is at iteration {last_iteration}, past {key} = "
+                          f"{max_iter}: that run is complete. Raise {key} to train on, or evaluate it with "
+                          "--eval-only.")
 
 
 def run_guarded(train, checkpointer, output_dir, max_iter, fix):

@@ -14,6 +14,7 @@
   prints it as one line and exits with its status, which the parent returns.
 """
 import fnmatch
+import functools
 import os
 import sys
 import time
@@ -65,11 +66,9 @@ def check_output_dir(output_dir, args):
     found = _files(output_dir, CHECKPOINT_FILES)
     if found and not args.overwrite:
         nothing = "--resume found no last_checkpoint to continue, and " if args.resume else ""
-        raise ConfigError(
-            f"{nothing}{output_dir!r} holds another run ({', '.join(found)}): --resume continues it, --overwrite "
-            "starts a new run there (the old run's files are moved into previous_run_<time>/), or choose another "
-            "output folder"
-        )
+        raise ConfigError(f"{nothing}{output_dir!r} holds another run ({', '.join(found)}): --resume continues it, "
+                          "--overwrite starts a new run there (the old run's files are moved into "
+                          "previous_run_<time>/), or choose another output folder")
 
 
 def _move_previous_run(output_dir, prog):
@@ -87,20 +86,16 @@ def _move_previous_run(output_dir, prog):
           f"{target} (delete it when you no longer need it)", file=sys.stderr)
 
 
-class _Worker:
-    """Picklable: torch's spawn needs a top-level callable."""
-
-    def __init__(self, run, prog):
-        self.run, self.prog = run, prog
-
-    def __call__(self, *args):
-        try:
-            return self.run(*args)
-        except UserError as e:
-            if comm.get_world_size() == 1:
-                raise
-            print(f"{self.prog} (rank {comm.get_rank()}): error: {user_message(e)}", file=sys.stderr)
-            sys.exit(e.exit_code)
+def _worker(run, prog, *args):
+    """``run(*args)`` in a launched process (top-level, so that torch's spawn can pickle it); a user error is printed
+    as one line and becomes the process's exit status."""
+    try:
+        return run(*args)
+    except UserError as e:
+        if comm.get_world_size() == 1:
+            raise
+        print(f"{prog} (rank {comm.get_rank()}): error: {user_message(e)}", file=sys.stderr)
+        sys.exit(e.exit_code)
 
 
 def launch_run(run, args, payload, output_dir, prog, device):
@@ -111,8 +106,8 @@ def launch_run(run, args, payload, output_dir, prog, device):
     try:
         if lock and not args.eval_only and not resuming(output_dir, args):
             _move_previous_run(output_dir, prog)  # check_output_dir allowed it
-        launch(_Worker(run, prog), args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=payload)
+        launch(functools.partial(_worker, run, prog), args.num_gpus, num_machines=args.num_machines,
+               machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
     except ProcessExitedException as e:  # a worker ended with the error printed above
         return e.exit_code or 1
     finally:

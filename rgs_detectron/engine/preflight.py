@@ -18,38 +18,35 @@ from detectron2.modeling import build_backbone
 
 from ..checkpoint.checkpointer import RGSCheckpointer, check_weights_file
 from ..config import check_cuda, num_classes
-from ..data.boxes import INVALID_BOX_POLICIES
+from ..data.boxes import check_box_policy
 from ..data.checks import check_dataset_files
 from ..errors import ConfigError, UserError
 from .guarded_run import check_resume_point
 from .launch import check_output_dir, resuming
-from .trainer import EVALUATOR_TYPES
+from .trainer import check_evaluator_type
 
 __all__ = ["preflight", "lazy_preflight"]
 
 
-class _Problems:
+class _Problems(list):
     """Runs checks, keeps every UserError, and raises them together (the first one's class and exit status)."""
-
-    def __init__(self):
-        self.found = []
 
     def check(self, function, *args, **kwargs):
         """``function(*args, **kwargs)``, or None with its UserError kept."""
         try:
             return function(*args, **kwargs)
         except UserError as e:
-            self.found.append(e)
+            self.append(e)
 
     def add(self, message):
-        self.found.append(ConfigError(message))
+        self.append(ConfigError(message))
 
     def raise_all(self):
-        if len(self.found) == 1:
-            raise self.found[0]
-        if self.found:
-            items = "\n  - ".join(str(e).replace("\n", "\n    ") for e in self.found)
-            raise type(self.found[0])(f"{len(self.found)} problems, found before anything was built:\n  - {items}")
+        if len(self) == 1:
+            raise self[0]
+        if self:
+            items = "\n  - ".join(str(e).replace("\n", "\n    ") for e in self)
+            raise type(self[0])(f"{len(self)} problems, found before anything was built:\n  - {items}")
 
 
 def _check_device(*, device, device_key, cpu, amp, amp_key, world, eval_only):
@@ -74,23 +71,19 @@ def _check_inputs(problems, *, eval_only, weights, weights_key, resuming, train,
 
 def _check_solver(cfg, world):
     s = cfg.SOLVER
-    for key, value in (("SOLVER.MAX_ITER", s.MAX_ITER), ("SOLVER.CHECKPOINT_PERIOD", s.CHECKPOINT_PERIOD),
-                       ("SOLVER.IMS_PER_BATCH", s.IMS_PER_BATCH)):
-        if value < 1:
-            raise ConfigError(f"{key} = {value} is invalid: give a positive number")
+    for key in ("MAX_ITER", "CHECKPOINT_PERIOD", "IMS_PER_BATCH"):
+        if s[key] < 1:
+            raise ConfigError(f"SOLVER.{key} = {s[key]} is invalid: give a positive number")
     if cfg.TEST.EVAL_PERIOD < 0:
         raise ConfigError(f"TEST.EVAL_PERIOD = {cfg.TEST.EVAL_PERIOD} is invalid: give 0 (only at the end) or more")
     if s.BASE_LR <= 0:
         raise ConfigError(f"SOLVER.BASE_LR = {s.BASE_LR} is invalid: give a positive learning rate")
-    if cfg.DATASETS.get("INVALID_BOXES", "drop") not in INVALID_BOX_POLICIES:
-        raise ConfigError(f"DATASETS.INVALID_BOXES = {cfg.DATASETS.INVALID_BOXES!r} is invalid: "
-                          f"choose one of {', '.join(INVALID_BOX_POLICIES)}")
+    check_box_policy(cfg.DATASETS.get("INVALID_BOXES", "drop"))
     if s.REFERENCE_WORLD_SIZE and s.IMS_PER_BATCH % s.REFERENCE_WORLD_SIZE:
-        raise ConfigError(
-            f"SOLVER.IMS_PER_BATCH = {s.IMS_PER_BATCH} does not divide among SOLVER.REFERENCE_WORLD_SIZE = "
-            f"{s.REFERENCE_WORLD_SIZE} GPUs: leave the batch to the config (it scales with --num-gpus), or set "
-            "SOLVER.REFERENCE_WORLD_SIZE 0 and scale BASE_LR, MAX_ITER and STEPS yourself (README, 'Schedules')"
-        )
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH = {s.IMS_PER_BATCH} does not divide among "
+                          f"SOLVER.REFERENCE_WORLD_SIZE = {s.REFERENCE_WORLD_SIZE} GPUs: leave the batch to the config "
+                          "(it scales with --num-gpus), or set SOLVER.REFERENCE_WORLD_SIZE 0 and scale BASE_LR, "
+                          "MAX_ITER and STEPS yourself (README, 'Schedules')")
     scaled = DefaultTrainer.auto_scale_workers(cfg, world)
     batch = scaled.SOLVER.IMS_PER_BATCH
     if batch % world:
@@ -111,15 +104,6 @@ def _check_classes(key, num, train, test, sep=" "):
                               f"inference: set {key}{sep}{n}")
 
 
-def _check_evaluators(names):
-    for name in names:
-        kind = MetadataCatalog.get(name).get("evaluator_type", None)
-        if kind not in EVALUATOR_TYPES:
-            raise ConfigError(f"dataset '{name}' has evaluator_type {kind!r}, which no evaluator here takes (known: "
-                              f"{', '.join(EVALUATOR_TYPES)}): set it in the dataset's metadata, or leave the dataset "
-                              "out of DATASETS.TEST")
-
-
 def _check_wiring(cfg):
     """The heads read features the backbone produces (the backbone is built on the meta device)."""
     try:
@@ -129,25 +113,19 @@ def _check_wiring(cfg):
         name = e.args[0] if e.args else e
         if "registry" in str(name):
             raise ConfigError(f"MODEL.BACKBONE.NAME = {cfg.MODEL.BACKBONE.NAME!r}: {name}") from None
-        raise ConfigError(
-            f"the backbone cannot be built: it needs a feature {name!r} that is not produced; check "
-            f"MODEL.FPN.IN_FEATURES ({list(cfg.MODEL.FPN.IN_FEATURES)}) against MODEL.RESNETS.OUT_FEATURES "
-            f"({list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
-        ) from None
-    wanted = []
-    if cfg.MODEL.META_ARCHITECTURE in ("GeneralizedRCNN", "PanopticFPN"):
-        wanted.append(("MODEL.RPN.IN_FEATURES", cfg.MODEL.RPN.IN_FEATURES))
-        wanted.append(("MODEL.ROI_HEADS.IN_FEATURES", cfg.MODEL.ROI_HEADS.IN_FEATURES))
+        raise ConfigError(f"the backbone cannot be built: it needs a feature {name!r} that is not produced; check "
+                          f"MODEL.FPN.IN_FEATURES ({list(cfg.MODEL.FPN.IN_FEATURES)}) against "
+                          f"MODEL.RESNETS.OUT_FEATURES ({list(cfg.MODEL.RESNETS.OUT_FEATURES)})") from None
+    heads = ["RPN", "ROI_HEADS"] if cfg.MODEL.META_ARCHITECTURE in ("GeneralizedRCNN", "PanopticFPN") else []
     if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE:
-        wanted.append(("MODEL.RETINANET.IN_FEATURES", cfg.MODEL.RETINANET.IN_FEATURES))
-    for key, features in wanted:
-        missing = [f for f in features if f not in outputs]
-        if missing:
-            raise ConfigError(
-                f"{key} = {list(features)}, but the backbone {cfg.MODEL.BACKBONE.NAME} gives {outputs}. FPN heads "
-                "(p2..p6) need build_rgsnet_fpn_backbone (RetinaNet: build_retinanet_rgsnet_fpn_backbone); C4 heads "
-                "(res4) need build_rgsnet_backbone with MODEL.ROI_HEADS.NAME RGSNetRes5ROIHeads."
-            )
+        heads.append("RETINANET")
+    for head in heads:
+        features = cfg.MODEL[head].IN_FEATURES
+        if not set(features) <= set(outputs):
+            raise ConfigError(f"MODEL.{head}.IN_FEATURES = {list(features)}, but the backbone "
+                              f"{cfg.MODEL.BACKBONE.NAME} gives {outputs}. FPN heads (p2..p6) need "
+                              "build_rgsnet_fpn_backbone (RetinaNet: build_retinanet_rgsnet_fpn_backbone); C4 heads "
+                              "(res4) need build_rgsnet_backbone with MODEL.ROI_HEADS.NAME RGSNetRes5ROIHeads.")
 
 
 def _check_run(problems, args, output_dir, max_iter, max_iter_key):
@@ -172,7 +150,8 @@ def preflight(cfg, args):
     test = list(cfg.DATASETS.TEST)
     _check_inputs(problems, eval_only=eval_only, weights=cfg.MODEL.WEIGHTS, weights_key="MODEL.WEIGHTS",
                   resuming=resuming(cfg.OUTPUT_DIR, args), train=train, test=test)
-    problems.check(_check_evaluators, test)
+    for name in test:
+        problems.check(check_evaluator_type, name)
     problems.check(_check_classes, *num_classes(cfg), train, test)
     _check_run(problems, args, cfg.OUTPUT_DIR, scaled and scaled.SOLVER.MAX_ITER, "SOLVER.MAX_ITER")
     problems.raise_all()
@@ -183,10 +162,8 @@ def _lazy_names(node):
     try:
         names = node.dataset.names
     except (AttributeError, KeyError):
-        return []
-    if names is None:
-        return []
-    return [names] if isinstance(names, str) else list(names)
+        names = None
+    return [names] if isinstance(names, str) else list(names or [])
 
 
 def _lazy_num_classes(cfg):
@@ -215,11 +192,10 @@ def lazy_preflight(cfg, args):
                    cpu="train.device=cpu", amp=cfg.train.get("amp", {}).get("enabled", False),
                    amp_key="train.amp.enabled=True", world=max(args.num_gpus, 1) * max(args.num_machines, 1),
                    eval_only=eval_only)
-    if not eval_only and cfg.train.max_iter < 1:
-        problems.add(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")
-    if not eval_only and cfg.train.get("invalid_boxes", "drop") not in INVALID_BOX_POLICIES:
-        problems.add(f"train.invalid_boxes = {cfg.train.invalid_boxes!r} is invalid: choose one of "
-                     f"{', '.join(INVALID_BOX_POLICIES)}")
+    if not eval_only:
+        if cfg.train.max_iter < 1:
+            problems.add(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")
+        problems.check(check_box_policy, cfg.train.get("invalid_boxes", "drop"), "train.invalid_boxes")
     output_dir = cfg.train.output_dir
     train = [] if eval_only else _lazy_names(cfg.dataloader.train)
     test = _lazy_names(cfg.dataloader.test) if "test" in cfg.dataloader else []

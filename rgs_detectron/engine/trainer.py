@@ -19,15 +19,8 @@ from detectron2.data import MetadataCatalog, build_detection_test_loader, build_
 from detectron2.data.build import get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.engine.defaults import create_ddp_model as d2_create_ddp_model
-from detectron2.evaluation import (
-    CityscapesInstanceEvaluator,
-    CityscapesSemSegEvaluator,
-    COCOPanopticEvaluator,
-    DatasetEvaluators,
-    LVISEvaluator,
-    PascalVOCDetectionEvaluator,
-    SemSegEvaluator,
-)
+from detectron2.evaluation import (CityscapesInstanceEvaluator, CityscapesSemSegEvaluator, COCOPanopticEvaluator,
+                                   DatasetEvaluators, LVISEvaluator, PascalVOCDetectionEvaluator, SemSegEvaluator)
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -39,7 +32,7 @@ from ..checkpoint.checkpointer import RGSCheckpointer
 from .evaluation import build_coco_evaluator
 from .guarded_run import run_guarded
 
-__all__ = ["RGSTrainer", "build_evaluator", "create_ddp_model", "load_train_dicts", "EVALUATOR_TYPES"]
+__all__ = ["RGSTrainer", "build_evaluator", "check_evaluator_type", "create_ddp_model", "load_train_dicts"]
 
 
 def create_ddp_model(model, *, fp16_compression=False, **kwargs):
@@ -55,11 +48,21 @@ EVALUATOR_TYPES = ("coco", "pascal_voc", "sem_seg", "coco_panoptic_seg", "lvis",
                    "cityscapes_sem_seg")
 
 
+def check_evaluator_type(dataset_name):
+    """The ``evaluator_type`` of ``dataset_name``, or a ConfigError when no evaluator here takes it."""
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    if kind not in EVALUATOR_TYPES:
+        raise ConfigError(f"dataset '{dataset_name}' has evaluator_type {kind!r}, which no evaluator here takes "
+                          f"(known: {', '.join(EVALUATOR_TYPES)}): set it in the dataset's metadata, or leave the "
+                          "dataset out of DATASETS.TEST")
+    return kind
+
+
 def build_evaluator(cfg, dataset_name, output_folder=None):
     """The evaluator(s) for ``dataset_name``, from its ``evaluator_type`` metadata, as Detectron2's
     own ``tools/train_net.py`` picks them; COCO boxes and masks go through ``RGSCOCOEvaluator``."""
     output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
-    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    kind = check_evaluator_type(dataset_name)
     evaluators = []
     if kind in ("sem_seg", "coco_panoptic_seg"):
         evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
@@ -75,11 +78,6 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
         evaluators.append(CityscapesInstanceEvaluator(dataset_name))
     if kind == "cityscapes_sem_seg":
         evaluators.append(CityscapesSemSegEvaluator(dataset_name))
-    if not evaluators:
-        raise ConfigError(
-            f"no evaluator for dataset '{dataset_name}' (evaluator_type={kind!r}; known: {', '.join(EVALUATOR_TYPES)}): "
-            "set its metadata's evaluator_type, or leave it out of DATASETS.TEST"
-        )
     return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
 
@@ -88,15 +86,12 @@ def load_train_dicts(cfg):
     names = list(cfg.DATASETS.TRAIN)
     try:
         dicts = get_detection_dataset_dicts(
-            names,
-            filter_empty=False,
+            names, filter_empty=False,
             min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
-            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
-        )
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None)
     except Exception as e:
         files = "; ".join(", ".join(dataset_files(n)) for n in names)
-        detail = first_line(e)
-        raise InputError(f"cannot load training data {names} ({files}): {type(e).__name__}: {detail}") from None
+        raise InputError(f"cannot load training data {names} ({files}): {type(e).__name__}: {first_line(e)}") from None
     return checked_train_dicts(dicts, f"DATASETS.TRAIN {names}", cfg.DATASETS.INVALID_BOXES,
                                cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
 

@@ -59,6 +59,4 @@ def get_config(config_path, trained=False):
                           "rgs_detectron; train one with train_net and set MODEL.WEIGHTS (train.init_checkpoint) "
                           "to its model_final.pth, or pass trained=False")
     path = get_config_file(config_path)
-    if path.endswith(".py"):
-        return LazyConfig.load(path)
-    return get_rgsnet_cfg(path)
+    return LazyConfig.load(path) if path.endswith(".py") else get_rgsnet_cfg(path)
