@@ -1,23 +1,29 @@
 """RGSNet backbones (ResNets with a ReLU + GroupNorm shortcut) for Detectron2.
 
-``import rgs_detectron`` registers ``build_rgsnet_backbone``, ``build_rgsnet_fpn_backbone``,
-``build_retinanet_rgsnet_fpn_backbone``, the ``RGSNetRes5ROIHeads`` C4 head and the
-built-in digits datasets. Where things live: docs/ARCHITECTURE.md.
+Using the package registers ``build_rgsnet_backbone``, ``build_rgsnet_fpn_backbone``,
+``build_retinanet_rgsnet_fpn_backbone``, the ``RGSNetRes5ROIHeads`` C4 head and the built-in
+digits datasets with Detectron2: ``from rgs_detectron import add_rgsnet_config`` (or any name
+below), ``rgs_detectron.model_zoo`` and ``import rgs_detectron.modeling`` all do. The names are
+imported on first use (PEP 562), so that ``import rgs_detectron`` alone, and with it every
+command line's ``--help``, loads neither torch nor Detectron2. Where things live:
+docs/ARCHITECTURE.md.
 """
-try:
-    import detectron2  # noqa: F401
-except ImportError as e:  # pragma: no cover - exercised by a subprocess test
-    raise ImportError(
-        "rgs_detectron needs Detectron2, which is not importable here "
-        f"({e}). Detectron2 is not on PyPI under its own name: run the project's set-up "
-        "(bash tools/setup_env.sh) or install it as the README's 'Install' section says."
-    ) from e
+import importlib
+import importlib.util
 
-from .config import add_rgsnet_config, get_rgsnet_cfg
-from . import modeling  # noqa: F401  (registers the backbones and the C4 head)
-from . import data  # noqa: F401  (registers the built-in digits datasets)
-from .modeling import VARIANTS, RGSNet, RGSNetSpec
-from .checkpoint import load_weights
+if importlib.util.find_spec("detectron2") is None:  # pragma: no cover - exercised by a subprocess test
+    raise ImportError(
+        "rgs_detectron needs Detectron2, which is not importable here. Detectron2 is not on PyPI under its own "
+        "name: run the project's set-up (bash tools/setup_env.sh) or install it as the README's 'Install' section says."
+    )
 
 __version__ = "0.2.0"
-__all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "load_weights", "RGSNet", "RGSNetSpec", "VARIANTS", "__version__"]
+_PUBLIC = {"add_rgsnet_config": "config", "get_rgsnet_cfg": "config", "load_weights": "checkpoint",
+           "RGSNet": "modeling", "RGSNetSpec": "modeling", "VARIANTS": "modeling"}
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)

@@ -3,7 +3,8 @@
 Only what RGSNet adds lives under ``MODEL.RGSNET``; depth, widths, norm, grouping,
 freezing and output features stay on Detectron2's own keys (``MODEL.RESNETS.*``,
 ``MODEL.BACKBONE.*``). Values are validated where they are used, by
-``RGSNetSpec.from_cfg`` (``rgs_detectron/modeling/spec.py``).
+``RGSNetSpec.from_cfg`` (``rgs_detectron/modeling/spec.py``). Every way to a config passes
+here, so importing this module registers the backbones, the C4 head and the digits datasets.
 """
 import difflib
 import inspect
@@ -18,6 +19,8 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import LazyConfig, get_cfg
 from detectron2.utils.registry import locate
 
+from . import modeling  # noqa: F401  (registers the backbones and the C4 head)
+from .data import builtin  # noqa: F401  (registers the digits datasets)
 from .errors import ConfigError, UserError, first_line
 
 __all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "load_lazy_config", "resolve_device", "check_cuda", "num_classes"]

@@ -114,7 +114,8 @@ def test_the_device_option_overrides_only_when_given(cuda_usable):
     MODEL.DEVICE cpu ran on cuda: --device defaulted to auto and always won)."""
     import argparse
 
-    from rgs_detectron.engine.defaults import add_config_args, load_cfg
+    from rgs_detectron.engine.defaults import load_cfg
+    from rgs_detectron.utils.commandline import add_config_args
 
     parser = add_config_args(argparse.ArgumentParser())
     config = str(CONFIG_DIR / "demo" / "digits_res_rgs.yaml")
@@ -135,7 +136,7 @@ def test_digits_demo_and_benchmark_follow_the_same_rule(cuda_usable, monkeypatch
     import benchmark
 
     seen = []
-    monkeypatch.setattr(digits_demo, "generate_digits_dataset", lambda root: None)
+    monkeypatch.setattr("rgs_detectron.data.digits.generate_digits_dataset", lambda root: None)
     monkeypatch.setattr(digits_demo, "run_one", lambda args, device, *rest: seen.append(device))
     assert digits_demo.main(["--output", str(tmp_path), "MODEL.DEVICE", "cpu"]) == 0
     assert digits_demo.main(["--output", str(tmp_path)]) == 0

@@ -10,7 +10,9 @@ import pytest
 from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
-from rgs_detectron.data import DIGIT_CLASSES, check_dataset_files, generate_digits_dataset
+from rgs_detectron.data.checks import check_dataset_files
+from rgs_detectron.data.digits import CLASS_NAMES as DIGIT_CLASSES
+from rgs_detectron.data.digits import generate_digits_dataset
 from rgs_detectron.checkpoint import check_weights_file
 from rgs_detectron.errors import InputError, WeightsError
 
@@ -179,7 +181,7 @@ def test_make_digits_cli_refuses_a_foreign_root_with_status_1(tmp_path, capsys):
 def test_16_bit_png_is_scaled_not_saturated(tmp_path):
     from PIL import Image
 
-    from rgs_detectron.data import read_image
+    from rgs_detectron.data.images import read_image
 
     values = np.full((32, 48), 30 * 257, dtype=np.uint16)  # 8-bit value 30 stored in 16 bits
     values[:, :8] = 65535
@@ -190,7 +192,7 @@ def test_16_bit_png_is_scaled_not_saturated(tmp_path):
 
 
 def test_corrupt_image_is_named(tmp_path):
-    from rgs_detectron.data import read_image
+    from rgs_detectron.data.images import read_image
 
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

@@ -202,7 +202,7 @@ def test_digits_demo_pictures_show_the_model_rgb(tmp_path, monkeypatch):
 
             self.model = record
 
-    monkeypatch.setattr(digits_demo, "RGSPredictor", Recording)
+    monkeypatch.setattr("rgs_detectron.engine.predictor.RGSPredictor", Recording)
     written = digits_demo.draw_predictions(cfg.clone(), str(tmp_path / "pred"), num_images=2)
     assert len(written) == 2 and len(seen) == 2
     files = sorted((tmp_path / "rgs_digits" / "JPEGImages").glob("val_*.jpg"))

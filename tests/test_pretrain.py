@@ -302,7 +302,7 @@ def test_chain_pretrain_convert_finetune_evaluate(tmp_path, tmp_path_factory, ca
     options (the checkpoint records its architecture), fine-tunes the digits detector."""
     from rgs_detectron.cli import convert
     from rgs_detectron.cli import train_net
-    from rgs_detectron.data import generate_digits_dataset
+    from rgs_detectron.data.digits import generate_digits_dataset
     from rgs_detectron.data.builtin import register_digits
 
     if variant == "Res-RGS":

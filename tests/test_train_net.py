@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rgs_detectron.cli import train_net as train_net_tool
-from rgs_detectron.data import generate_digits_dataset
+from rgs_detectron.data.digits import generate_digits_dataset
 from rgs_detectron.data.builtin import register_digits
 
 TINY = [

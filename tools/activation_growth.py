@@ -16,7 +16,7 @@ import sys
 import torch
 
 from rgs_detectron.classification.classifier import RGSNetClassifier
-from rgs_detectron.engine.defaults import run_tool
+from rgs_detectron.utils.commandline import run_tool
 from rgs_detectron.modeling import VARIANTS, RGSNet, RGSNetSpec
 
 DEPTHS = (26, 50, 101)

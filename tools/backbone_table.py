@@ -18,7 +18,7 @@ from detectron2.utils.analysis import FlopCountAnalysis
 from rgs_detectron.modeling.backbone import RGSNet
 from rgs_detectron.modeling.spec import RGSNetSpec
 from rgs_detectron.modeling.variants import VARIANTS
-from rgs_detectron.engine.defaults import run_tool
+from rgs_detectron.utils.commandline import run_tool
 
 
 def backbone_for(variant, depth, width_mult=1.0, se_reduction=0):

@@ -60,7 +60,8 @@ from rgs_detectron.model_zoo import get_config_file
 from rgs_detectron.modeling.spec import SHORTCUT_IMPLS, RGSNetSpec
 from rgs_detectron.modeling.variants import get_variant
 from rgs_detectron.utils.fileio import atomic_write
-from rgs_detectron.engine.defaults import requested_device, run_tool
+from rgs_detectron.engine.defaults import requested_device
+from rgs_detectron.utils.commandline import run_tool
 
 
 def saved_activation_bytes(model, forward):

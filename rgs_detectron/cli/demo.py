@@ -25,18 +25,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from detectron2.data import MetadataCatalog
-from detectron2.data.catalog import Metadata
-from detectron2.structures import BoxMode
-from detectron2.utils.logger import setup_logger
-
-from ..data.images import read_image
-from ..engine.predictor import RGSPredictor
 from ..errors import ConfigError, UserError, first_line
+from ..utils.commandline import add_config_args, probability, run_tool
 from ..utils.fileio import atomic_write
-from ..config import num_classes as class_count
-from ..engine.defaults import add_config_args, load_cfg, probability, run_tool
-from ..utils.drawing import draw_detections
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 logger = logging.getLogger("rgs_detectron.demo")
@@ -111,6 +102,9 @@ def check_output_folder(output_dir, paths, names):
 
 def display_metadata(cfg, num_classes):
     """(Visualizer metadata, contiguous index -> output category id, id -> name) from DATASETS.TEST[0]."""
+    from detectron2.data import MetadataCatalog
+    from detectron2.data.catalog import Metadata
+
     source = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else Metadata()
     metadata, names = Metadata(), source.get("thing_classes", None)
     if names is not None and len(names) != num_classes:
@@ -127,7 +121,8 @@ def display_metadata(cfg, num_classes):
 def to_coco(instances, image_id, to_output):
     if len(instances) == 0:
         return []
-    boxes = BoxMode.convert(instances.pred_boxes.tensor.numpy(), BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
+    boxes = instances.pred_boxes.tensor.numpy().copy()
+    boxes[:, 2:] -= boxes[:, :2]  # x0, y0, x1, y1 -> COCO's x, y, width, height
     return [
         {"image_id": image_id, "category_id": int(to_output[int(c)]), "bbox": [float(v) for v in box],
          "score": float(s)}
@@ -151,6 +146,14 @@ def _write_results(output_dir, cfg, categories, processed, skipped, detections, 
 
 def _main(argv):
     args = get_parser().parse_args(argv)
+    from detectron2.utils.logger import setup_logger
+
+    from ..config import num_classes as class_count
+    from ..data.images import read_image
+    from ..engine.defaults import load_cfg
+    from ..engine.predictor import RGSPredictor
+    from ..utils.drawing import draw_detections
+
     setup_logger(name="detectron2")
     setup_logger(name="rgs_detectron")
     cfg = load_cfg(args, weights=args.weights, freeze=False)

@@ -23,23 +23,15 @@ import time
 import numpy as np
 from PIL import Image
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
-from ..config import get_rgsnet_cfg, resolve_device
-from ..data.builtin import digits_root
-from ..data.digits import generate_digits_dataset
-from ..data.images import read_image
-from ..engine.predictor import RGSPredictor
 from ..errors import InputError
-from ..model_zoo import get_config_file
+from ..utils.commandline import run_tool
 from ..utils.fileio import atomic_write
-from ..engine.defaults import requested_device, run_tool
-from ..utils.drawing import draw_detections
-from ..utils.plots import plot_metrics, read_metrics
 
 
 def train_and_evaluate(config_file, opts, output_dir):
     """Run train_net in a fresh process; return (seconds, final evaluation row of metrics.json)."""
+    from ..utils.plots import read_metrics
+
     cmd = [sys.executable, "-m", "rgs_detectron.cli.train_net", "--config-file", config_file, "--overwrite",
            *map(str, opts), "OUTPUT_DIR", output_dir]
     start = time.perf_counter()
@@ -55,6 +47,12 @@ def train_and_evaluate(config_file, opts, output_dir):
 
 def draw_predictions(cfg, out_dir, num_images=4, score_threshold=0.5):
     """The trained model's detections on the first validation images, as PNGs."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from ..data.images import read_image
+    from ..engine.predictor import RGSPredictor
+    from ..utils.drawing import draw_detections
+
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
@@ -75,6 +73,9 @@ def draw_predictions(cfg, out_dir, num_images=4, score_threshold=0.5):
 
 
 def run_one(args, device, variant, seed, output_dir):
+    from ..config import get_rgsnet_cfg
+    from ..utils.plots import plot_metrics
+
     opts = ["MODEL.RGSNET.VARIANT", variant, "SEED", seed, *args.opts, "MODEL.DEVICE", device]
     seconds, final = train_and_evaluate(args.config_file, opts, output_dir)
     cfg = get_rgsnet_cfg(args.config_file, [str(o) for o in opts])
@@ -117,7 +118,7 @@ def summarize(records, out_dir):
 def _main(argv):
     p = argparse.ArgumentParser(prog="digits_demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", default=get_config_file("demo/digits_res_rgs.yaml"))
+    p.add_argument("--config-file", help="default: the shipped configs/demo/digits_res_rgs.yaml")
     p.add_argument("--variants", nargs="+", default=["Res-RGS"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (the GPU when usable, else the CPU); default: "
@@ -125,6 +126,13 @@ def _main(argv):
     p.add_argument("--output", default="output/digits_demo", help="folder for the run(s)")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides for every run")
     args = p.parse_args(argv)
+    from ..config import resolve_device
+    from ..data.builtin import digits_root
+    from ..data.digits import generate_digits_dataset
+    from ..engine.defaults import requested_device
+    from ..model_zoo import get_config_file
+
+    args.config_file = args.config_file or get_config_file("demo/digits_res_rgs.yaml")
     request = requested_device(args.device, args.opts)
     device = resolve_device(request)
     if request == "auto" and device == "cpu":

@@ -15,13 +15,12 @@ verification failed (that file is not written), 2 usage error.
 import argparse
 import sys
 
-from detectron2.utils.logger import setup_logger
-
-from ..engine.defaults import add_config_args, load_cfg, run_tool
-from ..export import DETECTOR_FORMATS, FORMATS, TOLERANCES, build_export_model, export_model, sample_images
+from ..utils.commandline import add_config_args, run_tool
 
 
 def get_parser():
+    from ..export import DETECTOR_FORMATS, FORMATS  # the formats' names: export.py is their one place
+
     p = argparse.ArgumentParser(prog="export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="checkpoint to export (overrides MODEL.WEIGHTS)")
@@ -36,6 +35,11 @@ def get_parser():
 
 def _main(argv):
     args = get_parser().parse_args(argv)
+    from detectron2.utils.logger import setup_logger
+
+    from ..engine.defaults import load_cfg
+    from ..export import TOLERANCES, build_export_model, export_model, sample_images
+
     setup_logger(name="detectron2")
     setup_logger(name="rgs_detectron")
     cfg = load_cfg(args, weights=args.weights)

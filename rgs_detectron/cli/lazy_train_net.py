@@ -19,21 +19,19 @@ done, 1 failed, 2 usage error.
 """
 import sys
 
-from detectron2.engine import default_setup
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
-
-from ..config import load_lazy_config
-from ..engine.lazy_trainer import lazy_test, lazy_train
-from ..engine.predictor import load_trained_model
-from ..engine.preflight import lazy_preflight
-from ..engine.defaults import run_tool
-from ..engine.launch import argument_parser, launch_run
+from ..utils.commandline import run_tool
 
 __all__ = ["main"]
 
 
 def run(cfg, args):
+    from detectron2.engine import default_setup
+    from detectron2.utils import comm
+    from detectron2.utils.logger import setup_logger
+
+    from ..engine.lazy_trainer import lazy_test, lazy_train
+    from ..engine.predictor import load_trained_model
+
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="rgs_detectron")
     if args.eval_only:
@@ -42,6 +40,10 @@ def run(cfg, args):
 
 
 def _main(argv):
+    from ..config import load_lazy_config
+    from ..engine.launch import argument_parser, launch_run
+    from ..engine.preflight import lazy_preflight
+
     args = argument_parser(__doc__).parse_args(argv)
     cfg = load_lazy_config(args.config_file, args.opts)
     lazy_preflight(cfg, args)

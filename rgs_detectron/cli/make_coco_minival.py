@@ -12,7 +12,7 @@ import sys
 
 from ..data.coco_minival import write_minival_split
 from ..errors import ConfigError, InputError
-from ..engine.defaults import run_tool
+from ..utils.commandline import run_tool
 
 
 def _main(argv):

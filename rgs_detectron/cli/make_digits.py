@@ -12,9 +12,8 @@ else; anything else is refused untouched. Exit status: 0 ready, 1 refused, 2 usa
 import argparse
 import sys
 
-from ..data.builtin import digits_root
 from ..data.digits import DEFAULTS, MIN_SCALE, generate_digits_dataset
-from ..engine.defaults import run_tool
+from ..utils.commandline import run_tool
 
 
 def _main(argv):
@@ -28,6 +27,8 @@ def _main(argv):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=f"{help} (default {DEFAULTS[name]})")
     p.add_argument("--overwrite", action="store_true", help="regenerate a digits dataset this tool wrote")
     a = p.parse_args(argv)
+    from ..data.builtin import digits_root
+
     root = generate_digits_dataset(a.root or digits_root(), overwrite=a.overwrite,
                                    **{name: getattr(a, name) for name in DEFAULTS})
     print(f"digits dataset ready at {root}")

@@ -25,17 +25,16 @@ naming each option); a run or finished model in ``--output`` is replaced only wi
 import argparse
 import sys
 
-from detectron2.utils.logger import setup_logger
-
-from ..classification.datasets import DATASETS, build_datasets
-from ..classification.pretrain import PretrainOptions, pretrain
-from ..classification.recipes import RECIPES, get_recipe
-from ..engine.defaults import (add_spec_args, non_negative_int, positive_float, positive_int, run_tool,
-                               spec_from_args)
 from ..errors import ConfigError
+from ..utils.commandline import non_negative_int, positive_float, positive_int, run_tool
 
 
 def get_parser():
+    # The choices come from their registries (datasets, recipes, the spec's options).
+    from ..classification.datasets import DATASETS
+    from ..classification.recipes import RECIPES
+    from ..engine.defaults import add_spec_args
+
     p = argparse.ArgumentParser(prog="train_classifier", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group("data")
@@ -68,6 +67,13 @@ def get_parser():
 
 def _main(argv):
     args = get_parser().parse_args(argv)
+    from detectron2.utils.logger import setup_logger
+
+    from ..classification.datasets import build_datasets
+    from ..classification.pretrain import PretrainOptions, pretrain
+    from ..classification.recipes import get_recipe
+    from ..engine.defaults import spec_from_args
+
     setup_logger(name="rgs_detectron", abbrev_name="rgs")  # the console; the run adds OUTPUT/log.txt
     spec = spec_from_args(args)
     if spec.stem == "small" and args.dataset == "imagenet":

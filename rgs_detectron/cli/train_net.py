@@ -17,23 +17,15 @@ processes on gloo). Config files are read as plain yaml: a ``!!python`` tag is r
 """
 import sys
 
-from detectron2.engine import default_setup
-from detectron2.evaluation import verify_results
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
-
-from ..config import get_rgsnet_cfg
-from ..engine.predictor import load_trained_model
-from ..engine.preflight import preflight
-from ..engine.trainer import RGSTrainer
-from ..engine.defaults import run_tool
-from ..engine.launch import argument_parser, launch_run
+from ..utils.commandline import run_tool
 
 __all__ = ["main", "setup", "run"]
 
 
 def setup(args):
     """The frozen config of ``args``."""
+    from ..config import get_rgsnet_cfg
+
     cfg = get_rgsnet_cfg(args.config_file, args.opts)
     cfg.freeze()
     return cfg
@@ -41,6 +33,14 @@ def setup(args):
 
 def run(cfg, args):
     """Train (or evaluate) in this process; returns the evaluation results."""
+    from detectron2.engine import default_setup
+    from detectron2.evaluation import verify_results
+    from detectron2.utils import comm
+    from detectron2.utils.logger import setup_logger
+
+    from ..engine.predictor import load_trained_model
+    from ..engine.trainer import RGSTrainer
+
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="rgs_detectron")
     if args.eval_only:
@@ -54,6 +54,9 @@ def run(cfg, args):
 
 
 def _main(argv):
+    from ..engine.launch import argument_parser, launch_run
+    from ..engine.preflight import preflight
+
     args = argument_parser(__doc__).parse_args(argv)
     cfg = setup(args)
     preflight(cfg, args)

@@ -26,7 +26,7 @@ from detectron2.utils import comm
 
 from ..errors import ConfigError, UserError
 from ..utils.output_lock import OutputDirLock
-from .defaults import user_message
+from ..utils.commandline import user_message
 
 __all__ = ["argument_parser", "check_output_dir", "launch_run", "resuming"]
 
