@@ -81,12 +81,10 @@ def remove_stale_temp_files(folder):
 
 
 def _alive(pid):
-    if pid == os.getpid():
-        return True
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # it does, as another user's
+        pass
     return True
