@@ -37,7 +37,7 @@ from ..modeling.backbone import RGSNet
 from ..modeling.spec import CFG_KEYS, RGSNetSpec
 from ..utils.fileio import atomic_write, remove_stale_temp_files
 from ..utils.names import group_blocks, short_list
-from ..utils.torch_files import CONVERT_COMMAND, load_pickle_safely, load_weights_only
+from ..utils.torch_files import CONVERT_COMMAND, check_file, load_pickle_safely, load_weights_only
 
 __all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_weights",
            "spec_differences", "COMPARED_FIELDS"]
@@ -91,10 +91,7 @@ def check_weights_file(path, what="MODEL.WEIGHTS"):
             "(README, 'Pretraining and converting'), or train from scratch with MODEL.WEIGHTS '' "
             "MODEL.RESNETS.NORM BN MODEL.BACKBONE.FREEZE_AT 0."
         )
-    if os.path.isdir(path):
-        raise WeightsError(f"{what} = {path!r} is a folder; give the checkpoint file inside it")
-    if os.path.getsize(path) == 0:
-        raise WeightsError(f"{what} = {path!r} is an empty file (an interrupted copy or download?)")
+    check_file(path, f"{what} = {path!r}")
 
 
 # ----------------------------------------------------------------------------- recorded specs
