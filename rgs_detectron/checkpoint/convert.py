@@ -64,6 +64,22 @@ class ConversionError(WeightsError, ValueError):
 # ----------------------------------------------------------------------------- renaming
 
 
+def _rename_all(state_dict, rename, collision):
+    """``(renamed dict, new -> old name, [(old name, why dropped)])`` where ``rename(name)`` gives
+    ``(new name or None, why dropped)``; two names made one are refused, in ``collision``'s words."""
+    out, origin, dropped = OrderedDict(), {}, []
+    for name, value in state_dict.items():
+        new, why = rename(name)
+        if new is None:
+            dropped.append((name, why))
+        elif new in out:
+            raise ConversionError(collision.format(origin[new], name, new))
+        else:
+            out[new] = value
+            origin[new] = name
+    return out, origin, dropped
+
+
 def parse_rename(text):
     """``"REGEX=REPLACEMENT"`` -> (compiled regex, replacement). Splits at the first ``=``."""
     pattern, sep, repl = text.partition("=")
@@ -82,23 +98,18 @@ def apply_renames(state_dict, rules):
     neither network, e.g. a momentum encoder). Returns (new dict, new -> old name,
     [(old name, why dropped)]).
     """
-    rules = [parse_rename(r) if isinstance(r, str) else r for r in rules]
-    out, origin, dropped = OrderedDict(), {}, []
-    for name, value in state_dict.items():
+    rules = [parse_rename(r) for r in rules]
+
+    def rename(name):
         new = name
         for pattern, repl in rules:
             try:
                 new = pattern.sub(repl, new)
             except (re.error, IndexError) as e:
                 raise ConfigError(f"--rename {pattern.pattern!r}={repl!r} failed on {name!r}: {e}") from None
-        if not new:
-            dropped.append((name, "renamed to nothing by --rename"))
-            continue
-        if new in out:
-            raise ConversionError(f"rename rules map both {origin[new]!r} and {name!r} to {new!r}")
-        out[new] = value
-        origin[new] = name
-    return out, origin, dropped
+        return (new, None) if new else (None, "renamed to nothing by --rename")
+
+    return _rename_all(state_dict, rename, "rename rules map both {!r} and {!r} to {!r}")
 
 
 # ----------------------------------------------------------------------------- name map
@@ -142,17 +153,8 @@ def classifier_to_d2_name(name, preact=False):
 
 def map_names(state_dict, spec: RGSNetSpec):
     """Rename a classifier state dict; returns (converted, new -> old name, [(old, why dropped)])."""
-    converted, origin, dropped = OrderedDict(), {}, []
-    for name, value in state_dict.items():
-        new, why = classifier_to_d2_name(name, spec.variant.preact)
-        if new is None:
-            dropped.append((name, why))
-            continue
-        if new in converted:
-            raise ConversionError(f"both {origin[new]!r} and {name!r} map to {new!r}")
-        converted[new] = value
-        origin[new] = name
-    return converted, origin, dropped
+    return _rename_all(state_dict, lambda name: classifier_to_d2_name(name, spec.variant.preact),
+                       "both {!r} and {!r} map to {!r}")
 
 
 # ----------------------------------------------------------------------------- target
