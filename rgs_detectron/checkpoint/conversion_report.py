@@ -155,13 +155,14 @@ def settings_opts(settings):
     return " ".join(f"{key} {shlex.quote(_opt_text(value))}" for key, value in settings.items())
 
 
-def mismatch_message(input_path, variant, converted, expected, unknown, missing, misshaped, source, label):
-    """Every problem at once, with the likely cause (wrong depth, variant, naming)."""
+def mismatch_message(input_path, variant, converted, expected, unknown, missing, misshaped, origin, label):
+    """Every problem at once, with the likely cause (wrong depth, variant, naming). ``origin`` maps a
+    converted name to the input's, ``label`` shows both."""
     problems = []
     if unknown:
         problems.append(
             f"unknown (checkpoint tensors with no place in the {variant} backbone; e.g. {label(unknown[0])}): "
-            + short_list(group_blocks([source(n) for n in unknown], []))
+            + short_list(group_blocks([origin[n] for n in unknown], []))
         )
     if missing:
         problems.append("missing (the backbone needs them): " + short_list(group_blocks(missing, expected)))
@@ -179,7 +180,7 @@ def mismatch_message(input_path, variant, converted, expected, unknown, missing,
     have, want = _stage_layout(converted), _stage_layout(expected)
     if any(have) and have != want:
         hints.append(f"the checkpoint has {have} blocks per stage, the target {want} (check --depth)")
-    if sum(source(n).startswith(("stem.", "res")) for n in converted) > len(converted) // 2:
+    if sum(origin[n].startswith(("stem.", "res")) for n in converted) > len(converted) // 2:
         hints.append("the names already look like Detectron2's; is this file converted already?")
     if extras(unknown):
         hints.append(f"the checkpoint has {extras(unknown)} layers that {variant} lacks (check --variant)")

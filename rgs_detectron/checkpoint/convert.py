@@ -187,17 +187,8 @@ def _refuse_small_stem(state, input_path):
 # ----------------------------------------------------------------------------- writing
 
 
-def _refuse_pkl(path):
-    if path.endswith(".pkl"):
-        raise ConfigError(
-            f"output {path!r}: .pkl weights are unpickled by Detectron2 with plain pickle, which can run "
-            "code; write a .pth (read with torch.load(weights_only=True)) instead"
-        )
-
-
-def save_d2_checkpoint(tensors, path, spec: RGSNetSpec, overwrite=False, author="rgs_detectron"):
+def _save(tensors, path, spec: RGSNetSpec, overwrite, author):
     """Write ``{"model", "__author__", "matching_heuristics", "rgsnet_spec"}`` atomically with ``torch.save``."""
-    _refuse_pkl(path)
     model = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in tensors.items())
     payload = {"model": model, "__author__": author, "matching_heuristics": True, "rgsnet_spec": spec.to_dict()}
     path = os.path.abspath(path)
@@ -227,18 +218,15 @@ def _warm_started(state, spec, source):
 
 def _target(spec, recorded, source, warm_start):
     """The spec to convert for: the recorded one wins; one given that contradicts it is refused."""
-    if warm_start:
-        if spec is None:
-            raise ConfigError("a warm start needs the target: give --variant (and --depth/--width-mult) or "
-                              "--config-file")
-        return spec  # a recorded plain ResNet describes the input, not the target
-    if recorded is None:
-        if spec is None:
-            raise ConfigError(f"{source!r} records no architecture (only train_classifier checkpoints do): give "
-                              "--variant (and --depth/--width-mult if not 50 / 1x) or --config-file")
-        return spec
+    if spec is None and warm_start:
+        raise ConfigError("a warm start needs the target: give --variant (and --depth/--width-mult) or --config-file")
+    if spec is None and recorded is None:
+        raise ConfigError(f"{source!r} records no architecture (only train_classifier checkpoints do): give "
+                          "--variant (and --depth/--width-mult if not 50 / 1x) or --config-file")
     if spec is None:
         return recorded
+    if warm_start or recorded is None:  # a warm start's recorded plain ResNet describes its input, not the target
+        return spec
     # The converter writes the stride in the 3x3 conv whatever a config says (a conflict is a note).
     differences = spec_differences(recorded.replace(stride_in_1x1=False), spec.replace(stride_in_1x1=False))
     if differences:
@@ -266,7 +254,11 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     :class:`ConversionError` (nothing written) on unreadable input, unknown, missing or
     mis-shaped tensors (unless ``allow_partial``), or an existing output (unless ``overwrite``).
     """
-    _refuse_pkl(output_path)
+    if output_path.endswith(".pkl"):
+        raise ConfigError(
+            f"output {output_path!r}: .pkl weights are unpickled by Detectron2 with plain pickle, which can run "
+            "code; write a .pth (read with torch.load(weights_only=True)) instead"
+        )
     path = weights_source_path(input_path)
     if os.path.exists(output_path) and not overwrite:
         raise ConversionError(f"output {output_path!r} exists; pass --overwrite to replace it")
@@ -290,20 +282,18 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
         notes += report.lines()
         author = f"rgs_detectron, {spec.variant} {LABEL}"
     converted, origin, dropped = map_names(state, spec)
+    origin = {new: renamed_from[old] for new, old in origin.items()}  # the names as the input file spells them
     dropped = dropped_by_rules + [(renamed_from[n], why) for n, why in dropped]
 
-    def source(name):  # the name as the input file spells it
-        return renamed_from.get(origin[name], origin[name])
-
     def label(name):
-        return name if source(name) == name else f"{source(name)} (-> {name})"
+        return name if origin[name] == name else f"{origin[name]} (-> {name})"
 
     unknown = [n for n in converted if n not in expected]
     misshaped = [n for n in converted if n in expected and tuple(converted[n].shape) != expected[n]]
     missing = [n for n in expected if n not in converted]
     if (unknown or misshaped or missing) and not allow_partial:
         raise ConversionError(
-            mismatch_message(input_path, spec.variant, converted, expected, unknown, missing, misshaped, source,
+            mismatch_message(input_path, spec.variant, converted, expected, unknown, missing, misshaped, origin,
                              label)
         )
     keep = OrderedDict((n, converted[n]) for n in expected if n in converted and n not in misshaped)
@@ -316,7 +306,7 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     if cfg is not None:
         notes += config_conflicts(cfg)
     target = spec.replace(stride_in_1x1=False, stem="imagenet")  # what the tensors are laid out for
-    written = save_d2_checkpoint(keep, output_path, target, overwrite=overwrite, author=author)
+    written = _save(keep, output_path, target, overwrite, author)
     logger.info("Wrote %d tensors for %s to %s", len(keep), spec.variant, written)
     return ConversionResult(
         output=written,
