@@ -44,15 +44,7 @@ from .conversion_report import (
 from ..classification.warm_start import LABEL, warm_start_from_resnet
 from .checkpointer import spec_differences
 
-__all__ = [
-    "ConversionError",
-    "apply_renames",
-    "classifier_to_d2_name",
-    "map_names",
-    "expected_shapes",
-    "save_d2_checkpoint",
-    "convert_checkpoint",
-]
+__all__ = ["ConversionError", "apply_renames", "map_names", "expected_shapes", "convert_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
