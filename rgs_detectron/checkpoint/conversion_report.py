@@ -3,6 +3,7 @@
 Kept apart from the conversion itself (``convert.py``): this is wording and formatting,
 the other is what happens to tensors.
 """
+import functools
 import re
 import shlex
 from collections import OrderedDict
@@ -15,26 +16,17 @@ from ..modeling.spec import BATCH_NORMS, RGSNetSpec
 from ..modeling.variants import all_added_layers
 from ..utils.names import group_blocks, short_list
 
-__all__ = [
-    "PYTORCH_INPUT_SETTINGS",
-    "ConversionResult",
-    "required_settings",
-    "config_conflicts",
-    "settings_yaml",
-    "settings_opts",
-    "mismatch_message",
-]
+__all__ = ["ConversionResult", "required_settings", "config_conflicts", "settings_yaml", "settings_opts",
+           "mismatch_message"]
 
 # What torchvision-style training implies: RGB input in 0..255 normalized with ImageNet
 # statistics, stride in the 3x3 conv.
-PYTORCH_INPUT_SETTINGS = OrderedDict(
-    [
-        ("INPUT.FORMAT", "RGB"),
-        ("MODEL.PIXEL_MEAN", [123.675, 116.280, 103.530]),
-        ("MODEL.PIXEL_STD", [58.395, 57.120, 57.375]),
-        ("MODEL.RESNETS.STRIDE_IN_1X1", False),
-    ]
-)
+PYTORCH_INPUT_SETTINGS = {
+    "INPUT.FORMAT": "RGB",
+    "MODEL.PIXEL_MEAN": [123.675, 116.280, 103.530],
+    "MODEL.PIXEL_STD": [58.395, 57.120, 57.375],
+    "MODEL.RESNETS.STRIDE_IN_1X1": False,
+}
 
 
 def _stage_layout(names):
@@ -96,19 +88,13 @@ def required_settings(spec: RGSNetSpec, weights=None):
     return out
 
 
-def _setting(cfg, key):
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return list(node) if isinstance(node, (list, tuple)) else node
-
-
 def config_conflicts(cfg):
     """Settings in a user's config that contradict what torchvision-style weights need."""
     notes = []
     for key, want in PYTORCH_INPUT_SETTINGS.items():
-        have = _setting(cfg, key)
+        have = functools.reduce(getattr, key.split("."), cfg)
         if isinstance(want, list):
+            have = list(have)
             same = len(have) == len(want) and all(abs(a - b) < 1e-3 for a, b in zip(have, want))
         else:
             same = have == want
