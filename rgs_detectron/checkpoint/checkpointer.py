@@ -33,7 +33,6 @@ from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
 from ..errors import ConfigError, WeightsError, first_line
-from ..modeling.backbone import RGSNet
 from ..modeling.spec import CFG_KEYS, RGSNetSpec
 from ..utils.fileio import atomic_write, remove_stale_temp_files
 from ..utils.names import group_blocks, short_list
@@ -116,19 +115,21 @@ def spec_differences(recorded: RGSNetSpec, spec: RGSNetSpec, res5_only=False):
     return out
 
 
-def _describe(spec):
-    return f"{spec.variant}-{spec.depth}"
+def _strict_parts(model):
+    """``[(module name, spec, res5_only)]`` of the model's ResNet backbones and C4 res5 heads, the parts
+    that load strictly; ``spec`` is an RGSNet's ``RGSNetSpec``, None for Detectron2's own ResNet."""
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, ResNet):
+            found.append((name, getattr(module, "spec", None), False))
+        elif isinstance(module, Res5ROIHeads):
+            found.append((f"{name}.res5" if name else "res5", getattr(module.res5, "spec", None), True))
+    return found
 
 
 def _model_specs(model):
-    """``[(module name, spec, res5_only)]`` of the model's RGSNet backbones and C4 res5 heads."""
-    found = []
-    for name, module in model.named_modules():
-        if isinstance(module, RGSNet):
-            found.append((name, module.spec, False))
-        elif isinstance(module, Res5ROIHeads) and isinstance(getattr(module.res5, "spec", None), RGSNetSpec):
-            found.append((f"{name}.res5", module.res5.spec, True))
-    return found
+    """The ``_strict_parts`` that are RGSNets, whose spec a recorded one must match."""
+    return [part for part in _strict_parts(model) if isinstance(part[1], RGSNetSpec)]
 
 
 # ----------------------------------------------------------------------------- checkpointer
@@ -189,10 +190,9 @@ class RGSCheckpointer(DetectionCheckpointer):
     def last_iteration(self):
         """The iteration stored in the checkpoint ``last_checkpoint`` names (memory-mapped, cheap)."""
         path = self.get_checkpoint_file()
-        try:
+        try:  # a file it cannot read is a WeightsError naming it
             return int(load_weights_only(path).get("iteration", -1))
-        except Exception:
-            self._load_file(path)  # raises the named WeightsError for a file it cannot read
+        except (AttributeError, TypeError, ValueError):  # not a dict, or no number there
             raise WeightsError(f"{path!r} holds no training iteration; is it a checkpoint of a training run?") from None
 
     def load(self, path, *args, **kwargs):
@@ -256,8 +256,8 @@ class RGSCheckpointer(DetectionCheckpointer):
             if differences:
                 fix = " ".join(f"{CFG_KEYS.get(f, f)} {a!r}" for f, a, _ in differences)
                 raise IncompatibleCheckpointError(
-                    f"the checkpoint was made for {_describe(recorded)} but the model's {name or 'backbone'} is "
-                    f"{_describe(spec)}; they differ in "
+                    f"the checkpoint was made for {recorded.variant}-{recorded.depth} but the model's "
+                    f"{name or 'backbone'} is {spec.variant}-{spec.depth}; they differ in "
                     + ", ".join(f"{f} ({a!r} in the checkpoint, {b!r} in the model)" for f, a, b in differences)
                     + f". Nothing was loaded. Build the model the weights were made for ({fix}), or use weights "
                     "made for this model."
@@ -282,21 +282,12 @@ class RGSCheckpointer(DetectionCheckpointer):
                 + _CAFFE2_INPUT + ", or use torchvision-style weights made by " + CONVERT_COMMAND + " (README)."
             )
 
-    def _backbone_prefixes(self):
-        prefixes = []
-        for name, module in self.model.named_modules():
-            if isinstance(module, ResNet):
-                prefixes.append(name + "." if name else "")
-            elif isinstance(module, Res5ROIHeads):
-                prefixes.append(f"{name}.res5." if name else "res5.")
-        return tuple(prefixes)
-
     def _load_model(self, checkpoint):
         self._check_recorded_spec(checkpoint)
         self._warn_caffe2_input(checkpoint)
         heuristic = bool(checkpoint.get("matching_heuristics", False))
         incompatible = super()._load_model(checkpoint)
-        prefixes = self._backbone_prefixes()
+        prefixes = tuple(name + "." if name else "" for name, _, _ in _strict_parts(self.model))
         state = self.model.state_dict()
 
         def problems(missing, unexpected, shapes):
