@@ -199,13 +199,13 @@ def _save(tensors, path, spec: RGSNetSpec, overwrite, author):
 
 
 def _warm_started(state, spec, source):
-    """The state dict of an RGSNetClassifier for ``spec`` warm-started from ResNet ``state``."""
+    """The state dict of an RGSNetClassifier for ``spec`` warm-started from ResNet ``state``, and the report's lines."""
     fc = state.get("fc.weight")
     torch.manual_seed(0)  # the initial values of new SE layers, if any
     classifier = RGSNetClassifier(spec.replace(norm="BN", stride_in_1x1=False, res5_dilation=1, stem="imagenet"),
                                   num_classes=fc.shape[0] if fc is not None else 1000)
-    report = warm_start_from_resnet(classifier, state, source)
-    return classifier.state_dict(), report
+    lines = warm_start_from_resnet(classifier, state, source)
+    return classifier.state_dict(), lines
 
 
 def _target(spec, recorded, source, warm_start):
@@ -269,9 +269,9 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     state, renamed_from, dropped_by_rules = apply_renames(state, renames)
     author = "rgs_detectron"
     if warm_start:
-        state, report = _warm_started(state, spec, input_path)
+        state, lines = _warm_started(state, spec, input_path)
         renamed_from = {n: renamed_from.get(n, n) for n in state}
-        notes += report.lines()
+        notes += lines
         author = f"rgs_detectron, {spec.variant} {LABEL}"
     converted, origin, dropped = map_names(state, spec)
     origin = {new: renamed_from[old] for new, old in origin.items()}  # the names as the input file spells them

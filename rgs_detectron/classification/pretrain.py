@@ -145,8 +145,7 @@ class _Run:
         self.warm_start_lines = []
         if options.warm_start:
             state = load_state_dict(weights_source_path(options.warm_start))
-            report = warm_start_from_resnet(self.model, state, options.warm_start)
-            self.warm_start_lines = report.lines()
+            self.warm_start_lines = warm_start_from_resnet(self.model, state, options.warm_start)
         memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.model.to(self.dist.device, memory_format=memory_format)
         self.net = (DistributedDataParallel(self.model, device_ids=[self.dist.local_rank]
