@@ -112,15 +112,13 @@ class RGSNetClassifier(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
-        """torchvision's initialization: He-normal convs; norms as they initialise themselves (weight 1,
-        bias 0; the RG shortcut's weight 0 with ``rg_init="zero"``)."""
+        """torchvision's initialization: He-normal convs; norms are left as they initialise themselves
+        (weight 1, bias 0; the RG shortcut's weight 0 with ``rg_init="zero"``)."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                m.reset_parameters()
 
     def forward_features(self, x):
         """Outputs of ``layer1``..``layer4`` (Detectron2's ``res2``..``res5``)."""
