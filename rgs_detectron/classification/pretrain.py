@@ -80,6 +80,7 @@ class _Distributed:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.main = self.rank == 0
         device = resolve_device(device_request)
         if device == "cuda":
             device = f"cuda:{self.local_rank}"
@@ -87,10 +88,6 @@ class _Distributed:
         self.device = torch.device(device)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-
-    @property
-    def main(self):
-        return self.rank == 0
 
     def sum(self, values):
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
