@@ -104,15 +104,10 @@ def _loader(dataset, batch_size, sampler, workers, seed, device):
 
 def _batches(loader):
     """``loader``'s batches. A data error in a worker process comes back from torch inside the worker's
-    traceback: keep it the one-line message it was (it names the file)."""
+    traceback (``engine.defaults.user_message`` prints the original line, which names the file)."""
     batches = iter(loader)
     try:
         yield from batches
-    except UserError as e:
-        lines = str(e).strip().splitlines()
-        if len(lines) > 1 and lines[0].startswith("Caught "):
-            raise type(e)(lines[-1].split(": ", 1)[-1]) from None
-        raise
     finally:  # after a worker's error the iterator sits in a reference cycle, and the collector's shutdown of
         # its workers waits 5 s for each: stop them now, as DataLoader itself does (no public way)
         getattr(batches, "_shutdown_workers", lambda: None)()
