@@ -22,6 +22,7 @@ run's is refused, naming each; a run or finished model is replaced only with ``o
 """
 import dataclasses
 import errno
+import functools
 import glob
 import json
 import logging
@@ -96,23 +97,6 @@ class _Distributed:
         return tensor.tolist()
 
 
-def _loader(dataset, batch_size, sampler, workers, seed, device):
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=device.type == "cuda", drop_last=sampler is not None and hasattr(sampler, "set_epoch"),
-                      generator=torch.Generator().manual_seed(seed), persistent_workers=False)
-
-
-def _batches(loader):
-    """``loader``'s batches. A data error in a worker process comes back from torch inside the worker's
-    traceback (``engine.defaults.user_message`` prints the original line, which names the file)."""
-    batches = iter(loader)
-    try:
-        yield from batches
-    finally:  # after a worker's error the iterator sits in a reference cycle, and the collector's shutdown of
-        # its workers waits 5 s for each: stop them now, as DataLoader itself does (no public way)
-        getattr(batches, "_shutdown_workers", lambda: None)()
-
-
 def _topk_correct(logits, targets, ks=(1, 5)):
     top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
     hits = top.eq(targets[:, None])
@@ -148,7 +132,8 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(recipe.milestones), recipe.gamma)
         cuda_amp = options.amp and self.dist.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp)
-        self.amp_dtype = (torch.float16 if cuda_amp else torch.bfloat16) if options.amp else None
+        amp_dtype = (torch.float16 if cuda_amp else torch.bfloat16) if options.amp else torch.float32
+        self.autocast = functools.partial(torch.autocast, self.dist.device.type, dtype=amp_dtype, enabled=options.amp)
         self.memory_format = memory_format
         self.sampler = DistributedSampler(train_set, num_replicas=self.dist.world, rank=self.dist.rank,
                                           shuffle=True, seed=options.seed, drop_last=True)
@@ -223,20 +208,32 @@ class _Run:
 
     # ------------------------------------------------------------------ epochs
 
+    def _batches(self, dataset, sampler, seed):
+        """``(images, targets)`` of ``dataset`` on the device. A data error in a worker process comes back from
+        torch inside the worker's traceback (``engine.defaults.user_message`` prints its original line)."""
+        batches = iter(DataLoader(dataset, batch_size=self.batch, sampler=sampler, num_workers=self.options.workers,
+                                  pin_memory=self.dist.device.type == "cuda", drop_last=sampler is not None,
+                                  generator=torch.Generator().manual_seed(seed)))
+        try:
+            for images, targets in batches:
+                yield (images.to(self.dist.device, non_blocking=True, memory_format=self.memory_format),
+                       targets.to(self.dist.device, non_blocking=True))
+        finally:  # after a worker's error the iterator sits in a reference cycle, and the collector's shutdown of
+            # its workers waits 5 s for each: stop them now, as DataLoader itself does (no public way)
+            getattr(batches, "_shutdown_workers", lambda: None)()
+
     def _train_epoch(self, epoch):
         seed = self.options.seed * 1000 + epoch
         torch.manual_seed(seed + self.dist.rank)
         self.sampler.set_epoch(epoch)
-        loader = _loader(self.train_set, self.batch, self.sampler, self.options.workers, seed, self.dist.device)
+        steps = len(self.sampler) // self.batch  # full batches only
         self.net.train()
         totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
-        bar = tqdm(_batches(loader), total=len(loader), desc=f"epoch {epoch + 1}/{self.options.recipe.epochs}",
-                   unit="batch", disable=not (self.options.progress and self.dist.main), leave=False)
+        bar = tqdm(self._batches(self.train_set, self.sampler, seed), total=steps, unit="batch", leave=False,
+                   desc=f"epoch {epoch + 1}/{self.options.recipe.epochs}",
+                   disable=not (self.options.progress and self.dist.main))
         for step, (images, targets) in enumerate(bar):
-            images = images.to(self.dist.device, non_blocking=True, memory_format=self.memory_format)
-            targets = targets.to(self.dist.device, non_blocking=True)
-            with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with self.autocast():
                 logits = self.net(images)
                 loss = F.cross_entropy(logits, targets)
             if not math.isfinite(loss.item()):
@@ -255,20 +252,16 @@ class _Run:
             if self.dist.main and step % self.options.log_period == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 if self.writer:
-                    self.writer.add_scalar("train/loss", loss.item(), epoch * len(loader) + step)
+                    self.writer.add_scalar("train/loss", loss.item(), epoch * steps + step)
         loss_sum, correct, count = self.dist.sum(totals)
         return {"train_loss": loss_sum / count, "train_top1": 100.0 * correct / count}
 
     @torch.no_grad()
     def _evaluate(self):
         self.net.eval()
-        loader = _loader(self.val_shard, self.batch, None, self.options.workers, 0, self.dist.device)
         totals = [0.0, 0.0, 0.0, 0.0]  # loss sum, top-1, top-5, count
-        for images, targets in _batches(loader):
-            images = images.to(self.dist.device, memory_format=self.memory_format)
-            targets = targets.to(self.dist.device)
-            with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+        for images, targets in self._batches(self.val_shard, None, 0):
+            with self.autocast():
                 logits = self.model(images).float()
             top1, top5 = _topk_correct(logits, targets)
             totals = [totals[0] + F.cross_entropy(logits, targets, reduction="sum").item(), totals[1] + top1,
