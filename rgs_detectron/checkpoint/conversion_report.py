@@ -129,16 +129,10 @@ def settings_yaml(settings):
     return yaml.dump(tree, Dumper=_FlowListDumper, sort_keys=False, default_flow_style=False).rstrip()
 
 
-def _opt_text(value):
-    """A value as Detectron2's ``merge_from_list`` parses it (``ast.literal_eval``, else a string)."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_opt_text(v) for v in value) + "]"
-    return str(value)
-
-
 def settings_opts(settings):
-    """The same settings as Detectron2 command-line overrides (KEY VALUE ...), shell-quoted."""
-    return " ".join(f"{key} {shlex.quote(_opt_text(value))}" for key, value in settings.items())
+    """The same settings as Detectron2 command-line overrides (KEY VALUE ...), shell-quoted: ``str`` writes
+    numbers, booleans and lists as ``merge_from_list`` reads them back (``ast.literal_eval``, else a string)."""
+    return " ".join(f"{key} {shlex.quote(str(value))}" for key, value in settings.items())
 
 
 def mismatch_message(input_path, variant, converted, expected, unknown, missing, misshaped, origin, label):
