@@ -20,6 +20,7 @@ resumed run sees the same batches the uninterrupted run would have. What is reco
 what happened: a resume whose settings (``PretrainOptions.settings``) differ from the
 run's is refused, naming each; a run or finished model is replaced only with ``overwrite``.
 """
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -334,10 +335,8 @@ class _LogFile(logging.FileHandler):
                          "choose another --output") from None
 
     def close(self):
-        try:
+        with contextlib.suppress(OSError):  # the unwritten lines of a full disk; handleError has said so
             super().close()
-        except OSError:  # the unwritten lines of a full disk; handleError has said so
-            pass
 
 
 def _check_room(folder, model):
