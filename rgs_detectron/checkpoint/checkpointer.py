@@ -290,16 +290,11 @@ class RGSCheckpointer(DetectionCheckpointer):
         prefixes = tuple(name + "." if name else "" for name, _, _ in _strict_parts(self.model))
         state = self.model.state_dict()
 
-        def problems(missing, unexpected, shapes):
-            parts = []
-            for title, keys in (
-                ("missing", missing),
-                ("tensors the model does not have", group_blocks(unexpected, [])),
-                ("mis-shaped", [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in shapes]),
-            ):
-                if keys:
-                    parts.append(f"{title} ({len(keys)}): {short_list(keys, 12)}")
-            return "\n  " + "\n  ".join(parts)
+        def problems(missing, unexpected, shapes):  # one line per kind that has any
+            kinds = {"missing": missing, "tensors the model does not have": group_blocks(unexpected, []),
+                     "mis-shaped": [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in shapes]}
+            return "".join(f"\n  {title} ({len(keys)}): {short_list(keys, 12)}"
+                           for title, keys in kinds.items() if keys)
 
         missing = [k for k in incompatible.missing_keys if k.startswith(prefixes)]
         # A backbone-only (heuristically matched) file meant every tensor for the backbone,
