@@ -268,8 +268,7 @@ class RGSNetSpec:
 
     def to_dict(self):
         """Plain values (the variant by name), as checkpoints record a spec; ``from_dict`` reads it back."""
-        return {f.name: str(v) if f.name == "variant" else v for f, v in
-                ((f, getattr(self, f.name)) for f in dataclasses.fields(self))}
+        return {**dataclasses.asdict(self), "variant": str(self.variant)}
 
     @classmethod
     def from_dict(cls, record):
