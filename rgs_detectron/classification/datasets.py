@@ -136,8 +136,8 @@ def digits(root, image_size, download):
     return DigitsDataset(True, train_tf), DigitsDataset(False, val_tf), 10, size
 
 
-def prepare_fashion_mnist(root, download=False):
-    """Make ``ROOT/FashionMNIST/raw`` hold the four unpacked IDX files, each whole; return ``root``.
+def prepare_fashion_mnist(root, download):
+    """Make ``ROOT/FashionMNIST/raw`` hold the four unpacked IDX files, each whole.
 
     Taken, in order, from that folder itself, from Debian's package, or from torchvision's
     download. Files are unpacked atomically: an interrupted run leaves no partial file. A
@@ -161,7 +161,6 @@ def prepare_fashion_mnist(root, download=False):
         )
     for name in set(FASHION_MNIST_FILES) - set(missing):  # the missing ones torchvision's download fetches
         _check_idx(os.path.join(raw, name))
-    return root
 
 
 def _check_idx(path):
