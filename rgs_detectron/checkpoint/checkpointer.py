@@ -38,8 +38,7 @@ from ..utils.fileio import atomic_write, remove_stale_temp_files
 from ..utils.names import group_blocks, short_list
 from ..utils.torch_files import CONVERT_COMMAND, check_file, load_pickle_safely, load_weights_only
 
-__all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_weights",
-           "spec_differences", "COMPARED_FIELDS"]
+__all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_weights", "spec_differences"]
 
 
 _CLASSIFIER_HEAD = re.compile(r"^(fc1000|fc|linear|head)([._]|$)")

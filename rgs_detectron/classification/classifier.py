@@ -24,7 +24,7 @@ from ..modeling.backbone import make_rgsnet_stages
 from ..modeling.blocks import PreactBlock, RGSBlock
 from ..modeling.spec import RGSNetSpec
 
-__all__ = ["RGSNetClassifier", "ClassifierBlock", "ClassifierPreactBlock"]
+__all__ = ["RGSNetClassifier"]
 
 
 def _conv_then_bn(k):

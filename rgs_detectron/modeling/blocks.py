@@ -41,7 +41,7 @@ from .shortcuts import ReLUGroupNorm
 from .spec import BATCH_NORMS
 from .variants import all_added_layers
 
-__all__ = ["RGSBlock", "PreactBlock", "ConvLayout", "residual_convs"]
+__all__ = ["RGSBlock", "PreactBlock"]
 
 
 def _squeeze_excitation(channels, reduction):
