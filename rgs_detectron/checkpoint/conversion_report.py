@@ -48,7 +48,7 @@ class ConversionResult:
     dropped: List[Tuple[str, str]] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)  # only with allow_partial
     missing: List[str] = field(default_factory=list)  # only with allow_partial
-    settings: "OrderedDict[str, object]" = field(default_factory=OrderedDict)
+    settings: Dict[str, object] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
     def summary(self):
@@ -69,17 +69,14 @@ class ConversionResult:
         return lines
 
 
-def required_settings(spec: RGSNetSpec, weights=None):
-    """Config keys a fine-tuning config needs for these weights (input and architecture).
+def required_settings(spec: RGSNetSpec, weights):
+    """Config keys a fine-tuning config needs for the weights file ``weights`` (input and architecture).
 
     Depth and variant always; other architecture keys only where they differ from the
     defaults of ``get_rgsnet_cfg()``.
     """
     defaults = RGSNetSpec.create(spec.variant).architecture_settings()
-    out = OrderedDict()
-    if weights:
-        out["MODEL.WEIGHTS"] = weights
-    out.update(PYTORCH_INPUT_SETTINGS)
+    out = {"MODEL.WEIGHTS": weights, **PYTORCH_INPUT_SETTINGS}
     # The weights fix the stride placement (torchvision: in the 3x3 conv), whatever the config said.
     for key, value in spec.replace(stride_in_1x1=False).architecture_settings().items():
         always = key in ("MODEL.RESNETS.DEPTH", "MODEL.RGSNET.BLOCKS_PER_STAGE", "MODEL.RGSNET.VARIANT")
