@@ -123,8 +123,8 @@ class _Run:
         if options.warm_start:
             state = load_state_dict(weights_source_path(options.warm_start))
             self.warm_start_lines = warm_start_from_resnet(self.model, state, options.warm_start)
-        memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
-        self.model.to(self.dist.device, memory_format=memory_format)
+        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        self.model.to(self.dist.device, memory_format=self.memory_format)
         self.net = (DistributedDataParallel(self.model, device_ids=[self.dist.local_rank]
                                             if self.dist.device.type == "cuda" else None)
                     if self.dist.world > 1 else self.model)
@@ -135,7 +135,6 @@ class _Run:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp)
         amp_dtype = (torch.float16 if cuda_amp else torch.bfloat16) if options.amp else torch.float32
         self.autocast = functools.partial(torch.autocast, self.dist.device.type, dtype=amp_dtype, enabled=options.amp)
-        self.memory_format = memory_format
         self.sampler = DistributedSampler(train_set, num_replicas=self.dist.world, rank=self.dist.rank,
                                           shuffle=True, seed=options.seed, drop_last=True)
         self.train_set = train_set
