@@ -33,14 +33,12 @@ from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
 from ..errors import ConfigError, WeightsError, first_line
-from ..modeling.backbone import RGSNet
 from ..modeling.spec import CFG_KEYS, RGSNetSpec
 from ..utils.fileio import atomic_write, remove_stale_temp_files
 from ..utils.names import group_blocks, short_list
-from ..utils.torch_files import CONVERT_COMMAND, load_pickle_safely, load_weights_only
+from ..utils.torch_files import CONVERT_COMMAND, check_file, load_pickle_safely, load_weights_only
 
-__all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_weights",
-           "spec_differences", "COMPARED_FIELDS"]
+__all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_weights", "spec_differences"]
 
 
 _CLASSIFIER_HEAD = re.compile(r"^(fc1000|fc|linear|head)([._]|$)")
@@ -91,10 +89,7 @@ def check_weights_file(path, what="MODEL.WEIGHTS"):
             "(README, 'Pretraining and converting'), or train from scratch with MODEL.WEIGHTS '' "
             "MODEL.RESNETS.NORM BN MODEL.BACKBONE.FREEZE_AT 0."
         )
-    if os.path.isdir(path):
-        raise WeightsError(f"{what} = {path!r} is a folder; give the checkpoint file inside it")
-    if os.path.getsize(path) == 0:
-        raise WeightsError(f"{what} = {path!r} is an empty file (an interrupted copy or download?)")
+    check_file(path, f"{what} = {path!r}")
 
 
 # ----------------------------------------------------------------------------- recorded specs
@@ -119,19 +114,21 @@ def spec_differences(recorded: RGSNetSpec, spec: RGSNetSpec, res5_only=False):
     return out
 
 
-def _describe(spec):
-    return f"{spec.variant}-{spec.depth}"
+def _strict_parts(model):
+    """``[(module name, spec, res5_only)]`` of the model's ResNet backbones and C4 res5 heads, the parts
+    that load strictly; ``spec`` is an RGSNet's ``RGSNetSpec``, None for Detectron2's own ResNet."""
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, ResNet):
+            found.append((name, getattr(module, "spec", None), False))
+        elif isinstance(module, Res5ROIHeads):
+            found.append((f"{name}.res5" if name else "res5", getattr(module.res5, "spec", None), True))
+    return found
 
 
 def _model_specs(model):
-    """``[(module name, spec, res5_only)]`` of the model's RGSNet backbones and C4 res5 heads."""
-    found = []
-    for name, module in model.named_modules():
-        if isinstance(module, RGSNet):
-            found.append((name, module.spec, False))
-        elif isinstance(module, Res5ROIHeads) and isinstance(getattr(module.res5, "spec", None), RGSNetSpec):
-            found.append((f"{name}.res5", module.res5.spec, True))
-    return found
+    """The ``_strict_parts`` that are RGSNets, whose spec a recorded one must match."""
+    return [part for part in _strict_parts(model) if isinstance(part[1], RGSNetSpec)]
 
 
 # ----------------------------------------------------------------------------- checkpointer
@@ -192,10 +189,9 @@ class RGSCheckpointer(DetectionCheckpointer):
     def last_iteration(self):
         """The iteration stored in the checkpoint ``last_checkpoint`` names (memory-mapped, cheap)."""
         path = self.get_checkpoint_file()
-        try:
+        try:  # a file it cannot read is a WeightsError naming it
             return int(load_weights_only(path).get("iteration", -1))
-        except Exception:
-            self._load_file(path)  # raises the named WeightsError for a file it cannot read
+        except (AttributeError, TypeError, ValueError):  # not a dict, or no number there
             raise WeightsError(f"{path!r} holds no training iteration; is it a checkpoint of a training run?") from None
 
     def load(self, path, *args, **kwargs):
@@ -259,8 +255,8 @@ class RGSCheckpointer(DetectionCheckpointer):
             if differences:
                 fix = " ".join(f"{CFG_KEYS.get(f, f)} {a!r}" for f, a, _ in differences)
                 raise IncompatibleCheckpointError(
-                    f"the checkpoint was made for {_describe(recorded)} but the model's {name or 'backbone'} is "
-                    f"{_describe(spec)}; they differ in "
+                    f"the checkpoint was made for {recorded.variant}-{recorded.depth} but the model's "
+                    f"{name or 'backbone'} is {spec.variant}-{spec.depth}; they differ in "
                     + ", ".join(f"{f} ({a!r} in the checkpoint, {b!r} in the model)" for f, a, b in differences)
                     + f". Nothing was loaded. Build the model the weights were made for ({fix}), or use weights "
                     "made for this model."
@@ -285,33 +281,19 @@ class RGSCheckpointer(DetectionCheckpointer):
                 + _CAFFE2_INPUT + ", or use torchvision-style weights made by " + CONVERT_COMMAND + " (README)."
             )
 
-    def _backbone_prefixes(self):
-        prefixes = []
-        for name, module in self.model.named_modules():
-            if isinstance(module, ResNet):
-                prefixes.append(name + "." if name else "")
-            elif isinstance(module, Res5ROIHeads):
-                prefixes.append(f"{name}.res5." if name else "res5.")
-        return tuple(prefixes)
-
     def _load_model(self, checkpoint):
         self._check_recorded_spec(checkpoint)
         self._warn_caffe2_input(checkpoint)
         heuristic = bool(checkpoint.get("matching_heuristics", False))
         incompatible = super()._load_model(checkpoint)
-        prefixes = self._backbone_prefixes()
+        prefixes = tuple(name + "." if name else "" for name, _, _ in _strict_parts(self.model))
         state = self.model.state_dict()
 
-        def problems(missing, unexpected, shapes):
-            parts = []
-            for title, keys in (
-                ("missing", missing),
-                ("tensors the model does not have", group_blocks(unexpected, [])),
-                ("mis-shaped", [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in shapes]),
-            ):
-                if keys:
-                    parts.append(f"{title} ({len(keys)}): {short_list(keys, 12)}")
-            return "\n  " + "\n  ".join(parts)
+        def problems(missing, unexpected, shapes):  # one line per kind that has any
+            kinds = {"missing": missing, "tensors the model does not have": group_blocks(unexpected, []),
+                     "mis-shaped": [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in shapes]}
+            return "".join(f"\n  {title} ({len(keys)}): {short_list(keys, 12)}"
+                           for title, keys in kinds.items() if keys)
 
         missing = [k for k in incompatible.missing_keys if k.startswith(prefixes)]
         # A backbone-only (heuristically matched) file meant every tensor for the backbone,

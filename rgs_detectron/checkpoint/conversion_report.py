@@ -3,6 +3,7 @@
 Kept apart from the conversion itself (``convert.py``): this is wording and formatting,
 the other is what happens to tensors.
 """
+import functools
 import re
 import shlex
 from collections import OrderedDict
@@ -15,26 +16,17 @@ from ..modeling.spec import BATCH_NORMS, RGSNetSpec
 from ..modeling.variants import all_added_layers
 from ..utils.names import group_blocks, short_list
 
-__all__ = [
-    "PYTORCH_INPUT_SETTINGS",
-    "ConversionResult",
-    "required_settings",
-    "config_conflicts",
-    "settings_yaml",
-    "settings_opts",
-    "mismatch_message",
-]
+__all__ = ["ConversionResult", "required_settings", "config_conflicts", "settings_yaml", "settings_opts",
+           "mismatch_message"]
 
 # What torchvision-style training implies: RGB input in 0..255 normalized with ImageNet
 # statistics, stride in the 3x3 conv.
-PYTORCH_INPUT_SETTINGS = OrderedDict(
-    [
-        ("INPUT.FORMAT", "RGB"),
-        ("MODEL.PIXEL_MEAN", [123.675, 116.280, 103.530]),
-        ("MODEL.PIXEL_STD", [58.395, 57.120, 57.375]),
-        ("MODEL.RESNETS.STRIDE_IN_1X1", False),
-    ]
-)
+PYTORCH_INPUT_SETTINGS = {
+    "INPUT.FORMAT": "RGB",
+    "MODEL.PIXEL_MEAN": [123.675, 116.280, 103.530],
+    "MODEL.PIXEL_STD": [58.395, 57.120, 57.375],
+    "MODEL.RESNETS.STRIDE_IN_1X1": False,
+}
 
 
 def _stage_layout(names):
@@ -56,7 +48,7 @@ class ConversionResult:
     dropped: List[Tuple[str, str]] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)  # only with allow_partial
     missing: List[str] = field(default_factory=list)  # only with allow_partial
-    settings: "OrderedDict[str, object]" = field(default_factory=OrderedDict)
+    settings: Dict[str, object] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
     def summary(self):
@@ -77,17 +69,14 @@ class ConversionResult:
         return lines
 
 
-def required_settings(spec: RGSNetSpec, weights=None):
-    """Config keys a fine-tuning config needs for these weights (input and architecture).
+def required_settings(spec: RGSNetSpec, weights):
+    """Config keys a fine-tuning config needs for the weights file ``weights`` (input and architecture).
 
     Depth and variant always; other architecture keys only where they differ from the
     defaults of ``get_rgsnet_cfg()``.
     """
     defaults = RGSNetSpec.create(spec.variant).architecture_settings()
-    out = OrderedDict()
-    if weights:
-        out["MODEL.WEIGHTS"] = weights
-    out.update(PYTORCH_INPUT_SETTINGS)
+    out = {"MODEL.WEIGHTS": weights, **PYTORCH_INPUT_SETTINGS}
     # The weights fix the stride placement (torchvision: in the 3x3 conv), whatever the config said.
     for key, value in spec.replace(stride_in_1x1=False).architecture_settings().items():
         always = key in ("MODEL.RESNETS.DEPTH", "MODEL.RGSNET.BLOCKS_PER_STAGE", "MODEL.RGSNET.VARIANT")
@@ -96,19 +85,13 @@ def required_settings(spec: RGSNetSpec, weights=None):
     return out
 
 
-def _setting(cfg, key):
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return list(node) if isinstance(node, (list, tuple)) else node
-
-
 def config_conflicts(cfg):
     """Settings in a user's config that contradict what torchvision-style weights need."""
     notes = []
     for key, want in PYTORCH_INPUT_SETTINGS.items():
-        have = _setting(cfg, key)
+        have = functools.reduce(getattr, key.split("."), cfg)
         if isinstance(want, list):
+            have = list(have)
             same = len(have) == len(want) and all(abs(a - b) < 1e-3 for a, b in zip(have, want))
         else:
             same = have == want
@@ -143,25 +126,20 @@ def settings_yaml(settings):
     return yaml.dump(tree, Dumper=_FlowListDumper, sort_keys=False, default_flow_style=False).rstrip()
 
 
-def _opt_text(value):
-    """A value as Detectron2's ``merge_from_list`` parses it (``ast.literal_eval``, else a string)."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_opt_text(v) for v in value) + "]"
-    return str(value)
-
-
 def settings_opts(settings):
-    """The same settings as Detectron2 command-line overrides (KEY VALUE ...), shell-quoted."""
-    return " ".join(f"{key} {shlex.quote(_opt_text(value))}" for key, value in settings.items())
+    """The same settings as Detectron2 command-line overrides (KEY VALUE ...), shell-quoted: ``str`` writes
+    numbers, booleans and lists as ``merge_from_list`` reads them back (``ast.literal_eval``, else a string)."""
+    return " ".join(f"{key} {shlex.quote(str(value))}" for key, value in settings.items())
 
 
-def mismatch_message(input_path, variant, converted, expected, unknown, missing, misshaped, source, label):
-    """Every problem at once, with the likely cause (wrong depth, variant, naming)."""
+def mismatch_message(input_path, variant, converted, expected, unknown, missing, misshaped, origin, label):
+    """Every problem at once, with the likely cause (wrong depth, variant, naming). ``origin`` maps a
+    converted name to the input's, ``label`` shows both."""
     problems = []
     if unknown:
         problems.append(
             f"unknown (checkpoint tensors with no place in the {variant} backbone; e.g. {label(unknown[0])}): "
-            + short_list(group_blocks([source(n) for n in unknown], []))
+            + short_list(group_blocks([origin[n] for n in unknown], []))
         )
     if missing:
         problems.append("missing (the backbone needs them): " + short_list(group_blocks(missing, expected)))
@@ -179,7 +157,7 @@ def mismatch_message(input_path, variant, converted, expected, unknown, missing,
     have, want = _stage_layout(converted), _stage_layout(expected)
     if any(have) and have != want:
         hints.append(f"the checkpoint has {have} blocks per stage, the target {want} (check --depth)")
-    if sum(source(n).startswith(("stem.", "res")) for n in converted) > len(converted) // 2:
+    if sum(origin[n].startswith(("stem.", "res")) for n in converted) > len(converted) // 2:
         hints.append("the names already look like Detectron2's; is this file converted already?")
     if extras(unknown):
         hints.append(f"the checkpoint has {extras(unknown)} layers that {variant} lacks (check --variant)")

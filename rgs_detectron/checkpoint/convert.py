@@ -44,15 +44,7 @@ from .conversion_report import (
 from ..classification.warm_start import LABEL, warm_start_from_resnet
 from .checkpointer import spec_differences
 
-__all__ = [
-    "ConversionError",
-    "apply_renames",
-    "classifier_to_d2_name",
-    "map_names",
-    "expected_shapes",
-    "save_d2_checkpoint",
-    "convert_checkpoint",
-]
+__all__ = ["ConversionError", "apply_renames", "map_names", "expected_shapes", "convert_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +54,22 @@ class ConversionError(WeightsError, ValueError):
 
 
 # ----------------------------------------------------------------------------- renaming
+
+
+def _rename_all(state_dict, rename, collision):
+    """``(renamed dict, new -> old name, [(old name, why dropped)])`` where ``rename(name)`` gives
+    ``(new name or None, why dropped)``; two names made one are refused, in ``collision``'s words."""
+    out, origin, dropped = OrderedDict(), {}, []
+    for name, value in state_dict.items():
+        new, why = rename(name)
+        if new is None:
+            dropped.append((name, why))
+        elif new in out:
+            raise ConversionError(collision.format(origin[new], name, new))
+        else:
+            out[new] = value
+            origin[new] = name
+    return out, origin, dropped
 
 
 def parse_rename(text):
@@ -82,23 +90,18 @@ def apply_renames(state_dict, rules):
     neither network, e.g. a momentum encoder). Returns (new dict, new -> old name,
     [(old name, why dropped)]).
     """
-    rules = [parse_rename(r) if isinstance(r, str) else r for r in rules]
-    out, origin, dropped = OrderedDict(), {}, []
-    for name, value in state_dict.items():
+    rules = [parse_rename(r) for r in rules]
+
+    def rename(name):
         new = name
         for pattern, repl in rules:
             try:
                 new = pattern.sub(repl, new)
             except (re.error, IndexError) as e:
                 raise ConfigError(f"--rename {pattern.pattern!r}={repl!r} failed on {name!r}: {e}") from None
-        if not new:
-            dropped.append((name, "renamed to nothing by --rename"))
-            continue
-        if new in out:
-            raise ConversionError(f"rename rules map both {origin[new]!r} and {name!r} to {new!r}")
-        out[new] = value
-        origin[new] = name
-    return out, origin, dropped
+        return (new, None) if new else (None, "renamed to nothing by --rename")
+
+    return _rename_all(state_dict, rename, "rename rules map both {!r} and {!r} to {!r}")
 
 
 # ----------------------------------------------------------------------------- name map
@@ -142,17 +145,8 @@ def classifier_to_d2_name(name, preact=False):
 
 def map_names(state_dict, spec: RGSNetSpec):
     """Rename a classifier state dict; returns (converted, new -> old name, [(old, why dropped)])."""
-    converted, origin, dropped = OrderedDict(), {}, []
-    for name, value in state_dict.items():
-        new, why = classifier_to_d2_name(name, spec.variant.preact)
-        if new is None:
-            dropped.append((name, why))
-            continue
-        if new in converted:
-            raise ConversionError(f"both {origin[new]!r} and {name!r} map to {new!r}")
-        converted[new] = value
-        origin[new] = name
-    return converted, origin, dropped
+    return _rename_all(state_dict, lambda name: classifier_to_d2_name(name, spec.variant.preact),
+                       "both {!r} and {!r} map to {!r}")
 
 
 # ----------------------------------------------------------------------------- target
@@ -185,17 +179,8 @@ def _refuse_small_stem(state, input_path):
 # ----------------------------------------------------------------------------- writing
 
 
-def _refuse_pkl(path):
-    if path.endswith(".pkl"):
-        raise ConfigError(
-            f"output {path!r}: .pkl weights are unpickled by Detectron2 with plain pickle, which can run "
-            "code; write a .pth (read with torch.load(weights_only=True)) instead"
-        )
-
-
-def save_d2_checkpoint(tensors, path, spec: RGSNetSpec, overwrite=False, author="rgs_detectron"):
+def _save(tensors, path, spec: RGSNetSpec, overwrite, author):
     """Write ``{"model", "__author__", "matching_heuristics", "rgsnet_spec"}`` atomically with ``torch.save``."""
-    _refuse_pkl(path)
     model = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in tensors.items())
     payload = {"model": model, "__author__": author, "matching_heuristics": True, "rgsnet_spec": spec.to_dict()}
     path = os.path.abspath(path)
@@ -214,29 +199,26 @@ def save_d2_checkpoint(tensors, path, spec: RGSNetSpec, overwrite=False, author=
 
 
 def _warm_started(state, spec, source):
-    """The state dict of an RGSNetClassifier for ``spec`` warm-started from ResNet ``state``."""
+    """The state dict of an RGSNetClassifier for ``spec`` warm-started from ResNet ``state``, and the report's lines."""
     fc = state.get("fc.weight")
     torch.manual_seed(0)  # the initial values of new SE layers, if any
     classifier = RGSNetClassifier(spec.replace(norm="BN", stride_in_1x1=False, res5_dilation=1, stem="imagenet"),
                                   num_classes=fc.shape[0] if fc is not None else 1000)
-    report = warm_start_from_resnet(classifier, state, source)
-    return classifier.state_dict(), report
+    lines = warm_start_from_resnet(classifier, state, source)
+    return classifier.state_dict(), lines
 
 
 def _target(spec, recorded, source, warm_start):
     """The spec to convert for: the recorded one wins; one given that contradicts it is refused."""
-    if warm_start:
-        if spec is None:
-            raise ConfigError("a warm start needs the target: give --variant (and --depth/--width-mult) or "
-                              "--config-file")
-        return spec  # a recorded plain ResNet describes the input, not the target
-    if recorded is None:
-        if spec is None:
-            raise ConfigError(f"{source!r} records no architecture (only train_classifier checkpoints do): give "
-                              "--variant (and --depth/--width-mult if not 50 / 1x) or --config-file")
-        return spec
+    if spec is None and warm_start:
+        raise ConfigError("a warm start needs the target: give --variant (and --depth/--width-mult) or --config-file")
+    if spec is None and recorded is None:
+        raise ConfigError(f"{source!r} records no architecture (only train_classifier checkpoints do): give "
+                          "--variant (and --depth/--width-mult if not 50 / 1x) or --config-file")
     if spec is None:
         return recorded
+    if warm_start or recorded is None:  # a warm start's recorded plain ResNet describes its input, not the target
+        return spec
     # The converter writes the stride in the 3x3 conv whatever a config says (a conflict is a note).
     differences = spec_differences(recorded.replace(stride_in_1x1=False), spec.replace(stride_in_1x1=False))
     if differences:
@@ -264,7 +246,11 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     :class:`ConversionError` (nothing written) on unreadable input, unknown, missing or
     mis-shaped tensors (unless ``allow_partial``), or an existing output (unless ``overwrite``).
     """
-    _refuse_pkl(output_path)
+    if output_path.endswith(".pkl"):
+        raise ConfigError(
+            f"output {output_path!r}: .pkl weights are unpickled by Detectron2 with plain pickle, which can run "
+            "code; write a .pth (read with torch.load(weights_only=True)) instead"
+        )
     path = weights_source_path(input_path)
     if os.path.exists(output_path) and not overwrite:
         raise ConversionError(f"output {output_path!r} exists; pass --overwrite to replace it")
@@ -283,25 +269,23 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     state, renamed_from, dropped_by_rules = apply_renames(state, renames)
     author = "rgs_detectron"
     if warm_start:
-        state, report = _warm_started(state, spec, input_path)
+        state, lines = _warm_started(state, spec, input_path)
         renamed_from = {n: renamed_from.get(n, n) for n in state}
-        notes += report.lines()
+        notes += lines
         author = f"rgs_detectron, {spec.variant} {LABEL}"
     converted, origin, dropped = map_names(state, spec)
+    origin = {new: renamed_from[old] for new, old in origin.items()}  # the names as the input file spells them
     dropped = dropped_by_rules + [(renamed_from[n], why) for n, why in dropped]
 
-    def source(name):  # the name as the input file spells it
-        return renamed_from.get(origin[name], origin[name])
-
     def label(name):
-        return name if source(name) == name else f"{source(name)} (-> {name})"
+        return name if origin[name] == name else f"{origin[name]} (-> {name})"
 
     unknown = [n for n in converted if n not in expected]
     misshaped = [n for n in converted if n in expected and tuple(converted[n].shape) != expected[n]]
     missing = [n for n in expected if n not in converted]
     if (unknown or misshaped or missing) and not allow_partial:
         raise ConversionError(
-            mismatch_message(input_path, spec.variant, converted, expected, unknown, missing, misshaped, source,
+            mismatch_message(input_path, spec.variant, converted, expected, unknown, missing, misshaped, origin,
                              label)
         )
     keep = OrderedDict((n, converted[n]) for n in expected if n in converted and n not in misshaped)
@@ -314,7 +298,7 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     if cfg is not None:
         notes += config_conflicts(cfg)
     target = spec.replace(stride_in_1x1=False, stem="imagenet")  # what the tensors are laid out for
-    written = save_d2_checkpoint(keep, output_path, target, overwrite=overwrite, author=author)
+    written = _save(keep, output_path, target, overwrite, author)
     logger.info("Wrote %d tensors for %s to %s", len(keep), spec.variant, written)
     return ConversionResult(
         output=written,

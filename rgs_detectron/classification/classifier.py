@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..modeling.backbone import make_rgsnet_stages
 from ..modeling.blocks import PreactBlock, RGSBlock
 from ..modeling.spec import RGSNetSpec
 
-__all__ = ["RGSNetClassifier", "ClassifierBlock", "ClassifierPreactBlock"]
+__all__ = ["RGSNetClassifier"]
 
 
 def _conv_then_bn(k):
@@ -95,32 +96,25 @@ class RGSNetClassifier(nn.Module):
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(spec.stem_channels)
         self.relu = nn.ReLU(inplace=True)
-        in_channels = spec.stem_channels
-        for i, (n, (inner, out)) in enumerate(zip(spec.blocks_per_stage, spec.stage_widths())):
-            blocks = []
-            for j in range(n):
-                kwargs = dict(bottleneck_channels=inner, spec=spec, stride=2 if (i > 0 and j == 0) else 1)
-                if preact:
-                    kwargs["preactivate_input"] = not (i == 0 and j == 0)  # the stem's BN-ReLU (He et al.)
-                blocks.append((ClassifierPreactBlock if preact else ClassifierBlock)(in_channels, out, **kwargs))
-                in_channels = out
+        # The stages of the Detectron2 backbone (the same strides and pre-activations), torchvision's names.
+        stages = make_rgsnet_stages(spec, block_class=ClassifierPreactBlock if preact else ClassifierBlock)
+        for i, blocks in enumerate(stages):
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        out_channels = spec.stage_widths()[-1][1]
         # Pre-activation blocks end un-normalized; ResNet v2 adds BN-ReLU before pooling.
-        self.final_norm = nn.BatchNorm2d(in_channels) if preact else None
+        self.final_norm = nn.BatchNorm2d(out_channels) if preact else None
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(in_channels, num_classes)
+        self.fc = nn.Linear(out_channels, num_classes)
         self._init_weights()
 
     def _init_weights(self):
-        """torchvision's initialization: He-normal convs; norms as they initialise themselves (weight 1,
-        bias 0; the RG shortcut's weight 0 with ``rg_init="zero"``)."""
+        """torchvision's initialization: He-normal convs; norms are left as they initialise themselves
+        (weight 1, bias 0; the RG shortcut's weight 0 with ``rg_init="zero"``)."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                m.reset_parameters()
 
     def forward_features(self, x):
         """Outputs of ``layer1``..``layer4`` (Detectron2's ``res2``..``res5``)."""

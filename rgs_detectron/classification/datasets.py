@@ -7,6 +7,7 @@ dataset is registering one such function; its docstring is its entry in
 Every image becomes 3-channel RGB, normalized with the ImageNet mean and std that
 torchvision-style weights assume (the converter tells detection configs the same).
 """
+import functools
 import gzip
 import os
 import shutil
@@ -24,8 +25,7 @@ from ..data.images import read_image
 from ..errors import ConfigError, InputError, first_line
 from ..utils.fileio import atomic_write
 
-__all__ = ["DATASETS", "build_datasets", "IMAGENET_MEAN", "IMAGENET_STD", "FASHION_MNIST_DEBIAN",
-           "prepare_fashion_mnist"]
+__all__ = ["DATASETS", "build_datasets", "FASHION_MNIST_DEBIAN"]
 
 DATASETS = Registry("CLASSIFICATION_DATASETS")
 DATASETS.__doc__ = "train_classifier's --dataset NAME: NAME(root, image_size, download) -> (train, val, classes, size)"
@@ -35,19 +35,13 @@ FASHION_MNIST_DEBIAN = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                        "t10k-labels-idx1-ubyte")
 _TO_TENSOR = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-
-
-class _RGB:
-    """PIL image -> RGB (a class, not a lambda, so DataLoader workers can pickle it)."""
-
-    def __call__(self, image):
-        return image.convert("RGB")
+_RGB = functools.partial(Image.Image.convert, mode="RGB")  # not a lambda: DataLoader workers can pickle it
 
 
 class DigitsDataset(Dataset):
     """scikit-learn's handwritten digits as PIL images; ``train`` picks a fixed 1,497 / 300 split."""
 
-    def __init__(self, train, transform=None):
+    def __init__(self, train, transform):
         from sklearn.datasets import load_digits
 
         digits = load_digits()
@@ -62,7 +56,7 @@ class DigitsDataset(Dataset):
 
     def __getitem__(self, i):
         image = Image.fromarray(self.images[i], mode="L")
-        return (self.transform(image) if self.transform else image), int(self.targets[i])
+        return self.transform(image), int(self.targets[i])
 
 
 def _read_rgb(path):
@@ -86,7 +80,7 @@ def _small(native, image_size, flip):
     size = image_size or max(native, 32)
     resize = [T.Resize(size)] if size != native else []
     augment = [T.RandomCrop(size, padding=max(1, size // 8))] + ([T.RandomHorizontalFlip()] if flip else [])
-    return T.Compose([_RGB(), *resize, *augment, *_TO_TENSOR]), T.Compose([_RGB(), *resize, *_TO_TENSOR]), size
+    return T.Compose([_RGB, *resize, *augment, *_TO_TENSOR]), T.Compose([_RGB, *resize, *_TO_TENSOR]), size
 
 
 def _torchvision_small(cls, name, num_classes, native, root, image_size, download):
@@ -142,8 +136,8 @@ def digits(root, image_size, download):
     return DigitsDataset(True, train_tf), DigitsDataset(False, val_tf), 10, size
 
 
-def prepare_fashion_mnist(root, download=False):
-    """Make ``ROOT/FashionMNIST/raw`` hold the four unpacked IDX files, each whole; return ``root``.
+def prepare_fashion_mnist(root, download):
+    """Make ``ROOT/FashionMNIST/raw`` hold the four unpacked IDX files, each whole.
 
     Taken, in order, from that folder itself, from Debian's package, or from torchvision's
     download. Files are unpacked atomically: an interrupted run leaves no partial file. A
@@ -167,7 +161,6 @@ def prepare_fashion_mnist(root, download=False):
         )
     for name in set(FASHION_MNIST_FILES) - set(missing):  # the missing ones torchvision's download fetches
         _check_idx(os.path.join(raw, name))
-    return root
 
 
 def _check_idx(path):

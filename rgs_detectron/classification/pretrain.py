@@ -20,8 +20,10 @@ resumed run sees the same batches the uninterrupted run would have. What is reco
 what happened: a resume whose settings (``PretrainOptions.settings``) differ from the
 run's is refused, naming each; a run or finished model is replaced only with ``overwrite``.
 """
+import contextlib
 import dataclasses
 import errno
+import functools
 import glob
 import json
 import logging
@@ -80,6 +82,7 @@ class _Distributed:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.main = self.rank == 0
         device = resolve_device(device_request)
         if device == "cuda":
             device = f"cuda:{self.local_rank}"
@@ -88,37 +91,11 @@ class _Distributed:
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
-    @property
-    def main(self):
-        return self.rank == 0
-
     def sum(self, values):
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         if self.world > 1:
             dist.all_reduce(tensor)
         return tensor.tolist()
-
-
-def _loader(dataset, batch_size, sampler, workers, seed, device):
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=device.type == "cuda", drop_last=sampler is not None and hasattr(sampler, "set_epoch"),
-                      generator=torch.Generator().manual_seed(seed), persistent_workers=False)
-
-
-def _batches(loader):
-    """``loader``'s batches. A data error in a worker process comes back from torch inside the worker's
-    traceback: keep it the one-line message it was (it names the file)."""
-    batches = iter(loader)
-    try:
-        yield from batches
-    except UserError as e:
-        lines = str(e).strip().splitlines()
-        if len(lines) > 1 and lines[0].startswith("Caught "):
-            raise type(e)(lines[-1].split(": ", 1)[-1]) from None
-        raise
-    finally:  # after a worker's error the iterator sits in a reference cycle, and the collector's shutdown of
-        # its workers waits 5 s for each: stop them now, as DataLoader itself does (no public way)
-        getattr(batches, "_shutdown_workers", lambda: None)()
 
 
 def _topk_correct(logits, targets, ks=(1, 5)):
@@ -145,10 +122,9 @@ class _Run:
         self.warm_start_lines = []
         if options.warm_start:
             state = load_state_dict(weights_source_path(options.warm_start))
-            report = warm_start_from_resnet(self.model, state, options.warm_start)
-            self.warm_start_lines = report.lines()
-        memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
-        self.model.to(self.dist.device, memory_format=memory_format)
+            self.warm_start_lines = warm_start_from_resnet(self.model, state, options.warm_start)
+        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        self.model.to(self.dist.device, memory_format=self.memory_format)
         self.net = (DistributedDataParallel(self.model, device_ids=[self.dist.local_rank]
                                             if self.dist.device.type == "cuda" else None)
                     if self.dist.world > 1 else self.model)
@@ -157,8 +133,8 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(recipe.milestones), recipe.gamma)
         cuda_amp = options.amp and self.dist.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp)
-        self.amp_dtype = (torch.float16 if cuda_amp else torch.bfloat16) if options.amp else None
-        self.memory_format = memory_format
+        amp_dtype = (torch.float16 if cuda_amp else torch.bfloat16) if options.amp else torch.float32
+        self.autocast = functools.partial(torch.autocast, self.dist.device.type, dtype=amp_dtype, enabled=options.amp)
         self.sampler = DistributedSampler(train_set, num_replicas=self.dist.world, rank=self.dist.rank,
                                           shuffle=True, seed=options.seed, drop_last=True)
         self.train_set = train_set
@@ -232,20 +208,32 @@ class _Run:
 
     # ------------------------------------------------------------------ epochs
 
+    def _batches(self, dataset, sampler, seed):
+        """``(images, targets)`` of ``dataset`` on the device. A data error in a worker process comes back from
+        torch inside the worker's traceback (``engine.defaults.user_message`` prints its original line)."""
+        batches = iter(DataLoader(dataset, batch_size=self.batch, sampler=sampler, num_workers=self.options.workers,
+                                  pin_memory=self.dist.device.type == "cuda", drop_last=sampler is not None,
+                                  generator=torch.Generator().manual_seed(seed)))
+        try:
+            for images, targets in batches:
+                yield (images.to(self.dist.device, non_blocking=True, memory_format=self.memory_format),
+                       targets.to(self.dist.device, non_blocking=True))
+        finally:  # after a worker's error the iterator sits in a reference cycle, and the collector's shutdown of
+            # its workers waits 5 s for each: stop them now, as DataLoader itself does (no public way)
+            getattr(batches, "_shutdown_workers", lambda: None)()
+
     def _train_epoch(self, epoch):
         seed = self.options.seed * 1000 + epoch
         torch.manual_seed(seed + self.dist.rank)
         self.sampler.set_epoch(epoch)
-        loader = _loader(self.train_set, self.batch, self.sampler, self.options.workers, seed, self.dist.device)
+        steps = len(self.sampler) // self.batch  # full batches only
         self.net.train()
         totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
-        bar = tqdm(_batches(loader), total=len(loader), desc=f"epoch {epoch + 1}/{self.options.recipe.epochs}",
-                   unit="batch", disable=not (self.options.progress and self.dist.main), leave=False)
+        bar = tqdm(self._batches(self.train_set, self.sampler, seed), total=steps, unit="batch", leave=False,
+                   desc=f"epoch {epoch + 1}/{self.options.recipe.epochs}",
+                   disable=not (self.options.progress and self.dist.main))
         for step, (images, targets) in enumerate(bar):
-            images = images.to(self.dist.device, non_blocking=True, memory_format=self.memory_format)
-            targets = targets.to(self.dist.device, non_blocking=True)
-            with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with self.autocast():
                 logits = self.net(images)
                 loss = F.cross_entropy(logits, targets)
             if not math.isfinite(loss.item()):
@@ -264,20 +252,16 @@ class _Run:
             if self.dist.main and step % self.options.log_period == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 if self.writer:
-                    self.writer.add_scalar("train/loss", loss.item(), epoch * len(loader) + step)
+                    self.writer.add_scalar("train/loss", loss.item(), epoch * steps + step)
         loss_sum, correct, count = self.dist.sum(totals)
         return {"train_loss": loss_sum / count, "train_top1": 100.0 * correct / count}
 
     @torch.no_grad()
     def _evaluate(self):
         self.net.eval()
-        loader = _loader(self.val_shard, self.batch, None, self.options.workers, 0, self.dist.device)
         totals = [0.0, 0.0, 0.0, 0.0]  # loss sum, top-1, top-5, count
-        for images, targets in _batches(loader):
-            images = images.to(self.dist.device, memory_format=self.memory_format)
-            targets = targets.to(self.dist.device)
-            with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+        for images, targets in self._batches(self.val_shard, None, 0):
+            with self.autocast():
                 logits = self.model(images).float()
             top1, top5 = _topk_correct(logits, targets)
             totals = [totals[0] + F.cross_entropy(logits, targets, reduction="sum").item(), totals[1] + top1,
@@ -350,10 +334,8 @@ class _LogFile(logging.FileHandler):
                          "choose another --output") from None
 
     def close(self):
-        try:
+        with contextlib.suppress(OSError):  # the unwritten lines of a full disk; handleError has said so
             super().close()
-        except OSError:  # the unwritten lines of a full disk; handleError has said so
-            pass
 
 
 def _check_room(folder, model):

@@ -18,30 +18,14 @@ The result computes a different function from the ResNet (the identity shortcut 
 far cheaper than 90 ImageNet epochs. Results from it must be labelled as such.
 """
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import List
-
-import torch
 
 from ..errors import ConfigError, InputError
 from ..modeling.variants import all_added_layers
+from ..utils.names import short_list
 
-__all__ = ["warm_start_from_resnet", "WarmStartReport", "LABEL"]
+__all__ = ["warm_start_from_resnet", "LABEL"]
 
 LABEL = "warm start from ResNet weights (not the paper's protocol)"
-
-
-@dataclass
-class WarmStartReport:
-    copied: int = 0
-    initialised: List[str] = field(default_factory=list)  # "name: how" per new layer group
-    dropped: List[str] = field(default_factory=list)
-
-    def lines(self):
-        out = [f"WARM START, {LABEL}: copied {self.copied} tensors from the ResNet; the variant's own layers "
-               f"start at: {'; '.join(self.initialised) or 'nothing new'}"]
-        out += [f"not used from the ResNet: {line}" for line in self.dropped]
-        return out
 
 
 def _how(module):
@@ -65,7 +49,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
     ``model`` must come from the ResNet unless its variant adds it. An RGSNet checkpoint
     (layers a variant adds, or Preact's ``final_norm``) is refused: it is no ResNet, and
     copying it would label an RGSNet's own training as a warm start. ``source`` names the
-    weights in messages. Returns a report.
+    weights in messages. Returns the report's lines: what was copied, how the variant's own
+    layers start, what of the ResNet was not used.
     """
     if model.spec.variant.preact:
         raise ConfigError("a warm start from ResNet weights needs ResNet's residual branches; Preact has others")
@@ -87,9 +72,7 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
                 return ".".join(parts[:i]), True
         return module_name, False
 
-    report = WarmStartReport()
-    update = OrderedDict()
-    unknown = []
+    update, unknown, not_used = OrderedDict(), [], []
     for name, value in resnet_state.items():
         if name.endswith("num_batches_tracked"):
             continue
@@ -98,7 +81,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
         elif tuple(value.shape) == tuple(target[name].shape):
             update[name] = value
         elif name.startswith("fc."):
-            report.dropped.append(f"{name} {tuple(value.shape)} (the model has {tuple(target[name].shape)})")
+            not_used.append(f"not used from the ResNet: {name} {tuple(value.shape)} (the model has "
+                            f"{tuple(target[name].shape)})")
         else:
             unknown.append(f"{name} {tuple(value.shape)} vs {tuple(target[name].shape)}")
     missing = [n for n in target if n not in update and not n.endswith("num_batches_tracked")
@@ -106,21 +90,17 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
     if unknown or missing:
         raise InputError(
             "the ResNet weights do not fit this RGSNet's shared layers (check depth and width): "
-            + (f"unknown or mis-shaped: {', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}; " if unknown else "")
-            + (f"missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}" if missing else "")
+            + (f"unknown or mis-shaped: {short_list(unknown, 8)}; " if unknown else "")
+            + (f"missing: {short_list(missing, 8)}" if missing else "")
         )
-    with torch.no_grad():
-        for name, value in update.items():
-            target[name].copy_(value)
-    report.copied = len(update)
+    model.load_state_dict(update, strict=False)  # the rest is what the variant adds (and fc, if dropped)
     groups = OrderedDict()
     for name in target:
         if name in update or name.endswith("num_batches_tracked"):
             continue
         module_name, _ = owner(name)
         groups.setdefault(_how(modules[module_name]), set()).add(module_name)
-    report.initialised = [
-        f"{how} ({len(names)} modules: {', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''})"
-        for how, names in groups.items()
-    ]
-    return report
+    initialised = "; ".join(f"{how} ({len(names)} modules: {short_list(sorted(names), 3)})"
+                            for how, names in groups.items())
+    return [f"WARM START, {LABEL}: copied {len(update)} tensors from the ResNet; the variant's own layers start at: "
+            f"{initialised or 'nothing new'}"] + not_used

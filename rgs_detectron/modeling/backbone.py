@@ -35,13 +35,15 @@ __all__ = [
 _STAGE_INDEX = {"res2": 2, "res3": 3, "res4": 4, "res5": 5}
 
 
-def make_rgsnet_stages(spec: RGSNetSpec, first=2, last=5):
+def make_rgsnet_stages(spec: RGSNetSpec, first=2, last=5, *, block_class=None):
     """The blocks of stages ``res{first}``..``res{last}``, as lists (``ResNet(stem, stages)``).
 
     The first block of each stage changes the width and (except in res2, or res5 when
     dilated) halves the resolution; the first stage's input is the stem's output.
+    ``block_class``: RGSBlock, or PreactBlock for Preact, unless given (the classifier's
+    torchvision-named subclasses).
     """
-    block_class = PreactBlock if spec.variant.preact else RGSBlock
+    block_class = block_class or (PreactBlock if spec.variant.preact else RGSBlock)
     widths = spec.stage_widths()
     stages = []
     for stage in range(first, last + 1):

@@ -33,6 +33,7 @@ import fvcore.nn.weight_init as weight_init
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import SqueezeExcitation
 
 from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 
@@ -40,22 +41,13 @@ from .shortcuts import ReLUGroupNorm
 from .spec import BATCH_NORMS
 from .variants import all_added_layers
 
-__all__ = ["RGSBlock", "PreactBlock", "SqueezeExcitation", "ConvLayout", "residual_convs"]
+__all__ = ["RGSBlock", "PreactBlock"]
 
 
-class SqueezeExcitation(nn.Module):
-    """Channel attention on the residual branch (Hu et al.; the paper's Table 9)."""
-
-    def __init__(self, channels, reduction):
-        super().__init__()
-        hidden = max(channels // reduction, 1)
-        self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1)
-        self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1)
-
-    def forward(self, x):
-        s = F.adaptive_avg_pool2d(x, 1)
-        s = self.fc2(F.relu(self.fc1(s)))
-        return x * s.sigmoid()
+def _squeeze_excitation(channels, reduction):
+    """Channel attention on the residual branch (Hu et al.; the paper's Table 9): torchvision's, ``x *
+    sigmoid(fc2(ReLU(fc1(mean(x)))))`` with 1x1 convs ``fc1``/``fc2``."""
+    return SqueezeExcitation(channels, max(channels // reduction, 1))
 
 
 class ConvLayout(NamedTuple):
@@ -127,7 +119,7 @@ class RGSBlock(CNNBlockBase):
                 layer = ReLUGroupNorm(spec.gn_groups, channels, impl=spec.shortcut_impl, init_scale=scale)
             setattr(self, name, layer)
         if spec.se_reduction:
-            self.se = SqueezeExcitation(convs[-1].out_channels, spec.se_reduction)
+            self.se = _squeeze_excitation(convs[-1].out_channels, spec.se_reduction)
         self.keep_identity = variant.keep_identity and identity_shape
         self.shortcut_relu = variant.shortcut == "RB"  # an "RG" layer applies its own ReLU
         self.post_relu = variant.post == "relu"
@@ -194,7 +186,7 @@ class PreactBlock(CNNBlockBase):
         convs = residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride, dilation)
         self.conv3 = None  # a basic block has two convs
         self._add_units(spec, convs, _projection(in_channels, out_channels, stride), preactivate_input)
-        self.se = SqueezeExcitation(out_channels, spec.se_reduction) if spec.se_reduction else None
+        self.se = _squeeze_excitation(out_channels, spec.se_reduction) if spec.se_reduction else None
 
     def _add_units(self, spec, convs, projection, preactivate_input):
         """``norm_k`` + ``conv_k`` (Detectron2's names), and ``shortcut``, a conv without norm."""

@@ -100,16 +100,15 @@ class ReLUGroupNorm(nn.GroupNorm):
     """
 
     def __init__(self, num_groups, num_channels, eps=1e-5, impl="auto", init_scale=1.0):
-        super().__init__(num_groups, num_channels, eps=eps, affine=True)
         assert impl in SHORTCUT_IMPLS, impl
         self.impl = impl
-        self.init_scale = init_scale
-        self.reset_parameters()
+        self.init_scale = init_scale  # before GroupNorm's __init__, which calls reset_parameters
+        super().__init__(num_groups, num_channels, eps=eps, affine=True)
 
     def reset_parameters(self):
         """GroupNorm's (weight 1, bias 0), with the weight at ``init_scale``."""
         super().reset_parameters()
-        nn.init.constant_(self.weight, getattr(self, "init_scale", 1.0))
+        nn.init.constant_(self.weight, self.init_scale)
 
     def forward(self, x, add_identity: bool = False):
         # The one place the implementation is chosen. TorchScript compiles only the reference

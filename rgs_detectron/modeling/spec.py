@@ -27,8 +27,7 @@ from ..errors import ConfigError
 from .shortcuts import SHORTCUT_IMPLS
 from .variants import RG_INITS, VARIANTS, Variant, get_variant
 
-__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "BASIC_DEPTHS", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "BATCH_NORMS",
-           "stage_channels"]
+__all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "BATCH_NORMS", "stage_channels"]
 
 # Blocks per stage (res2..res5) for each depth: the paper's (Table 8, Sec. 4.4), made of
 # bottlenecks, and 18 and 34, made of basic blocks (two 3x3 convs) as torchvision's
@@ -268,8 +267,7 @@ class RGSNetSpec:
 
     def to_dict(self):
         """Plain values (the variant by name), as checkpoints record a spec; ``from_dict`` reads it back."""
-        return {f.name: str(v) if f.name == "variant" else v for f, v in
-                ((f, getattr(self, f.name)) for f in dataclasses.fields(self))}
+        return {**dataclasses.asdict(self), "variant": str(self.variant)}
 
     @classmethod
     def from_dict(cls, record):

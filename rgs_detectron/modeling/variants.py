@@ -16,8 +16,7 @@ from typing import Dict, Optional, Tuple
 
 from ..errors import ConfigError
 
-__all__ = ["Variant", "VARIANTS", "get_variant", "twin_of", "all_added_layers", "markdown_table", "SHORTCUTS",
-           "POST_SUM", "RG_INITS"]
+__all__ = ["Variant", "VARIANTS", "get_variant", "twin_of", "all_added_layers", "markdown_table", "RG_INITS"]
 
 # h(x) on identity-shape blocks: its formula, and the kind of layer it adds (Variant.layers).
 # "RG" is the paper's nonlinear shortcut GN(ReLU(x)).

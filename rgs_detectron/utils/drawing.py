@@ -12,7 +12,7 @@ from PIL import Image
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.visualizer import Visualizer
 
-__all__ = ["draw_detections", "MAX_DRAW_SIDE"]
+__all__ = ["draw_detections"]
 
 MAX_DRAW_SIDE = 1600
 

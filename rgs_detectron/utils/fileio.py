@@ -5,6 +5,7 @@ ones a killed process left behind can be recognised and removed later
 (:func:`remove_stale_temp_files`) without touching those of a live writer. ``NAME`` is cut
 short where the whole name would pass the file system's 255-byte limit on one name.
 """
+import contextlib
 import errno
 import os
 import re
@@ -72,21 +73,17 @@ def remove_stale_temp_files(folder):
     for entry in os.listdir(folder):
         m = _TEMP.match(entry)
         if m and not _alive(int(m.group("pid"))):
-            try:
+            with contextlib.suppress(OSError):  # gone already, or not ours to remove
                 os.remove(os.path.join(folder, entry))
                 removed.append(entry)
-            except OSError:
-                pass
     return removed
 
 
 def _alive(pid):
-    if pid == os.getpid():
-        return True
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # it does, as another user's
+        pass
     return True

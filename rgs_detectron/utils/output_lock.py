@@ -13,13 +13,9 @@ import time
 
 from ..errors import UserError
 
-__all__ = ["OutputDirLock", "OutputDirBusy"]
+__all__ = ["OutputDirLock"]
 
 LOCK_NAME = ".rgs_detectron.lock"
-
-
-class OutputDirBusy(UserError):
-    pass
 
 
 class OutputDirLock:
@@ -35,7 +31,7 @@ class OutputDirLock:
         except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise OutputDirBusy(
+            raise UserError(
                 f"OUTPUT_DIR {os.path.dirname(self.path)!r} is in use by another run ({holder}); wait for it to "
                 "finish or give this run another OUTPUT_DIR"
             ) from None

@@ -13,23 +13,23 @@ def read_metrics(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_metrics(metrics_json, out_png, ap_key="bbox/AP"):
+def _plot(ax, rows, keys, **style):
+    """One curve per key that some row records, against the iteration."""
+    for key in keys:
+        points = [(r["iteration"], r[key]) for r in rows if key in r]
+        if points:
+            ax.plot(*zip(*points), label=key, **style)
+    ax.legend(fontsize=8)
+
+
+def plot_metrics(metrics_json, out_png):
     """Plot the training losses and the evaluation AP against iterations."""
     rows = read_metrics(metrics_json)
     fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(11, 4))
-    for key in ("total_loss", "loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"):
-        pts = [(r["iteration"], r[key]) for r in rows if key in r]
-        if pts:
-            ax_loss.plot(*zip(*pts), label=key)
+    _plot(ax_loss, rows, ("total_loss", "loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"))
     ax_loss.set(xlabel="iteration", ylabel="loss", title="training losses", yscale="log")
-    ax_loss.legend(fontsize=8)
-    aps = [(r["iteration"], r[ap_key]) for r in rows if ap_key in r]
-    ap50 = [(r["iteration"], r["bbox/AP50"]) for r in rows if "bbox/AP50" in r]
-    for pts, label in ((aps, ap_key), (ap50, "bbox/AP50")):
-        if pts:
-            ax_ap.plot(*zip(*pts), marker="o", label=label)
+    _plot(ax_ap, rows, ("bbox/AP", "bbox/AP50"), marker="o")
     ax_ap.set(xlabel="iteration", ylabel="AP (%)", title="evaluation", ylim=(0, 100))
-    ax_ap.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)

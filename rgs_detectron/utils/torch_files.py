@@ -25,7 +25,7 @@ from ..errors import ConfigError, WeightsError, first_line
 from .names import short_list
 
 __all__ = ["load_weights_only", "load_pickle_safely", "load_state_dict", "state_dict_in", "weights_source_path",
-           "CONVERT_COMMAND"]
+           "check_file", "CONVERT_COMMAND"]
 
 CONVERT_COMMAND = "python -m rgs_detectron.cli.convert"
 _TORCHVISION = "torchvision:"
@@ -55,18 +55,20 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         raise _Refused(f"{module}.{name}")
 
 
-def _check_file(path):
+def check_file(path, name=None):
+    """A WeightsError unless ``path`` is a non-empty file; messages call it ``name`` (default: the path)."""
+    name = name or repr(path)
     if not os.path.exists(path):
-        raise WeightsError(f"weights file {path!r} does not exist")
+        raise WeightsError(f"weights file {name} does not exist")
     if os.path.isdir(path):
-        raise WeightsError(f"{path!r} is a folder; give the weights file inside it")
+        raise WeightsError(f"{name} is a folder; give the weights file inside it")
     if os.path.getsize(path) == 0:
-        raise WeightsError(f"{path!r} is an empty file (an interrupted copy or download?)")
+        raise WeightsError(f"{name} is an empty file (an interrupted copy or download?)")
 
 
 def load_pickle_safely(path):
     """Unpickle ``path`` allowing only containers, numbers, strings and numpy arrays."""
-    _check_file(path)
+    check_file(path)
     with open(path, "rb") as f:
         try:
             return _ArraysOnlyUnpickler(f, encoding="latin1").load()
@@ -83,7 +85,7 @@ def load_pickle_safely(path):
 
 def load_weights_only(path):
     """``torch.load(path, weights_only=True)`` on the CPU, memory-mapped when possible; errors named."""
-    _check_file(path)
+    check_file(path)
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
