@@ -7,7 +7,7 @@ corrupt input file, incompatible weights, a full disk, a diverged run). Anything
 is a bug and keeps its traceback.
 """
 
-__all__ = ["UserError", "ConfigError", "InputError", "WeightsError", "DiskFullError", "first_line"]
+__all__ = ["UserError", "ConfigError", "InputError", "WeightsError", "DiskFullError", "first_line", "require"]
 
 
 class UserError(Exception):
@@ -38,3 +38,18 @@ def first_line(error):
     """An exception's first line of text, or its type's name when it has none (for one-line messages)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def require(module, what):
+    """``import module``, or a UserError saying that ``what`` needs it and how to install it.
+
+    OpenCV is an extra (``rgs_detectron[opencv]``), so that a user's own build is never replaced; only
+    the digits dataset's outlines and the drawing of detections need it.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{what} needs {module}, which is not installed here: pip install 'rgs_detectron[opencv]' "
+                        "(or opencv-python-headless, or your own OpenCV build)") from None

@@ -317,3 +317,21 @@ def test_make_digits_impossible_values_are_usage_errors_and_write_nothing(tmp_pa
 
     assert make_digits.main(["--root", str(tmp_path / "rgs_digits"), *options]) == 2
     assert message in capsys.readouterr().err and os.listdir(tmp_path) == []
+
+
+def test_without_opencv_the_digits_dataset_and_the_pictures_say_how_to_get_it(tmp_path, monkeypatch):
+    """OpenCV is an extra: where it is needed and missing, one message names the extra; nothing is left behind."""
+    import numpy as np
+
+    from detectron2.data.catalog import Metadata
+    from detectron2.structures import Instances
+
+    from rgs_detectron.errors import UserError
+    from rgs_detectron.utils.drawing import draw_detections
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(UserError, match=r"digits dataset.*needs cv2.*rgs_detectron\[opencv\]"):
+        generate_digits_dataset(tmp_path / "digits", num_train=1, num_val=1, image_size=32, min_scale=8, max_scale=16)
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(UserError, match=r"drawing detections.*needs cv2"):
+        draw_detections(np.zeros((8, 8, 3), np.uint8), Instances((8, 8)), Metadata())

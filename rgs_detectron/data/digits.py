@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, require
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SPLITS = ("train", "val")
@@ -77,7 +77,7 @@ def _render(rng, digits, labels, params):
 
 def _ink_polygons(ink, x0, y0, box):
     """The outlines of a digit's ink (one polygon per connected piece) in image coordinates, COCO style."""
-    import cv2
+    cv2 = require("cv2", "the digits dataset (the outlines of the digits)")
 
     contours, _ = cv2.findContours(ink.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     polygons = [[float(v) for point in c[:, 0, :] for v in (point[0] + x0 + 0.5, point[1] + y0 + 0.5)]

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from detectron2.structures import Boxes, Instances
-from detectron2.utils.visualizer import Visualizer
+
+from ..errors import require
 
 __all__ = ["draw_detections"]
 
@@ -39,4 +40,7 @@ def draw_detections(image_bgr, instances, metadata, max_side=MAX_DRAW_SIDE):
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.BILINEAR))
         instances = _scaled(instances, scale, size)
+    require("cv2", "drawing detections (Detectron2's Visualizer)")
+    from detectron2.utils.visualizer import Visualizer
+
     return Visualizer(rgb, metadata).draw_instance_predictions(instances).get_image()
