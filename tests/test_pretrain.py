@@ -236,7 +236,7 @@ def test_a_full_disk_is_one_line_naming_the_place_and_nothing_is_half_written(tm
     assert err.count("No space left") == 1 and "Logging error" not in err  # not a traceback per line
     assert sorted(os.listdir(out)) == [".rgs_detectron.lock", "log.txt"]
     # Too little room for the checkpoints: refused before the first write.
-    monkeypatch.setattr(pretrain_module.shutil, "disk_usage", lambda path: SimpleNamespace(free=1 << 20))
+    monkeypatch.setattr("shutil.disk_usage", lambda path: SimpleNamespace(free=1 << 20))
     out = tmp_path / "small"
     assert tool.main([*TINY, "--epochs", "1", "--output", str(out)]) == 1
     assert f"{str(out)!r} has 1 MiB free and this run needs about" in capsys.readouterr().err

@@ -219,6 +219,19 @@ def test_config_mistakes_are_one_line_with_the_key(datasets_root, tmp_path, monk
     assert not list(tmp_path.iterdir())  # nothing was started
 
 
+def test_a_full_disk_is_one_line_before_anything_is_written(datasets_root, tmp_path, monkeypatch, capsys):
+    """It left three 'Logging error' tracebacks and a 0-byte config.yaml behind."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr("shutil.disk_usage", lambda path: SimpleNamespace(free=0))
+    out = tmp_path / "out"
+    argv = ["--config-file", "configs/demo/digits_res_rgs.yaml", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(out)]
+    assert train_net_tool.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("train_net: error:") and f"{str(out)!r} has 0 MiB free and this run needs about 64 MiB" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_every_problem_is_reported_in_one_run(tmp_path, capsys):
     """Training data, test data and weights: one failed start names all three, not three failed starts."""
     from rgs_detectron.data.builtin import register_digits

@@ -22,14 +22,12 @@ run's is refused, naming each; a run or finished model is replaced only with ``o
 """
 import contextlib
 import dataclasses
-import errno
 import functools
 import glob
 import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,9 +42,9 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from ..config import resolve_device
-from ..errors import ConfigError, DiskFullError, InputError, UserError, WeightsError, first_line
+from ..errors import ConfigError, InputError, UserError, WeightsError, first_line
 from ..modeling.spec import RGSNetSpec
-from ..utils.fileio import atomic_write, remove_stale_temp_files
+from ..utils.fileio import atomic_write, check_room, remove_stale_temp_files
 from ..utils.output_lock import OutputDirLock
 from ..utils.torch_files import load_state_dict, load_weights_only, weights_source_path
 from .classifier import RGSNetClassifier
@@ -338,23 +336,15 @@ class _LogFile(logging.FileHandler):
             super().close()
 
 
-def _check_room(folder, model):
-    """Refuse before the first write when ``folder`` cannot hold the checkpoints: last.pth (weights and
-    momentum) twice while it is replaced, model_final.pth, and 16 MiB of logs."""
-    need = 5 * sum(t.numel() * t.element_size() for t in model.state_dict().values()) + (16 << 20)
-    free = shutil.disk_usage(folder).free
-    if free < need:
-        raise DiskFullError(errno.ENOSPC, f"{folder!r} has {free >> 20} MiB free and this run needs about "
-                            f"{need >> 20} MiB for its checkpoints: free space or choose another --output")
-
-
 def pretrain(spec, train_set, val_set, num_classes, options: PretrainOptions):
     """Train ``RGSNetClassifier(spec)``; return the last epoch's metrics (see the module docstring)."""
     os.makedirs(options.output, exist_ok=True)
     run = _Run(spec, train_set, val_set, num_classes, options)
     if not run.dist.main:
         return run.run()
-    _check_room(options.output, run.model)
+    # last.pth (weights and momentum) twice while it is replaced, model_final.pth, and 16 MiB of logs.
+    weights = sum(t.numel() * t.element_size() for t in run.model.state_dict().values())
+    check_room(options.output, 5 * weights + (16 << 20))
     log = logging.getLogger("rgs_detectron")
     with OutputDirLock(options.output):
         handler = _LogFile(os.path.join(options.output, "log.txt"))

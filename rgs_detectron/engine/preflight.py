@@ -9,6 +9,8 @@ problem found is reported in one message: one failed start, not one per problem.
 ``preflight`` is for yacs configs, ``lazy_preflight`` for LazyConfigs; both end in the
 same checks of device, data, weights, resume point and output folder.
 """
+import os
+
 import torch
 from omegaconf import OmegaConf
 
@@ -21,6 +23,7 @@ from ..config import check_cuda, num_classes
 from ..data.boxes import check_box_policy
 from ..data.checks import check_dataset_files
 from ..errors import ConfigError, UserError
+from ..utils.fileio import check_room
 from .guarded_run import check_resume_point
 from .launch import check_output_dir, resuming
 from .trainer import check_evaluator_type
@@ -128,13 +131,16 @@ def _check_wiring(cfg):
                               "(res4) need build_rgsnet_backbone with MODEL.ROI_HEADS.NAME RGSNetRes5ROIHeads.")
 
 
-def _check_run(problems, args, output_dir, max_iter, max_iter_key):
+def _check_run(problems, args, output_dir, max_iter, max_iter_key, weights):
     """A resume has steps left (unless ``max_iter`` is None: unknown); a new run replaces no other run's model
-    unless told to."""
+    unless told to; the output folder has room for the run's first checkpoints (checkpoints hold the weights
+    and the optimizer's momentum: about 3x a weights file)."""
     if resuming(output_dir, args) and not args.eval_only and max_iter is not None:
         problems.check(lambda: check_resume_point(RGSCheckpointer(None, output_dir).last_iteration(), max_iter,
                                                   output_dir, max_iter_key))
     problems.check(check_output_dir, output_dir, args)
+    size = os.path.getsize(weights) if weights and os.path.isfile(weights) else 0
+    problems.check(check_room, output_dir, 3 * size + (64 << 20))
 
 
 def preflight(cfg, args):
@@ -153,7 +159,7 @@ def preflight(cfg, args):
     for name in test:
         problems.check(check_evaluator_type, name)
     problems.check(_check_classes, *num_classes(cfg), train, test)
-    _check_run(problems, args, cfg.OUTPUT_DIR, scaled and scaled.SOLVER.MAX_ITER, "SOLVER.MAX_ITER")
+    _check_run(problems, args, cfg.OUTPUT_DIR, scaled and scaled.SOLVER.MAX_ITER, "SOLVER.MAX_ITER", cfg.MODEL.WEIGHTS)
     problems.raise_all()
 
 
@@ -204,5 +210,6 @@ def lazy_preflight(cfg, args):
     classes = _lazy_num_classes(cfg)
     if classes:
         problems.check(_check_classes, *classes, train, test, sep="=")
-    _check_run(problems, args, output_dir, cfg.train.get("max_iter"), "train.max_iter")
+    _check_run(problems, args, output_dir, cfg.train.get("max_iter"), "train.max_iter",
+               cfg.train.get("init_checkpoint", ""))
     problems.raise_all()

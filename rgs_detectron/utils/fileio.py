@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import uuid
 
 from ..errors import DiskFullError
@@ -87,3 +88,15 @@ def _alive(pid):
     except PermissionError:  # it does, as another user's
         pass
     return True
+
+
+def check_room(folder, need, who="this run"):
+    """Refuse before the first write when the file system of ``folder`` (or of its nearest existing parent) has
+    less than the ``need`` bytes ``who`` needs: a full disk is one message, not a half-written file."""
+    where = os.path.abspath(folder)
+    while not os.path.exists(where):
+        where = os.path.dirname(where)
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise DiskFullError(errno.ENOSPC, f"{folder!r} has {free >> 20} MiB free and {who} needs about "
+                            f"{need >> 20} MiB: free space or choose another output folder")
