@@ -22,7 +22,7 @@ endif
 PY ?= $(VENV)/bin/python
 READY ?= $(SETUP_MARK)
 
-.PHONY: setup demo test test-fast check-python
+.PHONY: setup demo test test-fast lint check-python
 
 $(SETUP_MARK): tools/setup_env.sh tools/env_plan.py tools/retag_wheel.py setup.py \
                requirements/base.txt requirements/test.txt requirements/constraints.txt
@@ -48,3 +48,9 @@ test: $(READY)
 # Without the cases marked slow.
 test-fast: $(READY)
 	$(PY) -m pytest tests -q -m "not slow"
+
+# The linter and the formatter, as CI runs them (ruff.toml; .style.yapf: apply with
+# `$(PY) -m yapf -i -r rgs_detectron tests tools`).
+lint: $(READY)
+	$(PY) -m ruff check .
+	$(PY) -m yapf --diff --recursive rgs_detectron tests tools

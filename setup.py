@@ -49,6 +49,7 @@ EXTRAS = {
     "export": ["onnx>=1.15", "onnxruntime>=1.17"],
     "fast-eval": ["faster-coco-eval>=1.6"],
     "test": ["pytest>=8", "onnx>=1.15", "onnxruntime>=1.17", "faster-coco-eval>=1.6"],
+    "lint": ["ruff>=0.5", "yapf>=0.40"],  # make lint: the linter and the formatter CI runs
 }
 
 setup(

@@ -18,8 +18,10 @@ if importlib.util.find_spec("detectron2") is None:  # pragma: no cover - exercis
     )
 
 __version__ = "0.2.0"
-_PUBLIC = {"add_rgsnet_config": "config", "get_rgsnet_cfg": "config", "load_weights": "checkpoint",
-           "RGSNet": "modeling", "RGSNetSpec": "modeling", "VARIANTS": "modeling"}
+_PUBLIC = {
+    "add_rgsnet_config": "config", "get_rgsnet_cfg": "config", "load_weights": "checkpoint", "RGSNet": "modeling",
+    "RGSNetSpec": "modeling", "VARIANTS": "modeling"
+}
 __all__ = [*_PUBLIC, "__version__"]
 
 

@@ -141,7 +141,7 @@ def _lazy_key_problem(cfg, key):
             return None
         known = list(dict.fromkeys([k for k in node.keys() if k != "_target_"] + sorted(params)))
         near = difflib.get_close_matches(part, known, n=3, cutoff=0.6)
-        prefix = here[: -len(part)]
+        prefix = here[:-len(part)]
         hint = f"did you mean {' or '.join(prefix + n for n in near)}?" if near else \
             f"{prefix.rstrip('.') or 'the config'} has {', '.join(prefix + k for k in known)}"
         return f"{here} is not a key of this LazyConfig; {hint} (+{key}=... adds it on purpose)"

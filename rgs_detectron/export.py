@@ -41,13 +41,15 @@ from .engine.predictor import load_trained_model
 from .errors import ConfigError, UserError
 from .utils.fileio import atomic_write
 
-__all__ = ["DETECTOR_FORMATS", "FORMATS", "TOLERANCES", "ExportVerificationError", "build_export_model", "export_model",
-           "sample_images"]
+__all__ = [
+    "DETECTOR_FORMATS", "FORMATS", "TOLERANCES", "ExportVerificationError", "build_export_model", "export_model",
+    "sample_images"
+]
 
 # The first two hold the whole detector; torch.export's ExportedProgram holds its backbone only.
 DETECTOR_FORMATS = ("torchscript", "onnx")
 BACKBONE_FORMAT = "pt2-backbone"
-FORMATS = DETECTOR_FORMATS + (BACKBONE_FORMAT,)
+FORMATS = DETECTOR_FORMATS + (BACKBONE_FORMAT, )
 FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx", BACKBONE_FORMAT: "backbone.pt2"}
 ONNX_OPSET = 17
 # Max absolute difference allowed on boxes (pixels) and scores, or on feature maps. Tracing and
@@ -84,7 +86,7 @@ def _synthetic_image(height, width, seed=0):
     for _ in range(6):
         h, w = rng.integers(height // 6, height // 2), rng.integers(width // 6, width // 2)
         y, x = rng.integers(0, height - h), rng.integers(0, width - w)
-        image[y : y + h, x : x + w] = rng.integers(64, 256, 3, dtype=np.uint8)
+        image[y:y + h, x:x + w] = rng.integers(64, 256, 3, dtype=np.uint8)
     return image
 
 
@@ -188,7 +190,7 @@ def compare_outputs(names, reference, exported, atol):
 
 def _trace_torchscript(adapter, image):
     """(serialized bytes, a runner of the model loaded back from them)."""
-    traced = torch.jit.trace(adapter, (image,), check_trace=False)  # we check ourselves
+    traced = torch.jit.trace(adapter, (image, ), check_trace=False)  # we check ourselves
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
     data = buffer.getvalue()
@@ -198,7 +200,7 @@ def _trace_torchscript(adapter, image):
 def _trace_onnx(adapter, image, names):
     per_detection = {n: {0: "detections"} for n in names if n != "image_size"}
     buffer = io.BytesIO()
-    torch.onnx.export(adapter, (image,), buffer, opset_version=ONNX_OPSET, dynamo=False, input_names=["image"],
+    torch.onnx.export(adapter, (image, ), buffer, opset_version=ONNX_OPSET, dynamo=False, input_names=["image"],
                       output_names=names, dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection})
     import onnx
     import onnxruntime
@@ -238,7 +240,7 @@ def _export_program(backbone, x, names):
     least = -(-PT2_MIN_SIDE // step)
     dims = {0: Dim("batch", min=1), 2: step * Dim("height", min=least), 3: step * Dim("width", min=least)}
     with torch.no_grad():  # a batch of 2, so that the batch size is not specialised to 1
-        program = torch.export.export(backbone, (torch.cat([x, x]),), dynamic_shapes=(dims,))
+        program = torch.export.export(backbone, (torch.cat([x, x]), ), dynamic_shapes=(dims, ))
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     data = buffer.getvalue()
@@ -285,8 +287,8 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
                     detector_references[cpu] = _references(copy.deepcopy(model).cpu(), [img.cpu() for img in images]) \
                         if cpu else _references(model, [img.to(device) for img in images])
                 adapter, names, inputs, eager = detector_references[cpu]
-                data, run = (_trace_torchscript(adapter, inputs[0]) if fmt == "torchscript"
-                             else _trace_onnx(adapter, inputs[0], names))
+                data, run = (_trace_torchscript(adapter, inputs[0]) if fmt == "torchscript" else _trace_onnx(
+                    adapter, inputs[0], names))
         checks = []
         for x, ref in zip(inputs, eager):
             with torch.no_grad():

@@ -46,8 +46,10 @@ def rows():
 
 
 def header(model, depths):
-    return [f"| {MODELS[model]}: variant | rg_init | " + " | ".join(f"depth {d}" for d in depths) + " |",
-            "|---|---|" + "---|" * len(depths)]
+    return [
+        f"| {MODELS[model]}: variant | rg_init | " + " | ".join(f"depth {d}" for d in depths) + " |",
+        "|---|---|" + "---|" * len(depths)
+    ]
 
 
 def markdown_table(model, depths=DEPTHS):

@@ -40,9 +40,8 @@ from rgs_detectron.engine.predictor import load_trained_model
 def get_parser():
     parser = argparse.ArgumentParser(prog="analyze", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--weights", default="", help="checkpoint to load (counts are the same, except the proposals kept)"
-    )
+    parser.add_argument("--weights", default="",
+                        help="checkpoint to load (counts are the same, except the proposals kept)")
     parser.add_argument("--input-size", nargs=2, type=positive_int, default=[800, 1333], metavar=("H", "W"))
     parser.add_argument("--max-depth", type=int, default=0, help="also print fvcore's table to this depth")
     return add_config_args(parser)
@@ -107,18 +106,15 @@ def analyze(cfg, height, width, max_depth=0):
             values = [params[path], trainable[path], counted(flops_by_module, path), counted(acts_by_module, path)]
         p, t, f, a = values
         table.append([label, f"{p / 1e6:.3f}", f"{t / 1e6:.3f}", f"{f / 1e9:.2f}", f"{a / 1e6:.2f}"])
-    text = (
-        f"{cfg.MODEL.META_ARCHITECTURE} with {cfg.MODEL.BACKBONE.NAME}"
-        + (f" ({cfg.MODEL.RGSNET.VARIANT}, depth {cfg.MODEL.RESNETS.DEPTH})" if "RGSNET" in cfg.MODEL else "")
-        + f", input 3x{height}x{width}, device {cfg.MODEL.DEVICE}\n"
-        + tabulate(
-            table,
-            headers=["module", "params (M)", "trainable (M)", "GFLOPs", "activations (M)"],
-            tablefmt="pipe",
-            disable_numparse=True,
-            colalign=("left", "right", "right", "right", "right"),
-        )
-    )
+    text = (f"{cfg.MODEL.META_ARCHITECTURE} with {cfg.MODEL.BACKBONE.NAME}" +
+            (f" ({cfg.MODEL.RGSNET.VARIANT}, depth {cfg.MODEL.RESNETS.DEPTH})" if "RGSNET" in cfg.MODEL else "") +
+            f", input 3x{height}x{width}, device {cfg.MODEL.DEVICE}\n" + tabulate(
+                table,
+                headers=["module", "params (M)", "trainable (M)", "GFLOPs", "activations (M)"],
+                tablefmt="pipe",
+                disable_numparse=True,
+                colalign=("left", "right", "right", "right", "right"),
+            ))
     if proposals:
         topk = cfg.MODEL.RPN.POST_NMS_TOPK_TEST
         text += f"\nROI heads counted on {proposals[0]} RPN proposals (MODEL.RPN.POST_NMS_TOPK_TEST = {topk})"

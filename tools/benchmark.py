@@ -91,18 +91,16 @@ def synthetic_batch(n, height, width, num_classes, device, seed):
     batch = []
     for _ in range(n):
         image = torch.randint(0, 256, (3, height, width), generator=g, dtype=torch.uint8)
-        k = int(torch.randint(3, 11, (1,), generator=g))
+        k = int(torch.randint(3, 11, (1, ), generator=g))
         wh = torch.minimum(16 + torch.rand(k, 2, generator=g) * 0.4 * size, size - 1)
         xy = torch.rand(k, 2, generator=g) * (size - wh)
         instances = Instances(
             (height, width),
             gt_boxes=Boxes(torch.cat([xy, xy + wh], dim=1)),
-            gt_classes=torch.randint(0, num_classes, (k,), generator=g),
+            gt_classes=torch.randint(0, num_classes, (k, ), generator=g),
         )
         # Already on the device: the host-to-device copy is not what is being measured.
-        batch.append(
-            {"image": image.to(device), "height": height, "width": width, "instances": instances.to(device)}
-        )
+        batch.append({"image": image.to(device), "height": height, "width": width, "instances": instances.to(device)})
     return batch
 
 
@@ -236,25 +234,26 @@ MB = 2.0**20
 
 
 def get_parser():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
                    help="variants to compare; 'original' is always added as the baseline")
     p.add_argument("--shortcut-impl", nargs="+", default=["auto"], choices=SHORTCUT_IMPLS,
                    help="MODEL.RGSNET.SHORTCUT_IMPL; several values benchmark each RGS variant once per value")
     p.add_argument("--depth", type=int, default=50, help="MODEL.RESNETS.DEPTH (26, 38, 50, 101, ...)")
-    p.add_argument("--width-mult", type=float, default=1.0,
-                   help="backbone width (the paper's 0.25/0.5/1/2): scales the stem, "
-                   "RES2_OUT_CHANNELS and WIDTH_PER_GROUP")
+    p.add_argument(
+        "--width-mult", type=float, default=1.0, help="backbone width (the paper's 0.25/0.5/1/2): scales the stem, "
+        "RES2_OUT_CHANNELS and WIDTH_PER_GROUP")
     p.add_argument("--fpn-channels", type=int, default=256, help="MODEL.FPN.OUT_CHANNELS")
     p.add_argument("--norm", default="BN", help="MODEL.RESNETS.NORM (trainable BN by default)")
     p.add_argument("--freeze-at", type=int, default=0, help="MODEL.BACKBONE.FREEZE_AT")
     p.add_argument("--num-classes", type=int, default=80, help="MODEL.ROI_HEADS.NUM_CLASSES")
-    p.add_argument("--device", help="cuda, cpu or auto (the GPU when usable); default: MODEL.DEVICE among the "
-                   "overrides, else auto")
+    p.add_argument(
+        "--device", help="cuda, cpu or auto (the GPU when usable); default: MODEL.DEVICE among the "
+        "overrides, else auto")
     p.add_argument("--batch", type=int, help="training images per step (cuda 8, cpu 2)")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="image size (cuda 800 1216, cpu 256 320)")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="image size (cuda 800 1216, cpu 256 320)")
     p.add_argument("--iters", type=int, help="timed iterations per round and phase (cuda 20, cpu 5)")
     p.add_argument("--warmup", type=int, help="untimed iterations before them (cuda 5, cpu 2)")
     p.add_argument("--rounds", type=int, help="interleaved rounds over all variants (cuda 3, cpu 1)")
@@ -264,9 +263,10 @@ def get_parser():
     p.add_argument("--cudnn-benchmark", action="store_true",
                    help="torch.backends.cudnn.benchmark (Detectron2's default is off)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: leave torch's default)")
-    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="wall: elapsed time; cpu: this process's CPU time (CPU runs on a shared machine, "
-                   "with --threads 1: time other processes take is then not counted)")
+    p.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time (CPU runs on a shared machine, "
+        "with --threads 1: time other processes take is then not counted)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", help="folder to write benchmark.json into")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
@@ -283,9 +283,11 @@ def build_cfg(args, variant, impl):
     """
     spec = RGSNetSpec.create(variant, args.depth, args.width_mult, norm=args.norm, shortcut_impl=impl)
     opts = [x for kv in spec.architecture_settings().items() for x in kv]
-    opts += ["MODEL.RESNETS.NORM", args.norm, "MODEL.RGSNET.SHORTCUT_IMPL", impl,
-             "MODEL.BACKBONE.FREEZE_AT", args.freeze_at, "MODEL.FPN.OUT_CHANNELS", args.fpn_channels,
-             "MODEL.ROI_HEADS.NUM_CLASSES", args.num_classes, "MODEL.WEIGHTS", ""]
+    opts += [
+        "MODEL.RESNETS.NORM", args.norm, "MODEL.RGSNET.SHORTCUT_IMPL", impl, "MODEL.BACKBONE.FREEZE_AT", args.freeze_at,
+        "MODEL.FPN.OUT_CHANNELS", args.fpn_channels, "MODEL.ROI_HEADS.NUM_CLASSES", args.num_classes, "MODEL.WEIGHTS",
+        ""
+    ]
     opts += [*args.opts, "MODEL.DEVICE", args.device]  # the device the runner uses, whatever the overrides say
     cfg = get_rgsnet_cfg(get_config_file("Base-RGSNet-FPN.yaml"), opts)
     cfg.freeze()
@@ -333,8 +335,9 @@ def _measure(args, plan, batch, amp_dtype):
                     times, backbone_times = runner.time_inference(batch[0], amp, args.warmup, args.iters)
                     s.setdefault(f"infer_ms_{tag}", []).extend(1e3 * t for t in times)
                     s.setdefault(f"backbone_infer_ms_{tag}", []).extend(1e3 * t for t in backbone_times)
-            print(f"[benchmark] round {rnd + 1}/{args.rounds}: {name} measured in "
-                  f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"[benchmark] round {rnd + 1}/{args.rounds}: {name} measured in "
+                f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
             del runner, model
             gc.collect()
             if args.device == "cuda":
@@ -361,10 +364,8 @@ def run(args):
     elif args.device == "cpu" and args.amp == "on":
         amp_dtype = torch.bfloat16
     else:
-        skipped["amp"] = (
-            "off by request" if args.amp == "off"
-            else "CPU: AMP is a CUDA measurement (--amp on gives bfloat16 autocast)"
-        )
+        skipped["amp"] = ("off by request"
+                          if args.amp == "off" else "CPU: AMP is a CUDA measurement (--amp on gives bfloat16 autocast)")
     if args.device != "cuda":
         skipped["peak_mb"] = "CPU: no allocator peak; see saved_mb (autograd saved tensors) instead"
     if args.no_inference:
@@ -377,18 +378,17 @@ def run(args):
 
     # Peak memory: the worst round; everything else: the median over all timed iterations.
     results = {
-        name: {k: (max(v) if k.startswith("peak") else statistics.median(v)) for k, v in s.items()}
+        name: {k: (max(v) if k.startswith("peak") else statistics.median(v))
+               for k, v in s.items()}
         for name, s in samples.items()
     }
     # How far the timed samples spread: a ratio closer to 1 than this spread is noise.
-    spread = {
-        name: {k: [min(v), max(v), len(v)] for k, v in s.items() if "_ms_" in k}
-        for name, s in samples.items()
-    }
+    spread = {name: {k: [min(v), max(v), len(v)] for k, v in s.items() if "_ms_" in k} for name, s in samples.items()}
     base = results[BASELINE]
     ratios = {name: {k: r[k] / base[k] for k in r if k in base and base[k]} for name, r in results.items()}
     return {
-        "settings": {k: v for k, v in vars(args).items() if k != "output"},
+        "settings": {k: v
+                     for k, v in vars(args).items() if k != "output"},
         "environment": {
             "device": torch.cuda.get_device_name() if args.device == "cuda" else cpu_model(),
             "torch": torch.__version__,
@@ -396,7 +396,8 @@ def run(args):
             "cpu_threads": torch.get_num_threads(),
             "python": platform.python_version(),
         },
-        "metrics": {k: METRICS[k] for k in METRICS if k in base},
+        "metrics": {k: METRICS[k]
+                    for k in METRICS if k in base},
         "skipped": skipped,
         "results": results,
         "ratios": ratios,
@@ -414,10 +415,9 @@ def format_table(report):
         rows.append([name] + cells)
     lines = [tabulate(rows, headers=["model"] + metrics, tablefmt="pipe")]
     lines += [f"  {m}: {d}" for m, d in report["metrics"].items()]
-    lines.append("  spread of the timed samples (min-max ms, n): " + "; ".join(
-        f"{name} {k} {lo:.4g}-{hi:.4g} (n={n})"
-        for name, per in report["spread_ms"].items() for k, (lo, hi, n) in per.items() if name == BASELINE
-    ))
+    lines.append("  spread of the timed samples (min-max ms, n): " +
+                 "; ".join(f"{name} {k} {lo:.4g}-{hi:.4g} (n={n})" for name, per in report["spread_ms"].items()
+                           for k, (lo, hi, n) in per.items() if name == BASELINE))
     lines += [f"  skipped {k}: {why}" for k, why in report["skipped"].items()]
     return "\n".join(lines)
 

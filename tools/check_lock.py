@@ -58,8 +58,10 @@ def read_lock(paths):
 def compare(report, lock):
     """What pip's --report chose against the lock: (mismatches, outside the lock, built from sdists)."""
     chosen = {normalize(i["metadata"]["name"]): i for i in report["install"]}
-    mismatched = {n: (lock[n], i["metadata"]["version"]) for n, i in chosen.items()
-                  if n in lock and i["metadata"]["version"] != lock[n]}
+    mismatched = {
+        n: (lock[n], i["metadata"]["version"])
+        for n, i in chosen.items() if n in lock and i["metadata"]["version"] != lock[n]
+    }
     outside = sorted(f"{n}=={i['metadata']['version']}" for n, i in chosen.items() if n not in lock)
     sdists = sorted(n for n, i in chosen.items() if not i["download_info"]["url"].split("#")[0].endswith(".whl"))
     return mismatched, outside, sdists
@@ -68,14 +70,16 @@ def compare(report, lock):
 def find_python(version, given):
     """The interpreter for `version`: --python's, else pythonX.Y on PATH, else pyenv's."""
     candidates = [given[version]] if version in given else [
-        f"python{version}",
-        *sorted(glob.glob(os.path.join(os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")),
-                                       "versions", f"{version}.*", "bin", f"python{version}")), reverse=True)]
+        f"python{version}", *sorted(
+            glob.glob(
+                os.path.join(os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")), "versions", f"{version}.*",
+                             "bin", f"python{version}")), reverse=True)
+    ]
     for candidate in candidates:
         path = shutil.which(candidate) or candidate
         try:
-            out = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                                 text=True, timeout=60)
         except OSError:
             continue
         if out.returncode == 0 and out.stdout.strip() == version:
@@ -89,13 +93,15 @@ def check(version, python, lock):
     head = f"Python {version} ({python}, pip {''.join(pip_version) or '?'})"
     with tempfile.TemporaryDirectory() as tmp:
         report_path = os.path.join(tmp, "report.json")
-        cmd = [python, "-m", "pip", "--disable-pip-version-check", "install", "--dry-run", "--ignore-installed",
-               "--quiet", "--report", report_path]
+        cmd = [
+            python, "-m", "pip", "--disable-pip-version-check", "install", "--dry-run", "--ignore-installed", "--quiet",
+            "--report", report_path
+        ]
         cmd += [a for r in REQUIREMENTS for a in ("-r", os.path.join(ROOT, r))]
         cmd += [a for c in CONSTRAINTS for a in ("-c", os.path.join(ROOT, c))]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            errors = [l for l in result.stderr.splitlines() if "is ignored: it is neither" not in l]
+            errors = [line for line in result.stderr.splitlines() if "is ignored: it is neither" not in line]
             print(f"{head}: DOES NOT RESOLVE\n    " + "\n    ".join(errors[-15:]))
             return False
         with open(report_path) as f:
@@ -103,8 +109,8 @@ def check(version, python, lock):
     mismatched, outside, sdists = compare(report, lock)
     count = len(report["install"])
     ok = not mismatched and not outside
-    print(f"{head}: {'resolves' if ok else 'resolves, but NOT to the lock'}: {count} packages"
-          + (", each at its locked version" if ok else ""))
+    print(f"{head}: {'resolves' if ok else 'resolves, but NOT to the lock'}: {count} packages" +
+          (", each at its locked version" if ok else ""))
     for name, (locked, got) in sorted(mismatched.items()):
         print(f"    {name}: pip picked {got}, the lock says {locked}")
     if outside:

@@ -27,8 +27,18 @@ from benchmark import cpu_model  # tools/benchmark.py, beside this file
 
 ENGINES = ("pycocotools", "faster_coco_eval")
 STAT_NAMES = [
-    "AP", "AP50", "AP75", "APs", "APm", "APl",
-    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
 ]
 IMAGE_SIZES = [(480, 640), (640, 480), (427, 640), (640, 427), (512, 512)]
 
@@ -49,16 +59,14 @@ def make_ground_truth(rng, num_images, boxes_per_image, num_classes):
         cats = rng.integers(1, num_classes + 1, n)
         crowd = rng.random(n) < 0.01
         for i in range(n):
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": img_id,
-                    "category_id": int(cats[i]),
-                    "bbox": [float(x[i]), float(y[i]), float(bw[i]), float(bh[i])],
-                    "area": float(bw[i] * bh[i]),
-                    "iscrowd": int(crowd[i]),
-                }
-            )
+            annotations.append({
+                "id": len(annotations) + 1,
+                "image_id": img_id,
+                "category_id": int(cats[i]),
+                "bbox": [float(x[i]), float(y[i]), float(bw[i]), float(bh[i])],
+                "area": float(bw[i] * bh[i]),
+                "iscrowd": int(crowd[i]),
+            })
     categories = [{"id": c, "name": f"class{c}", "supercategory": "thing"} for c in range(1, num_classes + 1)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
@@ -72,7 +80,7 @@ def make_detections(rng, gt, dets_per_image, num_classes, copies_per_gt=3):
     for img in gt["images"]:
         anns = by_image.get(img["id"], [])
         boxes, cats, scores = [], [], []
-        for ann in anns[: dets_per_image // copies_per_gt]:
+        for ann in anns[:dets_per_image // copies_per_gt]:
             x, y, w, h = ann["bbox"]
             for _ in range(copies_per_gt):
                 jitter = rng.normal(0, 0.12, 4) * [w, h, w, h]
@@ -90,9 +98,9 @@ def make_detections(rng, gt, dets_per_image, num_classes, copies_per_gt=3):
             cats += rng.integers(1, num_classes + 1, n_fp).tolist()
             scores += rng.uniform(0.0, 0.7, n_fp).tolist()
         for box, cat, score in zip(boxes, cats, scores):
-            results.append(
-                {"image_id": img["id"], "category_id": int(cat), "bbox": [float(v) for v in box], "score": float(score)}
-            )
+            results.append({
+                "image_id": img["id"], "category_id": int(cat), "bbox": [float(v) for v in box], "score": float(score)
+            })
     return results
 
 
@@ -114,7 +122,8 @@ def time_engine(engine, gt, results, repeats):
 
 
 def _main(argv):
-    parser = argparse.ArgumentParser(prog="compare_coco_eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="compare_coco_eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--boxes-per-image", type=float, default=7.0, help="mean ground-truth boxes per image")
     parser.add_argument("--dets-per-image", type=int, default=100)
@@ -132,14 +141,10 @@ def _main(argv):
     results = make_detections(rng, gt, args.dets_per_image, args.classes)
     print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs visible)")
-    print(
-        f"python {platform.python_version()}, numpy {np.__version__}, "
-        f"pycocotools {version('pycocotools')}, faster-coco-eval {version('faster-coco-eval')}"
-    )
-    print(
-        f"data: {len(gt['images'])} images, {len(gt['annotations'])} GT boxes, "
-        f"{args.classes} classes, {len(results)} detections; median of {args.repeats} run(s) per engine"
-    )
+    print(f"python {platform.python_version()}, numpy {np.__version__}, "
+          f"pycocotools {version('pycocotools')}, faster-coco-eval {version('faster-coco-eval')}")
+    print(f"data: {len(gt['images'])} images, {len(gt['annotations'])} GT boxes, "
+          f"{args.classes} classes, {len(results)} detections; median of {args.repeats} run(s) per engine")
 
     timing, stats = {}, {}
     for engine in ENGINES:

@@ -99,9 +99,12 @@ def _final_ap(folder):
 
 
 def _train_net(args, variant, init, seed, folder, weights=None):
-    cmd = [PY, "-m", "rgs_detectron.cli.train_net", "--config-file", get_config_file("demo/digits_res_rgs.yaml"),
-           "--resume", "MODEL.RGSNET.VARIANT", variant, "MODEL.RGSNET.RG_INIT", init, "SEED", str(seed),
-           "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", folder]
+    cmd = [
+        PY, "-m", "rgs_detectron.cli.train_net", "--config-file",
+        get_config_file("demo/digits_res_rgs.yaml"), "--resume", "MODEL.RGSNET.VARIANT", variant,
+        "MODEL.RGSNET.RG_INIT", init, "SEED",
+        str(seed), "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", folder
+    ]
     return cmd + (["MODEL.WEIGHTS", weights] if weights else [])
 
 
@@ -116,14 +119,18 @@ def jobs(args):
                 if not os.path.isfile(os.path.join(out, "model_final.pth")):
                     commands.append([
                         PY, "-m", "rgs_detectron.cli.train_classifier", "--dataset", "fashion_mnist", "--data-root",
-                        args.data_root, "--recipe", "cifar", "--epochs", str(args.epochs), "--variant", variant,
-                        "--rg-init", init, "--depth", "26", "--width-mult", "0.25", "--seed", str(seed),
-                        "--workers", "0", "--no-progress", "--device", "cpu", "--output", out, "--resume"])
+                        args.data_root, "--recipe", "cifar", "--epochs",
+                        str(args.epochs), "--variant", variant, "--rg-init", init, "--depth", "26", "--width-mult",
+                        "0.25", "--seed",
+                        str(seed), "--workers", "0", "--no-progress", "--device", "cpu", "--output", out, "--resume"
+                    ])
                 pretrained = _folder(args, "detection", variant, init, seed, "pretrained")
                 if args.pretrained and variant in args.det_variants and _final_ap(pretrained) is None:
                     weights = os.path.join(pretrained, "imagenet_weights.pth")
-                    commands.append([PY, "-m", "rgs_detectron.cli.convert", os.path.join(out, "model_final.pth"),
-                                     weights, "--overwrite"])
+                    commands.append([
+                        PY, "-m", "rgs_detectron.cli.convert",
+                        os.path.join(out, "model_final.pth"), weights, "--overwrite"
+                    ])
                     commands.append(_train_net(args, variant, init, seed, pretrained, weights))
                 if commands:
                     todo.append((f"{_name(variant, init)} seed {seed}: classifier and its detector", commands, out))
@@ -157,26 +164,32 @@ def _classifier_record(folder):
 def summarize(args):
     """results.json and summary.md from whatever runs have finished."""
     results = {"classification": {}, "detection": {}, "settings": vars(args)}
-    lines = [f"## Classification: Fashion-MNIST, depth 26, 0.25x, {args.epochs} epochs", "",
-             "| variant | parameters | seeds done | first-epoch train loss (mean ± std) | test error % (mean ± std) "
-             "| top-1 % per seed |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"## Classification: Fashion-MNIST, depth 26, 0.25x, {args.epochs} epochs", "",
+        "| variant | parameters | seeds done | first-epoch train loss (mean ± std) | test error % (mean ± std) "
+        "| top-1 % per seed |", "|---|---|---|---|---|---|"
+    ]
     partial = False
     for init in args.rg_init:
         for variant in [v for v in args.variants if _applies(v, init)]:
-            records = [r for r in (_classifier_record(_folder(args, "classification", variant, init, s))
-                                   for s in args.seeds) if r]
+            records = [
+                r for r in (_classifier_record(_folder(args, "classification", variant, init, s)) for s in args.seeds)
+                if r
+            ]
             partial |= len(records) < len(args.seeds)
             losses, errors = [r[0] for r in records], [r[1] for r in records]
             params = sum(p.numel() for p in RGSNetClassifier(RGSNetSpec.create(variant, 26, 0.25), 10).parameters())
-            results["classification"][_name(variant, init)] = {"first_epoch_train_loss": losses, "test_error": errors,
-                                                               "parameters": params}
+            results["classification"][_name(
+                variant, init)] = {"first_epoch_train_loss": losses, "test_error": errors, "parameters": params}
             lines.append(f"| {_name(variant, init)} | {params:,} | {len(records)}/{len(args.seeds)} | "
                          f"{_mean_std(losses)} | {_mean_std(errors)} | "
                          f"{', '.join(f'{100 - e:.2f}' for e in errors) or '–'} |")
-    lines += ["", f"Published on Fashion-MNIST (not comparable: {FM_PUBLISHED}).", "",
-              "## Detection: digits COCO AP, 0.25x depth 26 FPN, 600 iterations", "",
-              "| variant | from scratch (mean ± std) | from its pretrained weights (mean ± std) | seeds done |",
-              "|---|---|---|---|"]
+    lines += [
+        "", f"Published on Fashion-MNIST (not comparable: {FM_PUBLISHED}).", "",
+        "## Detection: digits COCO AP, 0.25x depth 26 FPN, 600 iterations", "",
+        "| variant | from scratch (mean ± std) | from its pretrained weights (mean ± std) | seeds done |",
+        "|---|---|---|---|"
+    ]
     starts = ["scratch"] + (["pretrained"] if args.pretrained else [])
     for init in args.rg_init:
         for variant in [v for v in args.det_variants if _applies(v, init)]:

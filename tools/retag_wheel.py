@@ -68,7 +68,7 @@ def record_hash(data):
 
 def retag(src, out_dir, drop=(), unpin=()):
     """Write the corrected copy of wheel `src` into `out_dir`; return its path."""
-    parts = os.path.basename(src)[: -len(".whl")].split("-")
+    parts = os.path.basename(src)[:-len(".whl")].split("-")
     if not src.endswith(".whl") or len(parts) not in (5, 6):
         raise ValueError(f"{src} is not named like a wheel (name-version-python-abi-platform.whl)")
     dest = os.path.join(out_dir, "-".join(parts[:-3] + [TAG]) + ".whl")

@@ -40,7 +40,6 @@ from ..utils.torch_files import CONVERT_COMMAND, check_file, load_pickle_safely,
 
 __all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_weights", "spec_differences"]
 
-
 _CLASSIFIER_HEAD = re.compile(r"^(fc1000|fc|linear|head)([._]|$)")
 # The spec fields that decide an RGSNet's tensors or the function they compute. Not compared:
 # norm (FrozenBN after BN pretraining is the normal fine-tuning), shortcut_impl (the same
@@ -87,8 +86,7 @@ def check_weights_file(path, what="MODEL.WEIGHTS"):
             f"{what} = {path!r} does not exist (relative paths are taken from the current directory, "
             f"{os.getcwd()}). Make ImageNet weights with `{CONVERT_COMMAND} CLASSIFIER.pth {path} --variant ...` "
             "(README, 'Pretraining and converting'), or train from scratch with MODEL.WEIGHTS '' "
-            "MODEL.RESNETS.NORM BN MODEL.BACKBONE.FREEZE_AT 0."
-        )
+            "MODEL.RESNETS.NORM BN MODEL.BACKBONE.FREEZE_AT 0.")
     check_file(path, f"{what} = {path!r}")
 
 
@@ -182,8 +180,7 @@ class RGSCheckpointer(DetectionCheckpointer):
             raise WeightsError(
                 f"{tag} names {os.path.basename(path)!r}, which is not in {self.save_dir!r} (deleted or moved?). "
                 "Restore that file, point last_checkpoint at another model_*.pth there, or remove "
-                "last_checkpoint to start from MODEL.WEIGHTS."
-            )
+                "last_checkpoint to start from MODEL.WEIGHTS.")
         return path
 
     def last_iteration(self):
@@ -256,11 +253,10 @@ class RGSCheckpointer(DetectionCheckpointer):
                 fix = " ".join(f"{CFG_KEYS.get(f, f)} {a!r}" for f, a, _ in differences)
                 raise IncompatibleCheckpointError(
                     f"the checkpoint was made for {recorded.variant}-{recorded.depth} but the model's "
-                    f"{name or 'backbone'} is {spec.variant}-{spec.depth}; they differ in "
-                    + ", ".join(f"{f} ({a!r} in the checkpoint, {b!r} in the model)" for f, a, b in differences)
-                    + f". Nothing was loaded. Build the model the weights were made for ({fix}), or use weights "
-                    "made for this model."
-                )
+                    f"{name or 'backbone'} is {spec.variant}-{spec.depth}; they differ in " +
+                    ", ".join(f"{f} ({a!r} in the checkpoint, {b!r} in the model)" for f, a, b in differences) +
+                    f". Nothing was loaded. Build the model the weights were made for ({fix}), or use weights "
+                    "made for this model.")
 
     def _warn_caffe2_input(self, checkpoint):
         """Caffe2 (MSRA) ResNets saw BGR, Caffe2's means, std 1, the stride in the 1x1 conv."""
@@ -275,11 +271,10 @@ class RGSCheckpointer(DetectionCheckpointer):
         if any(not spec.stride_in_1x1 for _, spec, _ in _model_specs(self.model)):
             differ.append("MODEL.RESNETS.STRIDE_IN_1X1 False")
         if differ:
-            self.logger.warning(
-                "These are Caffe2 (MSRA) ImageNet weights, trained with " + _CAFFE2_INPUT + "; this model has "
-                + ", ".join(differ) + ": it computes something else than the weights were trained for. Set "
-                + _CAFFE2_INPUT + ", or use torchvision-style weights made by " + CONVERT_COMMAND + " (README)."
-            )
+            self.logger.warning("These are Caffe2 (MSRA) ImageNet weights, trained with " + _CAFFE2_INPUT +
+                                "; this model has " + ", ".join(differ) +
+                                ": it computes something else than the weights were trained for. Set " + _CAFFE2_INPUT +
+                                ", or use torchvision-style weights made by " + CONVERT_COMMAND + " (README).")
 
     def _load_model(self, checkpoint):
         self._check_recorded_spec(checkpoint)
@@ -290,40 +285,41 @@ class RGSCheckpointer(DetectionCheckpointer):
         state = self.model.state_dict()
 
         def problems(missing, unexpected, shapes):  # one line per kind that has any
-            kinds = {"missing": missing, "tensors the model does not have": group_blocks(unexpected, []),
-                     "mis-shaped": [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in shapes]}
-            return "".join(f"\n  {title} ({len(keys)}): {short_list(keys, 12)}"
-                           for title, keys in kinds.items() if keys)
+            kinds = {
+                "missing": missing, "tensors the model does not have": group_blocks(unexpected, []),
+                "mis-shaped": [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in shapes]
+            }
+            return "".join(f"\n  {title} ({len(keys)}): {short_list(keys, 12)}" for title, keys in kinds.items()
+                           if keys)
 
         missing = [k for k in incompatible.missing_keys if k.startswith(prefixes)]
         # A backbone-only (heuristically matched) file meant every tensor for the backbone,
         # except an ImageNet classifier's head (Detectron2's own R-50.pkl holds fc1000). BatchNorm's
         # step counters are unused by FrozenBN, the norm fine-tuning uses after BN training.
-        unexpected = [k for k in incompatible.unexpected_keys if not k.endswith("num_batches_tracked")
-                      and ((heuristic and not _CLASSIFIER_HEAD.match(k)) or k.startswith(prefixes))]
+        unexpected = [
+            k for k in incompatible.unexpected_keys if not k.endswith("num_batches_tracked") and (
+                (heuristic and not _CLASSIFIER_HEAD.match(k)) or k.startswith(prefixes))
+        ]
         shapes = [(k, a, b) for k, a, b in incompatible.incorrect_shapes if k.startswith(prefixes)]
         if prefixes and (missing or unexpected or shapes):
             raise IncompatibleCheckpointError(
-                "the checkpoint does not match this model's backbone; refusing a partial load."
-                + problems(group_blocks(missing, state), unexpected, shapes)
-                + "\nCheck MODEL.RGSNET.VARIANT, MODEL.RESNETS.DEPTH and the width keys against the weights "
-                f"(`{CONVERT_COMMAND}` prints the settings converted weights need)."
-            )
+                "the checkpoint does not match this model's backbone; refusing a partial load." +
+                problems(group_blocks(missing, state), unexpected, shapes) +
+                "\nCheck MODEL.RGSNET.VARIANT, MODEL.RESNETS.DEPTH and the width keys against the weights "
+                f"(`{CONVERT_COMMAND}` prints the settings converted weights need).")
         if self.complete and (incompatible.missing_keys or incompatible.incorrect_shapes):
             raise IncompatibleCheckpointError(
-                "the checkpoint leaves parts of this model untrained (they would run with random weights):"
-                + problems(sorted({".".join(k.split(".")[:2]) + ".*" for k in incompatible.missing_keys}), [],
-                           incompatible.incorrect_shapes)
-                + "\nGive the model_final.pth of a detector trained with this config: ImageNet weights hold only "
+                "the checkpoint leaves parts of this model untrained (they would run with random weights):" +
+                problems(sorted({".".join(k.split(".")[:2]) + ".*"
+                                 for k in incompatible.missing_keys}), [], incompatible.incorrect_shapes) +
+                "\nGive the model_final.pth of a detector trained with this config: ImageNet weights hold only "
                 "the backbone, and heads trained for another class count do not fit MODEL.ROI_HEADS.NUM_CLASSES "
-                "(or the config's other class-count key)."
-            )
+                "(or the config's other class-count key).")
         skipped = [k for k, _, _ in incompatible.incorrect_shapes]
         if skipped:
             self.logger.warning(
                 "Head tensors shaped for another model (e.g. another class count) were skipped and start "
-                "from their initialization: " + ", ".join(skipped)
-            )
+                "from their initialization: " + ", ".join(skipped))
         return incompatible
 
 

@@ -16,8 +16,9 @@ from ..modeling.spec import BATCH_NORMS, RGSNetSpec
 from ..modeling.variants import all_added_layers
 from ..utils.names import group_blocks, short_list
 
-__all__ = ["ConversionResult", "required_settings", "config_conflicts", "settings_yaml", "settings_opts",
-           "mismatch_message"]
+__all__ = [
+    "ConversionResult", "required_settings", "config_conflicts", "settings_yaml", "settings_opts", "mismatch_message"
+]
 
 # What torchvision-style training implies: RGB input in 0..255 normalized with ImageNet
 # statistics, stride in the 3x3 conv.
@@ -63,8 +64,8 @@ class ConversionResult:
         if self.skipped:
             lines.append(f"Skipped (--allow-partial), not in the target or mis-shaped: {short_list(self.skipped)}")
         if self.missing:
-            lines.append("Not in the checkpoint (--allow-partial), left at their initialization: "
-                         + short_list(group_blocks(self.missing, [])))
+            lines.append("Not in the checkpoint (--allow-partial), left at their initialization: " +
+                         short_list(group_blocks(self.missing, [])))
         lines += [f"Note: {n}" for n in self.notes]
         return lines
 
@@ -98,10 +99,8 @@ def config_conflicts(cfg):
         if not same:
             notes.append(f"the config sets {key} = {have!r}; these weights need {want!r}")
     if cfg.MODEL.RESNETS.NORM not in BATCH_NORMS:
-        notes.append(
-            f"the config sets MODEL.RESNETS.NORM = {cfg.MODEL.RESNETS.NORM!r}; the weights hold BatchNorm "
-            "statistics, which only a BN-type norm (FrozenBN, the default for fine-tuning) uses"
-        )
+        notes.append(f"the config sets MODEL.RESNETS.NORM = {cfg.MODEL.RESNETS.NORM!r}; the weights hold BatchNorm "
+                     "statistics, which only a BN-type norm (FrozenBN, the default for fine-tuning) uses")
     return notes
 
 
@@ -110,8 +109,7 @@ class _FlowListDumper(yaml.SafeDumper):
 
 
 _FlowListDumper.add_representer(
-    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
-)
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
 
 
 def settings_yaml(settings):
@@ -138,14 +136,13 @@ def mismatch_message(input_path, variant, converted, expected, unknown, missing,
     problems = []
     if unknown:
         problems.append(
-            f"unknown (checkpoint tensors with no place in the {variant} backbone; e.g. {label(unknown[0])}): "
-            + short_list(group_blocks([origin[n] for n in unknown], []))
-        )
+            f"unknown (checkpoint tensors with no place in the {variant} backbone; e.g. {label(unknown[0])}): " +
+            short_list(group_blocks([origin[n] for n in unknown], [])))
     if missing:
         problems.append("missing (the backbone needs them): " + short_list(group_blocks(missing, expected)))
     if misshaped:
-        problems.append("mis-shaped: " + short_list(
-            f"{label(n)} is {tuple(converted[n].shape)}, expected {expected[n]}" for n in misshaped))
+        problems.append("mis-shaped: " + short_list(f"{label(n)} is {tuple(converted[n].shape)}, expected {expected[n]}"
+                                                    for n in misshaped))
 
     extra_names = all_added_layers()
 
@@ -165,7 +162,5 @@ def mismatch_message(input_path, variant, converted, expected, unknown, missing,
         hints.append(f"{variant} needs {extras(missing)} layers that the checkpoint lacks (check --variant)")
     hints.append("check --variant/--depth/--width-mult (or the config file) against how the checkpoint was "
                  "trained, use --rename for other naming schemes, or --allow-partial to keep what matches")
-    return (
-        f"{input_path!r} does not fit the target backbone; nothing was written.\n  "
-        + "\n  ".join(problems) + "\n  hint: " + "\n  hint: ".join(hints)
-    )
+    return (f"{input_path!r} does not fit the target backbone; nothing was written.\n  " + "\n  ".join(problems) +
+            "\n  hint: " + "\n  hint: ".join(hints))

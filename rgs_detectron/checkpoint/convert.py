@@ -172,8 +172,7 @@ def _refuse_small_stem(state, input_path):
         raise ConversionError(
             f"{input_path!r} has a {stem.shape[-2]}x{stem.shape[-1]} conv1: it was trained with the small-image "
             "stem (for 28-32 pixel inputs, no max-pool), which Detectron2 backbones do not have. Pretrain with "
-            "the ImageNet stem (train_classifier --stem imagenet, the default) to get weights for detection."
-        )
+            "the ImageNet stem (train_classifier --stem imagenet, the default) to get weights for detection.")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -222,17 +221,15 @@ def _target(spec, recorded, source, warm_start):
     # The converter writes the stride in the 3x3 conv whatever a config says (a conflict is a note).
     differences = spec_differences(recorded.replace(stride_in_1x1=False), spec.replace(stride_in_1x1=False))
     if differences:
-        raise ConfigError(
-            f"{source!r} records {recorded.variant}-{recorded.depth}, but the target given is "
-            f"{spec.variant}-{spec.depth}; they differ in "
-            + ", ".join(f"{f} ({a!r} recorded, {b!r} given)" for f, a, b in differences)
-            + ". Leave out the target (the recorded architecture is used) or give the one recorded."
-        )
+        raise ConfigError(f"{source!r} records {recorded.variant}-{recorded.depth}, but the target given is "
+                          f"{spec.variant}-{spec.depth}; they differ in " +
+                          ", ".join(f"{f} ({a!r} recorded, {b!r} given)" for f, a, b in differences) +
+                          ". Leave out the target (the recorded architecture is used) or give the one recorded.")
     return spec
 
 
-def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=None, renames=(),
-                       allow_partial=False, overwrite=False, warm_start=False):
+def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=None, renames=(), allow_partial=False,
+                       overwrite=False, warm_start=False):
     """Convert ``input_path`` for the backbone ``spec`` describes and write ``output_path``.
 
     ``input_path`` is a weights source (a path, or ``torchvision:ENUM.VALUE``, found in or
@@ -249,8 +246,7 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     if output_path.endswith(".pkl"):
         raise ConfigError(
             f"output {output_path!r}: .pkl weights are unpickled by Detectron2 with plain pickle, which can run "
-            "code; write a .pth (read with torch.load(weights_only=True)) instead"
-        )
+            "code; write a .pth (read with torch.load(weights_only=True)) instead")
     path = weights_source_path(input_path)
     if os.path.exists(output_path) and not overwrite:
         raise ConversionError(f"output {output_path!r} exists; pass --overwrite to replace it")
@@ -285,9 +281,7 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     missing = [n for n in expected if n not in converted]
     if (unknown or misshaped or missing) and not allow_partial:
         raise ConversionError(
-            mismatch_message(input_path, spec.variant, converted, expected, unknown, missing, misshaped, origin,
-                             label)
-        )
+            mismatch_message(input_path, spec.variant, converted, expected, unknown, missing, misshaped, origin, label))
     keep = OrderedDict((n, converted[n]) for n in expected if n in converted and n not in misshaped)
     if not keep:
         raise ConversionError(f"no tensor of {input_path!r} matches the target backbone; nothing was written")

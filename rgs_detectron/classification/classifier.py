@@ -84,8 +84,7 @@ class RGSNetClassifier(nn.Module):
         for field, want in (("norm", "BN"), ("stride_in_1x1", False), ("res5_dilation", 1)):
             if getattr(spec, field) != want:
                 raise ConfigError(
-                    f"{field} = {getattr(spec, field)!r}: the torchvision-layout classifier has {field} = {want!r}"
-                )
+                    f"{field} = {getattr(spec, field)!r}: the torchvision-layout classifier has {field} = {want!r}")
         self.spec = spec
         preact = spec.variant.preact
         if spec.stem == "small":

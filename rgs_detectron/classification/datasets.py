@@ -90,8 +90,8 @@ def _torchvision_small(cls, name, num_classes, native, root, image_size, downloa
         train = cls(root, train=True, transform=train_tf, download=download)
         val = cls(root, train=False, transform=val_tf, download=download)
     except (RuntimeError, OSError, ValueError) as e:  # torchvision's "Dataset not found or corrupted", bad files
-        raise InputError(f"cannot read the {name} dataset under {root!r}: {first_line(e)}"
-                         + ("" if download else " (--download fetches it)")) from None
+        raise InputError(f"cannot read the {name} dataset under {root!r}: {first_line(e)}" +
+                         ("" if download else " (--download fetches it)")) from None
     return train, val, num_classes, size
 
 
@@ -157,8 +157,7 @@ def prepare_fashion_mnist(root, download):
         raise InputError(
             f"Fashion-MNIST is not in {raw} (missing {', '.join(missing)}) and Debian's copy is not installed. "
             f"Install it with `apt-get install dataset-fashion-mnist` (files in {FASHION_MNIST_DEBIAN}), or pass "
-            "--download to let torchvision fetch it."
-        )
+            "--download to let torchvision fetch it.")
     for name in set(FASHION_MNIST_FILES) - set(missing):  # the missing ones torchvision's download fetches
         _check_idx(os.path.join(raw, name))
 
@@ -172,8 +171,8 @@ def _check_idx(path):
     expected = 4 + 4 * ndim + int(np.prod(dims)) if ndim and len(dims) == ndim else None
     actual = os.path.getsize(path)
     if actual != expected:
-        raise InputError(f"{path} is truncated or not a Fashion-MNIST file ({actual} bytes"
-                         + (f"; its header says {expected}" if expected else "") + "): delete it, and the next run "
+        raise InputError(f"{path} is truncated or not a Fashion-MNIST file ({actual} bytes" +
+                         (f"; its header says {expected}" if expected else "") + "): delete it, and the next run "
                          "unpacks it again from Debian's package (or fetches it with --download)")
 
 

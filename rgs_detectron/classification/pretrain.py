@@ -76,6 +76,7 @@ class PretrainOptions:
 
 
 class _Distributed:
+
     def __init__(self, device_request):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -123,8 +124,8 @@ class _Run:
             self.warm_start_lines = warm_start_from_resnet(self.model, state, options.warm_start)
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.model.to(self.dist.device, memory_format=self.memory_format)
-        self.net = (DistributedDataParallel(self.model, device_ids=[self.dist.local_rank]
-                                            if self.dist.device.type == "cuda" else None)
+        self.net = (DistributedDataParallel(
+            self.model, device_ids=[self.dist.local_rank] if self.dist.device.type == "cuda" else None)
                     if self.dist.world > 1 else self.model)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                          weight_decay=recipe.weight_decay)
@@ -133,8 +134,8 @@ class _Run:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp)
         amp_dtype = (torch.float16 if cuda_amp else torch.bfloat16) if options.amp else torch.float32
         self.autocast = functools.partial(torch.autocast, self.dist.device.type, dtype=amp_dtype, enabled=options.amp)
-        self.sampler = DistributedSampler(train_set, num_replicas=self.dist.world, rank=self.dist.rank,
-                                          shuffle=True, seed=options.seed, drop_last=True)
+        self.sampler = DistributedSampler(train_set, num_replicas=self.dist.world, rank=self.dist.rank, shuffle=True,
+                                          seed=options.seed, drop_last=True)
         self.train_set = train_set
         self.val_shard = Subset(val_set, range(self.dist.rank, len(val_set), self.dist.world))
         self.val_size = len(val_set)
@@ -144,10 +145,12 @@ class _Run:
     # ------------------------------------------------------------------ checkpoints
 
     def _record(self):
-        return {"rgsnet_spec": self.spec.to_dict(), "num_classes": self.num_classes,
-                "recipe": dataclasses.asdict(self.options.recipe), "description": self.options.description,
-                "settings": self.options.settings,
-                "warm_start": (f"{self.options.warm_start}: {LABEL}" if self.options.warm_start else None)}
+        return {
+            "rgsnet_spec": self.spec.to_dict(), "num_classes": self.num_classes,
+            "recipe": dataclasses.asdict(self.options.recipe), "description": self.options.description,
+            "settings": self.options.settings,
+            "warm_start": (f"{self.options.warm_start}: {LABEL}" if self.options.warm_start else None)
+        }
 
     def _save(self, name, state):
         path = os.path.join(self.options.output, name)
@@ -188,8 +191,9 @@ class _Run:
             differ.append(f"{self.num_classes} classes (the run: {state.get('num_classes')})")
         before = state.get("settings")
         if before is not None:
-            differ += [f"{k} {v} (the run: {before.get(k)})" for k, v in self.options.settings.items()
-                       if before.get(k) != v]
+            differ += [
+                f"{k} {v} (the run: {before.get(k)})" for k, v in self.options.settings.items() if before.get(k) != v
+            ]
         elif state.get("description") != self.options.description:  # recorded before settings were
             differ.append(f"this command trains {self.options.description!r}, the run {state.get('description')!r}")
         if differ:
@@ -209,13 +213,14 @@ class _Run:
     def _batches(self, dataset, sampler, seed):
         """``(images, targets)`` of ``dataset`` on the device. A data error in a worker process comes back from
         torch inside the worker's traceback (``engine.defaults.user_message`` prints its original line)."""
-        batches = iter(DataLoader(dataset, batch_size=self.batch, sampler=sampler, num_workers=self.options.workers,
-                                  pin_memory=self.dist.device.type == "cuda", drop_last=sampler is not None,
-                                  generator=torch.Generator().manual_seed(seed)))
+        batches = iter(
+            DataLoader(dataset, batch_size=self.batch, sampler=sampler, num_workers=self.options.workers,
+                       pin_memory=self.dist.device.type == "cuda", drop_last=sampler is not None,
+                       generator=torch.Generator().manual_seed(seed)))
         try:
             for images, targets in batches:
-                yield (images.to(self.dist.device, non_blocking=True, memory_format=self.memory_format),
-                       targets.to(self.dist.device, non_blocking=True))
+                yield (images.to(self.dist.device, non_blocking=True,
+                                 memory_format=self.memory_format), targets.to(self.dist.device, non_blocking=True))
         finally:  # after a worker's error the iterator sits in a reference cycle, and the collector's shutdown of
             # its workers waits 5 s for each: stop them now, as DataLoader itself does (no public way)
             getattr(batches, "_shutdown_workers", lambda: None)()
@@ -237,8 +242,7 @@ class _Run:
             if not math.isfinite(loss.item()):
                 raise UserError(
                     f"pretraining diverged (loss {loss.item()}) in epoch {epoch + 1}: lower the learning rate "
-                    f"(--lr, now {self.optimizer.param_groups[0]['lr']:g}) or use the recipe's batch size"
-                )
+                    f"(--lr, now {self.optimizer.param_groups[0]['lr']:g}) or use the recipe's batch size")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -262,8 +266,10 @@ class _Run:
             with self.autocast():
                 logits = self.model(images).float()
             top1, top5 = _topk_correct(logits, targets)
-            totals = [totals[0] + F.cross_entropy(logits, targets, reduction="sum").item(), totals[1] + top1,
-                      totals[2] + top5, totals[3] + targets.numel()]
+            totals = [
+                totals[0] + F.cross_entropy(logits, targets, reduction="sum").item(), totals[1] + top1,
+                totals[2] + top5, totals[3] + targets.numel()
+            ]
         loss_sum, top1, top5, count = self.dist.sum(totals)
         assert int(count) == self.val_size, (count, self.val_size)
         return {"val_loss": loss_sum / count, "val_top1": 100.0 * top1 / count, "val_top5": 100.0 * top5 / count}
@@ -300,18 +306,21 @@ class _Run:
             if self.dist.main:
                 for key in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr"):
                     self.writer.add_scalar(key.replace("_", "/", 1), metrics[key], epoch + 1)
-                self._save("last.pth", {"state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                        "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                                        "epoch": epoch, "history": self.history, **self._record()})
-                atomic_write(os.path.join(o.output, "metrics.json"),
-                             lambda f: json.dump(self.history, f, indent=1), mode="w")
+                self._save(
+                    "last.pth", {
+                        "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": epoch,
+                        "history": self.history, **self._record()
+                    })
+                atomic_write(os.path.join(o.output, "metrics.json"), lambda f: json.dump(self.history, f, indent=1),
+                             mode="w")
                 logger.info(f"epoch {epoch + 1}/{o.recipe.epochs}: train loss {metrics['train_loss']:.4f} "
                             f"top-1 {metrics['train_top1']:.2f} | eval top-1 {metrics['val_top1']:.2f} top-5 "
                             f"{metrics['val_top5']:.2f} | {metrics['seconds']:.0f} s")
         final = self.history[-1] if self.history else {}
         if self.dist.main:
-            path = self._save("model_final.pth", {"state_dict": self.model.state_dict(), "metrics": final,
-                                                  **self._record()})
+            path = self._save("model_final.pth",
+                              {"state_dict": self.model.state_dict(), "metrics": final, **self._record()})
             logger.info(f"Wrote {path}")
             self.writer.close()
         if self.dist.world > 1:

@@ -85,14 +85,14 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
                             f"{tuple(target[name].shape)})")
         else:
             unknown.append(f"{name} {tuple(value.shape)} vs {tuple(target[name].shape)}")
-    missing = [n for n in target if n not in update and not n.endswith("num_batches_tracked")
-               and not owner(n)[1] and not n.startswith("fc.")]
+    missing = [
+        n for n in target
+        if n not in update and not n.endswith("num_batches_tracked") and not owner(n)[1] and not n.startswith("fc.")
+    ]
     if unknown or missing:
-        raise InputError(
-            "the ResNet weights do not fit this RGSNet's shared layers (check depth and width): "
-            + (f"unknown or mis-shaped: {short_list(unknown, 8)}; " if unknown else "")
-            + (f"missing: {short_list(missing, 8)}" if missing else "")
-        )
+        raise InputError("the ResNet weights do not fit this RGSNet's shared layers (check depth and width): " +
+                         (f"unknown or mis-shaped: {short_list(unknown, 8)}; " if unknown else "") +
+                         (f"missing: {short_list(missing, 8)}" if missing else ""))
     model.load_state_dict(update, strict=False)  # the rest is what the variant adds (and fc, if dropped)
     groups = OrderedDict()
     for name in target:
@@ -102,5 +102,7 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
         groups.setdefault(_how(modules[module_name]), set()).add(module_name)
     initialised = "; ".join(f"{how} ({len(names)} modules: {short_list(sorted(names), 3)})"
                             for how, names in groups.items())
-    return [f"WARM START, {LABEL}: copied {len(update)} tensors from the ResNet; the variant's own layers start at: "
-            f"{initialised or 'nothing new'}"] + not_used
+    return [
+        f"WARM START, {LABEL}: copied {len(update)} tensors from the ResNet; the variant's own layers start at: "
+        f"{initialised or 'nothing new'}"
+    ] + not_used

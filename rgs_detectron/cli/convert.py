@@ -26,9 +26,11 @@ from ..utils.commandline import run_tool
 def get_parser():
     from ..engine.defaults import add_spec_args  # the spec's options list the variants and depths
 
-    p = argparse.ArgumentParser(prog="convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help=".pth / .pth.tar / .pt state dict (optionally under 'state_dict' or 'model'), "
-                   "or torchvision:ENUM.VALUE, e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1")
+    p = argparse.ArgumentParser(prog="convert", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "input", help=".pth / .pth.tar / .pt state dict (optionally under 'state_dict' or 'model'), "
+        "or torchvision:ENUM.VALUE, e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1")
     p.add_argument("output", help="the converted checkpoint (.pth)")
     p.add_argument("--config-file", metavar="FILE", help="the Detectron2 yaml you will fine-tune with (instead of "
                    "the model options below)")
@@ -37,9 +39,10 @@ def get_parser():
                    help="rename input tensors before the name map (re.sub; repeatable, applied in order)")
     p.add_argument("--allow-partial", action="store_true",
                    help="write what matches instead of failing on unknown, missing or mis-shaped tensors")
-    p.add_argument("--warm-start-from-resnet", action="store_true",
-                   help="the input is a plain ResNet: copy its tensors into the variant's shared layers, start "
-                   "the variant's own layers at stated values (NOT the paper's protocol; docs/CONVERT.md)")
+    p.add_argument(
+        "--warm-start-from-resnet", action="store_true",
+        help="the input is a plain ResNet: copy its tensors into the variant's shared layers, start "
+        "the variant's own layers at stated values (NOT the paper's protocol; docs/CONVERT.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides (with --config-file)")
     return p

@@ -93,8 +93,7 @@ def check_output_folder(output_dir, paths, names):
         target = os.path.realpath(os.path.join(output_dir, name + ".png"))
         if target in inputs:
             raise ConfigError(
-                f"--output {output_dir!r} would overwrite the input image {target}; choose another output folder"
-            )
+                f"--output {output_dir!r} would overwrite the input image {target}; choose another output folder")
     for fixed in ("detections.json", "summary.json"):
         if os.path.realpath(os.path.join(output_dir, fixed)) in inputs:
             raise ConfigError(f"--output {output_dir!r} would overwrite the input {fixed}; choose another folder")
@@ -123,20 +122,19 @@ def to_coco(instances, image_id, to_output):
         return []
     boxes = instances.pred_boxes.tensor.numpy().copy()
     boxes[:, 2:] -= boxes[:, :2]  # x0, y0, x1, y1 -> COCO's x, y, width, height
-    return [
-        {"image_id": image_id, "category_id": int(to_output[int(c)]), "bbox": [float(v) for v in box],
-         "score": float(s)}
-        for box, c, s in zip(boxes, instances.pred_classes.tolist(), instances.scores.tolist())
-    ]
+    return [{
+        "image_id": image_id, "category_id": int(to_output[int(c)]), "bbox": [float(v) for v in box], "score": float(s)
+    } for box, c, s in zip(boxes, instances.pred_classes.tolist(), instances.scores.tolist())]
 
 
 def _write_results(output_dir, cfg, categories, processed, skipped, detections, complete):
     atomic_write(os.path.join(output_dir, "detections.json"), lambda f: json.dump(detections, f, indent=1), mode="w")
     summary = {
         "complete": complete,
-        "config": {"weights": cfg.MODEL.WEIGHTS, "device": cfg.MODEL.DEVICE,
-                   "score_thresh_test": cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
-                   "min_size_test": cfg.INPUT.MIN_SIZE_TEST},
+        "config": {
+            "weights": cfg.MODEL.WEIGHTS, "device": cfg.MODEL.DEVICE,
+            "score_thresh_test": cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, "min_size_test": cfg.INPUT.MIN_SIZE_TEST
+        },
         "categories": [{"id": i, "name": n} for i, n in categories.items()],
         "processed": processed,
         "skipped": skipped,
@@ -193,9 +191,10 @@ def _main(argv):
             atomic_write(png, lambda f, d=drawn: Image.fromarray(np.ascontiguousarray(d)).save(f, format="PNG"))
             found = to_coco(instances, name, to_output)
             detections += found
-            processed.append({"image_id": name, "file_name": path, "visualization": png,
-                              "height": int(image.shape[0]), "width": int(image.shape[1]),
-                              "num_detections": len(found)})
+            processed.append({
+                "image_id": name, "file_name": path, "visualization": png, "height": int(image.shape[0]),
+                "width": int(image.shape[1]), "num_detections": len(found)
+            })
         complete = True
     finally:
         _write_results(args.output, cfg, categories, processed, skipped, detections, complete)

@@ -32,8 +32,10 @@ def train_and_evaluate(config_file, opts, output_dir):
     """Run train_net in a fresh process; return (seconds, final evaluation row of metrics.json)."""
     from ..utils.plots import read_metrics
 
-    cmd = [sys.executable, "-m", "rgs_detectron.cli.train_net", "--config-file", config_file, "--overwrite",
-           *map(str, opts), "OUTPUT_DIR", output_dir]
+    cmd = [
+        sys.executable, "-m", "rgs_detectron.cli.train_net", "--config-file", config_file, "--overwrite",
+        *map(str, opts), "OUTPUT_DIR", output_dir
+    ]
     start = time.perf_counter()
     rc = subprocess.call(cmd)
     seconds = time.perf_counter() - start
@@ -81,14 +83,21 @@ def run_one(args, device, variant, seed, output_dir):
     cfg = get_rgsnet_cfg(args.config_file, [str(o) for o in opts])
     cfg.MODEL.WEIGHTS = os.path.join(output_dir, "model_final.pth")
     record = {
-        "variant": variant, "seed": seed, "device": device, "train_and_eval_seconds": round(seconds, 1),
-        "AP": final["bbox/AP"], "AP50": final["bbox/AP50"], "AP75": final["bbox/AP75"], "output_dir": output_dir,
+        "variant": variant,
+        "seed": seed,
+        "device": device,
+        "train_and_eval_seconds": round(seconds, 1),
+        "AP": final["bbox/AP"],
+        "AP50": final["bbox/AP50"],
+        "AP75": final["bbox/AP75"],
+        "output_dir": output_dir,
         "curves": plot_metrics(os.path.join(output_dir, "metrics.json"), os.path.join(output_dir, "curves.png")),
         "predictions": draw_predictions(cfg, os.path.join(output_dir, "predictions")),
     }
     atomic_write(os.path.join(output_dir, "result.json"), lambda f: json.dump(record, f, indent=2), mode="w")
-    print(f"[digits demo] {variant} seed {seed}: AP {record['AP']:.2f}  AP50 {record['AP50']:.2f} "
-          f"in {seconds:.0f} s on {device}; see {output_dir}", flush=True)
+    print(
+        f"[digits demo] {variant} seed {seed}: AP {record['AP']:.2f}  AP50 {record['AP50']:.2f} "
+        f"in {seconds:.0f} s on {device}; see {output_dir}", flush=True)
     return record
 
 
@@ -97,10 +106,12 @@ def summarize(records, out_dir):
     by_variant = {}
     for r in records:
         by_variant.setdefault(r["variant"], []).append(r)
-    lines = ["| variant | seeds | AP (mean ± std) | AP50 (mean ± std) | train+eval s (median) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| variant | seeds | AP (mean ± std) | AP50 (mean ± std) | train+eval s (median) |", "|---|---|---|---|---|"
+    ]
     summary = {}
     for variant, rs in by_variant.items():
+
         def ms(key):
             vals = [r[key] for r in rs]
             return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
@@ -108,7 +119,8 @@ def summarize(records, out_dir):
         ap, ap50 = ms("AP"), ms("AP50")
         secs = statistics.median(r["train_and_eval_seconds"] for r in rs)
         summary[variant] = {"seeds": [r["seed"] for r in rs], "AP": ap, "AP50": ap50, "median_seconds": secs}
-        lines.append(f"| {variant} | {len(rs)} | {ap[0]:.1f} ± {ap[1]:.1f} | {ap50[0]:.1f} ± {ap50[1]:.1f} | {secs:.0f} |")
+        lines.append(
+            f"| {variant} | {len(rs)} | {ap[0]:.1f} ± {ap[1]:.1f} | {ap50[0]:.1f} ± {ap50[1]:.1f} | {secs:.0f} |")
     atomic_write(os.path.join(out_dir, "summary.json"),
                  lambda f: json.dump({"runs": records, "by_variant": summary}, f, indent=2), mode="w")
     atomic_write(os.path.join(out_dir, "summary.md"), lambda f: f.write("\n".join(lines) + "\n"), mode="w")
@@ -121,8 +133,9 @@ def _main(argv):
     p.add_argument("--config-file", help="default: the shipped configs/demo/digits_res_rgs.yaml")
     p.add_argument("--variants", nargs="+", default=["Res-RGS"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (the GPU when usable, else the CPU); default: "
-                   "MODEL.DEVICE among the overrides, else auto")
+    p.add_argument(
+        "--device", help="cpu, cuda, cuda:N or auto (the GPU when usable, else the CPU); default: "
+        "MODEL.DEVICE among the overrides, else auto")
     p.add_argument("--output", default="output/digits_demo", help="folder for the run(s)")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides for every run")
     args = p.parse_args(argv)

@@ -25,9 +25,10 @@ def get_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="checkpoint to export (overrides MODEL.WEIGHTS)")
     p.add_argument("--output", required=True, help="folder for model.ts / model.onnx / backbone.pt2")
-    p.add_argument("--format", nargs="+", choices=FORMATS, default=list(DETECTOR_FORMATS),
-                   help="torchscript and onnx hold the detector, pt2-backbone (torch.export) only its backbone "
-                   "(default: %(default)s)")
+    p.add_argument(
+        "--format", nargs="+", choices=FORMATS, default=list(DETECTOR_FORMATS),
+        help="torchscript and onnx hold the detector, pt2-backbone (torch.export) only its backbone "
+        "(default: %(default)s)")
     p.add_argument("--sample-image", default=None, help="image to trace and verify on (default: a synthetic one)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exports in --output")
     return add_config_args(p)
@@ -47,11 +48,9 @@ def _main(argv):
     images = sample_images(cfg, args.sample_image)
     for r in export_model(model, images, args.output, args.format, overwrite=args.overwrite):
         checks = "; ".join(
-            f"{c['image_size'][0]}x{c['image_size'][1]}: "
-            + (f"{c['detections']} detections" if "detections" in c else f"{len(c['max_abs_diff'])} feature maps")
-            + f", max |diff| {max(c['max_abs_diff'].values(), default=0.0):.2g}"
-            for c in r.checks
-        )
+            f"{c['image_size'][0]}x{c['image_size'][1]}: " +
+            (f"{c['detections']} detections" if "detections" in c else f"{len(c['max_abs_diff'])} feature maps") +
+            f", max |diff| {max(c['max_abs_diff'].values(), default=0.0):.2g}" for c in r.checks)
         print(f"{r.format}: {r.path} verified against eager (tolerance {TOLERANCES[r.format]:g}) - {checks}")
     return 0
 

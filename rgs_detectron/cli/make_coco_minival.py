@@ -16,7 +16,8 @@ from ..utils.commandline import run_tool
 
 
 def _main(argv):
-    p = argparse.ArgumentParser(prog="make_coco_minival", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="make_coco_minival", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--val2014", required=True, help="path to instances_val2014.json")
     p.add_argument("--val2017", help="path to instances_val2017.json (gives the canonical split)")
     p.add_argument("--output", help="folder to write the two files into (default: next to --val2014)")
@@ -25,8 +26,11 @@ def _main(argv):
     a = p.parse_args(argv)
     try:
         summary = write_minival_split(
-            a.val2014, val2017_json=a.val2017, output_dir=a.output or os.path.dirname(os.path.abspath(a.val2014)),
-            size=a.size, overwrite=a.overwrite,
+            a.val2014,
+            val2017_json=a.val2017,
+            output_dir=a.output or os.path.dirname(os.path.abspath(a.val2014)),
+            size=a.size,
+            overwrite=a.overwrite,
         )
     except FileExistsError as e:
         raise ConfigError(str(e)) from None

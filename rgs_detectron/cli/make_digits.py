@@ -30,7 +30,8 @@ def _main(argv):
     from ..data.builtin import digits_root
 
     root = generate_digits_dataset(a.root or digits_root(), overwrite=a.overwrite,
-                                   **{name: getattr(a, name) for name in DEFAULTS})
+                                   **{name: getattr(a, name)
+                                      for name in DEFAULTS})
     print(f"digits dataset ready at {root}")
     return 0
 

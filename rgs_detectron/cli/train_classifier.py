@@ -45,8 +45,9 @@ def get_parser():
     d.add_argument("--image-size", type=positive_int, help="input size (imagenet 224; small datasets 32)")
     d.add_argument("--limit-train", type=positive_int, help="train on a fixed random subset of this many images")
     d.add_argument("--limit-val", type=positive_int, help="evaluate on a fixed random subset of this many images")
-    add_spec_args(p).add_argument("--warm-start", metavar="RESNET.pth", help="initialise from a plain ResNet's "
-                                  "weights, a file or torchvision:ENUM.VALUE (not the paper's protocol; labelled in the outputs)")
+    add_spec_args(p).add_argument(
+        "--warm-start", metavar="RESNET.pth", help="initialise from a plain ResNet's "
+        "weights, a file or torchvision:ENUM.VALUE (not the paper's protocol; labelled in the outputs)")
     t = p.add_argument_group("training")
     t.add_argument("--recipe", choices=RECIPES, default="imagenet")
     t.add_argument("--epochs", type=positive_int, help="shorten or lengthen the recipe (milestones scale along)")
@@ -79,16 +80,17 @@ def _main(argv):
     if spec.stem == "small" and args.dataset == "imagenet":
         raise ConfigError("--stem small is for 28-32 pixel images; ImageNet models use --stem imagenet")
     recipe = get_recipe(args.recipe).scaled(args.epochs, args.batch_size, args.lr)
-    train, val, num_classes, image_size = build_datasets(
-        args.dataset, args.data_root, args.image_size, download=args.download, limit_train=args.limit_train,
-        limit_val=args.limit_val, seed=args.seed)
+    train, val, num_classes, image_size = build_datasets(args.dataset, args.data_root, args.image_size,
+                                                         download=args.download, limit_train=args.limit_train,
+                                                         limit_val=args.limit_val, seed=args.seed)
     description = (f"{args.dataset} at {image_size}x{image_size} ({len(train)} train / {len(val)} eval images), "
                    f"{recipe.describe()}, seed {args.seed}")
     # What a --resume must repeat: the options that decide what the run computes (not where or how fast).
-    settings = {"--dataset": args.dataset, "--image-size": image_size, "--limit-train (training images)": len(train),
-                "--limit-val (evaluation images)": len(val), "--seed": args.seed, "--recipe": recipe.name,
-                "--epochs": recipe.epochs, "--batch-size": recipe.batch_size, "--lr": recipe.lr,
-                "--warm-start": args.warm_start}
+    settings = {
+        "--dataset": args.dataset, "--image-size": image_size, "--limit-train (training images)": len(train),
+        "--limit-val (evaluation images)": len(val), "--seed": args.seed, "--recipe": recipe.name,
+        "--epochs": recipe.epochs, "--batch-size": recipe.batch_size, "--lr": recipe.lr, "--warm-start": args.warm_start
+    }
     options = PretrainOptions(output=args.output, recipe=recipe, device=args.device, amp=args.amp,
                               channels_last=args.channels_last, workers=args.workers, seed=args.seed,
                               resume=args.resume, overwrite=args.overwrite, warm_start=args.warm_start,

@@ -41,8 +41,11 @@ def dataset_files(name):
     if hasattr(meta, "json_file"):
         return [meta.json_file, meta.image_root]
     if hasattr(meta, "dirname"):
-        return [os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.split}.txt"),
-                os.path.join(meta.dirname, "Annotations"), os.path.join(meta.dirname, "JPEGImages")]
+        return [
+            os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.split}.txt"),
+            os.path.join(meta.dirname, "Annotations"),
+            os.path.join(meta.dirname, "JPEGImages")
+        ]
     return []
 
 

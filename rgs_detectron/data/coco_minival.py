@@ -28,8 +28,10 @@ def _load(path, what):
 
 def _subset(data, image_ids):
     keep = set(image_ids)
-    return {**data, "images": [im for im in data["images"] if im["id"] in keep],
-            "annotations": [a for a in data.get("annotations", []) if a["image_id"] in keep]}
+    return {
+        **data, "images": [im for im in data["images"] if im["id"] in keep],
+        "annotations": [a for a in data.get("annotations", []) if a["image_id"] in keep]
+    }
 
 
 def write_minival_split(val2014_json, val2017_json=None, output_dir=None, size=5000, overwrite=False):
@@ -65,5 +67,7 @@ def write_minival_split(val2014_json, val2017_json=None, output_dir=None, size=5
     for path, ids in zip(outputs, (minival, rest)):
         data = _subset(val2014, ids)
         atomic_write(path, lambda f, d=data: json.dump(d, f), mode="w")
-    return {"method": method, "minival2014 images": len(minival), "valminusminival2014 images": len(rest),
-            "written": ", ".join(outputs)}
+    return {
+        "method": method, "minival2014 images": len(minival), "valminusminival2014 images": len(rest),
+        "written": ", ".join(outputs)
+    }

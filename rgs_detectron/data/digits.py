@@ -63,7 +63,7 @@ def _render(rng, digits, labels, params):
             continue
         k = int(rng.integers(len(digits)))
         patch = np.asarray(Image.fromarray(digits[k]).resize((side, side), Image.BILINEAR))
-        region = canvas[y0 : y0 + side, x0 : x0 + side]
+        region = canvas[y0:y0 + side, x0:x0 + side]
         np.maximum(region, patch, out=region)
         # The box is the digit's ink, not the padded 8x8 cell.
         ys, xs = np.nonzero(patch > 0.2)
@@ -80,8 +80,8 @@ def _ink_polygons(ink, x0, y0, box):
     cv2 = require("cv2", "the digits dataset (the outlines of the digits)")
 
     contours, _ = cv2.findContours(ink.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    polygons = [[float(v) for point in c[:, 0, :] for v in (point[0] + x0 + 0.5, point[1] + y0 + 0.5)]
-                for c in contours if len(c) >= 3]
+    polygons = [[float(v) for point in c[:, 0, :] for v in (point[0] + x0 + 0.5, point[1] + y0 + 0.5)] for c in contours
+                if len(c) >= 3]
     if not polygons:
         bx0, by0, bx1, by1 = box
         polygons = [[float(v) for v in (bx0, by0, bx1, by0, bx1, by1, bx0, by1)]]
@@ -108,8 +108,9 @@ def _voc_xml(file_id, size, objects):
 
 
 # The parameters a dataset is made with (recorded in its ``.complete`` marker) and their defaults.
-DEFAULTS = {"num_train": 300, "num_val": 100, "image_size": 128, "max_objects": 4, "min_scale": 20, "max_scale": 48,
-            "seed": 0}
+DEFAULTS = {
+    "num_train": 300, "num_val": 100, "image_size": 128, "max_objects": 4, "min_scale": 20, "max_scale": 48, "seed": 0
+}
 MIN_SCALE = 8  # the scans' own 8x8: a digit drawn smaller loses its strokes
 
 
@@ -185,8 +186,13 @@ def generate_digits_dataset(root, *, overwrite=False, **requested):
             for (x0, y0, x1, y1), label, polygon in objects:  # polygon: a list of polygons
                 w, h = x1 - x0, y1 - y0
                 coco[split]["annotations"].append({
-                    "id": next(ann_ids), "image_id": image_id, "category_id": label + 1,
-                    "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0, "segmentation": polygon,
+                    "id": next(ann_ids),
+                    "image_id": image_id,
+                    "category_id": label + 1,
+                    "bbox": [x0, y0, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                    "segmentation": polygon,
                 })
         for split in SPLITS:
             ids = [file_id for s, _, file_id in _file_ids(params) if s == split]
@@ -230,8 +236,11 @@ def _check_replaceable(root, recorded):
         return
     if not os.path.isdir(root):
         raise InputError(f"{root} exists and is not a folder; choose another place for the digits dataset")
-    found = {os.path.relpath(os.path.join(folder, name), root)
-             for folder, dirs, files in os.walk(root) for name in dirs + files}
+    found = {
+        os.path.relpath(os.path.join(folder, name), root)
+        for folder, dirs, files in os.walk(root)
+        for name in dirs + files
+    }
     foreign = sorted(found - _own_files(recorded))
     if found and (recorded is None or foreign):
         raise InputError(f"{root} is not empty and is not a digits dataset written by this tool (no {_DONE_MARK} "

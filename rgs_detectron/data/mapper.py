@@ -21,6 +21,7 @@ __all__ = ["RGSDatasetMapper"]
 
 
 class RGSDatasetMapper(DatasetMapper):
+
     def __call__(self, dataset_dict):
         # Detectron2 0.7.2's DatasetMapper.__call__ (a59f0563), changed: read_image, read_label_map, files named.
         record = copy.deepcopy(dataset_dict)

@@ -128,8 +128,8 @@ class RGSCOCOEvaluator(COCOEvaluator):
         if "use_fast_impl" in kwargs:
             raise TypeError("RGSCOCOEvaluator: pass engine= instead of use_fast_impl=")
         self.engine = resolve_engine(engine)  # "auto" resolved: "faster_coco_eval" or "pycocotools"
-        super().__init__(dataset_name, tasks=tasks, distributed=distributed, output_dir=output_dir,
-                         use_fast_impl=False, **kwargs)
+        super().__init__(dataset_name, tasks=tasks, distributed=distributed, output_dir=output_dir, use_fast_impl=False,
+                         **kwargs)
         self._faster_coco_gt = None  # loaded on first use; Detectron2 keeps its pycocotools copy
         self._logger.info(f"COCO evaluation engine: {self.engine}")
 
@@ -181,6 +181,5 @@ class RGSCOCOEvaluator(COCOEvaluator):
 def build_coco_evaluator(cfg, dataset_name, output_dir, distributed=True):
     """The COCO evaluator a trainer should use, engine from ``cfg.TEST.COCO_EVAL_ENGINE``."""
     return RGSCOCOEvaluator(dataset_name, distributed=distributed, output_dir=output_dir,
-                            engine=cfg.TEST.get("COCO_EVAL_ENGINE", "auto"),
-                            kpt_oks_sigmas=tuple(cfg.TEST.KEYPOINT_OKS_SIGMAS))
-
+                            engine=cfg.TEST.get("COCO_EVAL_ENGINE",
+                                                "auto"), kpt_oks_sigmas=tuple(cfg.TEST.KEYPOINT_OKS_SIGMAS))

@@ -39,9 +39,10 @@ def argument_parser(doc):
     own examples) replaces Detectron2's epilog of yacs examples."""
     parser = default_argument_parser()
     parser.description, parser.epilog = doc, None
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start a new run in an output folder that holds one; that run's files are moved into "
-                        "previous_run_<time>/ there (delete it yourself when no longer needed)")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="start a new run in an output folder that holds one; that run's files are moved into "
+        "previous_run_<time>/ there (delete it yourself when no longer needed)")
     return parser
 
 
@@ -82,8 +83,9 @@ def _move_previous_run(output_dir, prog):
     os.makedirs(target)
     for name in found:
         os.replace(os.path.join(output_dir, name), os.path.join(target, name))
-    print(f"{prog}: a new run starts in {output_dir}; the previous run's files ({', '.join(found)}) are now in "
-          f"{target} (delete it when you no longer need it)", file=sys.stderr)
+    print(
+        f"{prog}: a new run starts in {output_dir}; the previous run's files ({', '.join(found)}) are now in "
+        f"{target} (delete it when you no longer need it)", file=sys.stderr)
 
 
 def _worker(run, prog, *args):

@@ -136,8 +136,8 @@ def _check_run(problems, args, output_dir, max_iter, max_iter_key, weights):
     unless told to; the output folder has room for the run's first checkpoints (checkpoints hold the weights
     and the optimizer's momentum: about 3x a weights file)."""
     if resuming(output_dir, args) and not args.eval_only and max_iter is not None:
-        problems.check(lambda: check_resume_point(RGSCheckpointer(None, output_dir).last_iteration(), max_iter,
-                                                  output_dir, max_iter_key))
+        problems.check(lambda: check_resume_point(
+            RGSCheckpointer(None, output_dir).last_iteration(), max_iter, output_dir, max_iter_key))
     problems.check(check_output_dir, output_dir, args)
     size = os.path.getsize(weights) if weights and os.path.isfile(weights) else 0
     problems.check(check_room, output_dir, 3 * size + (64 << 20))
@@ -195,9 +195,9 @@ def lazy_preflight(cfg, args):
                           "optimizer, lr_multiplier and train (see detectron2's model_zoo/configs/common/)")
     problems = _Problems()
     problems.check(_check_device, device=cfg.train.get("device", "cuda"), device_key="train.device",
-                   cpu="train.device=cpu", amp=cfg.train.get("amp", {}).get("enabled", False),
-                   amp_key="train.amp.enabled=True", world=max(args.num_gpus, 1) * max(args.num_machines, 1),
-                   eval_only=eval_only)
+                   cpu="train.device=cpu", amp=cfg.train.get("amp", {}).get("enabled",
+                                                                            False), amp_key="train.amp.enabled=True",
+                   world=max(args.num_gpus, 1) * max(args.num_machines, 1), eval_only=eval_only)
     if not eval_only:
         if cfg.train.max_iter < 1:
             problems.add(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")

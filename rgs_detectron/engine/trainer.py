@@ -135,5 +135,5 @@ class RGSTrainer(DefaultTrainer):
         fix = (f"Lower SOLVER.BASE_LR (now {s.BASE_LR}), lengthen SOLVER.WARMUP_ITERS (now {s.WARMUP_ITERS}) or "
                "enable SOLVER.CLIP_GRADIENTS.ENABLED; from scratch, use MODEL.RESNETS.NORM BN or GN with "
                "MODEL.BACKBONE.FREEZE_AT 0.")
-        return run_guarded(lambda: (super(RGSTrainer, self).train(), self.iter), self.checkpointer,
-                           self.cfg.OUTPUT_DIR, self.max_iter, fix)
+        return run_guarded(lambda: (super(RGSTrainer, self).train(), self.iter), self.checkpointer, self.cfg.OUTPUT_DIR,
+                           self.max_iter, fix)

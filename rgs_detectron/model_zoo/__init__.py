@@ -30,8 +30,8 @@ def list_configs():
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
         names += [os.path.relpath(os.path.join(folder, f), root) for f in files if f.endswith((".yaml", ".py"))]
-    return sorted(n for n in names if not os.path.basename(n).startswith(("Base-", "_"))
-                  and "common" not in n.split(os.sep)[:-1])
+    return sorted(n for n in names
+                  if not os.path.basename(n).startswith(("Base-", "_")) and "common" not in n.split(os.sep)[:-1])
 
 
 def get_config_file(config_path):

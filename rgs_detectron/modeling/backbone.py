@@ -59,11 +59,16 @@ def make_rgsnet_stages(spec: RGSNetSpec, first=2, last=5, *, block_class=None):
             extra["preactivate_input_per_block"] = [stage != 2] + [True] * (n - 1)
         stages.append(
             ResNet.make_stage(
-                block_class, n, in_channels=in_channels, out_channels=out_channels,
-                bottleneck_channels=bottleneck_channels, stride_per_block=[first_stride] + [1] * (n - 1),
-                dilation=dilation, spec=spec, **extra,
-            )
-        )
+                block_class,
+                n,
+                in_channels=in_channels,
+                out_channels=out_channels,
+                bottleneck_channels=bottleneck_channels,
+                stride_per_block=[first_stride] + [1] * (n - 1),
+                dilation=dilation,
+                spec=spec,
+                **extra,
+            ))
     return stages
 
 
@@ -79,16 +84,15 @@ class RGSNet(ResNet):
     def __init__(self, *, out_features=None, freeze_at=0, spec=None, **description):
         spec = RGSNetSpec.resolve(spec, description, "RGSNet")
         if spec.stem != "imagenet":
-            raise ConfigError(
-                f"stem = {spec.stem!r}: the small-image stem is for 28-32 pixel classification; "
-                "detection backbones use the ImageNet stem (stem='imagenet')"
-            )
+            raise ConfigError(f"stem = {spec.stem!r}: the small-image stem is for 28-32 pixel classification; "
+                              "detection backbones use the ImageNet stem (stem='imagenet')")
         unknown = [f for f in out_features or [] if f != "stem" and f not in _STAGE_INDEX]
         if unknown:
             raise ConfigError(f"MODEL.RESNETS.OUT_FEATURES has {unknown}: choose from stem, res2, res3, res4, res5")
         last = max([_STAGE_INDEX.get(f, 0) for f in out_features or ["res5"]])
         stem = BasicStem(in_channels=spec.in_channels, out_channels=spec.stem_channels, norm=spec.norm)
-        super().__init__(stem, make_rgsnet_stages(spec, 2, last) if last else [], out_features=out_features,
+        super().__init__(stem,
+                         make_rgsnet_stages(spec, 2, last) if last else [], out_features=out_features,
                          freeze_at=freeze_at)
         self.spec = spec
 

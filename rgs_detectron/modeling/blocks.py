@@ -62,8 +62,8 @@ class ConvLayout(NamedTuple):
 
     def make(self, conv_class=nn.Conv2d, **extra):
         return conv_class(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                          padding=self.dilation * (self.kernel_size // 2), dilation=self.dilation,
-                          groups=self.groups, bias=False, **extra)
+                          padding=self.dilation * (self.kernel_size // 2), dilation=self.dilation, groups=self.groups,
+                          bias=False, **extra)
 
 
 def residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride=1, dilation=1):
@@ -71,9 +71,11 @@ def residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride=
     if spec.block == "basic":  # the spec refuses dilation and grouping here, as Detectron2's R18/R34
         return [ConvLayout(in_channels, out_channels, 3, stride), ConvLayout(out_channels, out_channels, 3)]
     stride_1x1, stride_3x3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
-    return [ConvLayout(in_channels, bottleneck_channels, 1, stride_1x1),
-            ConvLayout(bottleneck_channels, bottleneck_channels, 3, stride_3x3, dilation, spec.num_groups),
-            ConvLayout(bottleneck_channels, out_channels, 1)]
+    return [
+        ConvLayout(in_channels, bottleneck_channels, 1, stride_1x1),
+        ConvLayout(bottleneck_channels, bottleneck_channels, 3, stride_3x3, dilation, spec.num_groups),
+        ConvLayout(bottleneck_channels, out_channels, 1)
+    ]
 
 
 def _projection(in_channels, out_channels, stride):

@@ -52,8 +52,7 @@ class _LeanRGShortcut(torch.autograd.Function):
         acc = _stats_dtype(x)
         n, c, hxw = _dims(x)
         out, mean, rstd = torch.ops.aten.native_group_norm(
-            torch.relu(x).to(acc).contiguous(), weight.to(acc), bias.to(acc), n, c, hxw, num_groups, eps
-        )
+            torch.relu(x).to(acc).contiguous(), weight.to(acc), bias.to(acc), n, c, hxw, num_groups, eps)
         if add_identity:
             out = out.add_(x)
         ctx.save_for_backward(x, weight, mean, rstd)
@@ -69,7 +68,15 @@ class _LeanRGShortcut(torch.autograd.Function):
         n, c, hxw = _dims(x)
         gy = grad_out.to(acc).contiguous()
         gx, gw, gb = torch.ops.aten.native_group_norm_backward(
-            gy, torch.relu(x).to(acc).contiguous(), mean, rstd, weight.to(acc), n, c, hxw, ctx.num_groups,
+            gy,
+            torch.relu(x).to(acc).contiguous(),
+            mean,
+            rstd,
+            weight.to(acc),
+            n,
+            c,
+            hxw,
+            ctx.num_groups,
             list(ctx.needs_input_grad[:3]),
         )
         if gx is not None:

@@ -95,11 +95,9 @@ def _check_choice(field, value, choices):
 def blocks_for_depth(depth, key="MODEL.RESNETS.DEPTH"):
     """Blocks per stage for one of the paper's depths, or a ConfigError listing them."""
     if depth not in BLOCKS_PER_DEPTH:
-        raise ConfigError(
-            f"{key} = {depth!r} is invalid: RGSNet depths are {', '.join(map(str, BLOCKS_PER_DEPTH))} "
-            f"({' and '.join(map(str, BASIC_DEPTHS))} of basic blocks); "
-            "for another layout give 4 block counts (MODEL.RGSNET.BLOCKS_PER_STAGE / blocks_per_stage)"
-        )
+        raise ConfigError(f"{key} = {depth!r} is invalid: RGSNet depths are {', '.join(map(str, BLOCKS_PER_DEPTH))} "
+                          f"({' and '.join(map(str, BASIC_DEPTHS))} of basic blocks); "
+                          "for another layout give 4 block counts (MODEL.RGSNET.BLOCKS_PER_STAGE / blocks_per_stage)")
     return BLOCKS_PER_DEPTH[depth]
 
 
@@ -107,8 +105,7 @@ def _scaled(base, width_mult, field):
     value = base * width_mult
     if value < 1 or abs(value - round(value)) > 1e-9:
         raise ConfigError(
-            f"width_mult = {width_mult} gives {value:g} for {field} (from {base}); give {field} explicitly"
-        )
+            f"width_mult = {width_mult} gives {value:g} for {field} (from {base}); give {field} explicitly")
     return int(round(value))
 
 
@@ -162,8 +159,9 @@ class RGSNetSpec:
         if not callable(self.norm):
             _check_choice("norm", self.norm, NORMS)
         if self.rg_init not in self.variant.rg_inits():
-            raise _invalid("rg_init", self.rg_init, f"'zero' is for variants that keep the identity beside the RG "
-                           f"shortcut (Res-RGS); {self.variant} would start with no shortcut at all")
+            raise _invalid(
+                "rg_init", self.rg_init, f"'zero' is for variants that keep the identity beside the RG "
+                f"shortcut (Res-RGS); {self.variant} would start with no shortcut at all")
         set_("gn_groups", self._checked_gn_groups())
 
     def _check_basic(self):
@@ -186,7 +184,8 @@ class RGSNetSpec:
             scaled, rest = divmod(32 * self.res2_out_channels, 256)
             if scaled < 1 or rest:
                 raise _invalid(
-                    "gn_groups", 0,
+                    "gn_groups",
+                    0,
                     f"the paper's rule (32 x res2_out_channels / 256) gives no whole count for "
                     f"res2_out_channels={self.res2_out_channels}; give the group count explicitly",
                 )
@@ -198,7 +197,8 @@ class RGSNetSpec:
                 if channels % groups:
                     valid = [g for g in range(1, channels + 1) if channels % g == 0]
                     raise _invalid(
-                        "gn_groups", groups,
+                        "gn_groups",
+                        groups,
                         f"{self.variant} has GroupNorms on res{i + 2}'s {what} ({channels} channels), "
                         f"which {groups} groups do not divide; valid counts there: {valid}",
                     )
@@ -227,8 +227,8 @@ class RGSNetSpec:
             variant=variant,
             blocks_per_stage=blocks_per_stage if blocks_per_stage is not None else blocks_for_depth(depth, "depth"),
             stem_channels=stem_channels or _scaled(64, width_mult, "stem_channels"),
-            res2_out_channels=res2_out_channels or _scaled(64 if fields["block"] == "basic" else 256, width_mult,
-                                                           "res2_out_channels"),
+            res2_out_channels=res2_out_channels or
+            _scaled(64 if fields["block"] == "basic" else 256, width_mult, "res2_out_channels"),
             width_per_group=width_per_group or _scaled(64, width_mult, "width_per_group"),
             **fields,
         )
@@ -237,16 +237,13 @@ class RGSNetSpec:
     def from_cfg(cls, cfg, in_channels=None):
         """The spec a Detectron2 config describes (``MODEL.RESNETS`` + ``MODEL.RGSNET``)."""
         if "RGSNET" not in cfg.MODEL:
-            raise ConfigError(
-                "this config has no MODEL.RGSNET node: call rgs_detectron.add_rgsnet_config(cfg) before "
-                "merging an RGSNet config (rgs_detectron.model_zoo.get_config does both)"
-            )
+            raise ConfigError("this config has no MODEL.RGSNET node: call rgs_detectron.add_rgsnet_config(cfg) before "
+                              "merging an RGSNet config (rgs_detectron.model_zoo.get_config does both)")
         res = cfg.MODEL.RESNETS
         if any(res.DEFORM_ON_PER_STAGE):
             raise ConfigError(
                 f"MODEL.RESNETS.DEFORM_ON_PER_STAGE = {list(res.DEFORM_ON_PER_STAGE)!r} is invalid: RGSNet "
-                "blocks have no deformable variant; set it to [False, False, False, False]"
-            )
+                "blocks have no deformable variant; set it to [False, False, False, False]")
         values = {field: functools.reduce(getattr, key.split("."), cfg) for field, key in CFG_KEYS.items()}
         values["blocks_per_stage"] = list(values["blocks_per_stage"]) or blocks_for_depth(res.DEPTH)
         block = "basic" if res.DEPTH in BASIC_DEPTHS else "bottleneck"
@@ -301,8 +298,9 @@ class RGSNetSpec:
         """
         out = OrderedDict()
         basic = self.block == "basic"
-        depth = next((d for d, b in BLOCKS_PER_DEPTH.items()
-                      if b == self.blocks_per_stage and (d in BASIC_DEPTHS) == basic), None)
+        depth = next(
+            (d for d, b in BLOCKS_PER_DEPTH.items() if b == self.blocks_per_stage and (d in BASIC_DEPTHS) == basic),
+            None)
         if depth is not None or basic:
             out["MODEL.RESNETS.DEPTH"] = depth or BASIC_DEPTHS[0]
         if depth is None:

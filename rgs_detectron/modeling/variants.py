@@ -97,7 +97,7 @@ class Variant:
 
     def tensor_layout(self):
         """What the variant's added tensors look like; equal layouts cannot be told apart."""
-        return tuple((name, "BN" if kind == "RB" else "GN") for name, kind, _ in self.layers()) + (self.preact,)
+        return tuple((name, "BN" if kind == "RB" else "GN") for name, kind, _ in self.layers()) + (self.preact, )
 
     def equation(self) -> str:
         """The identity-shape block's output, as in the docs' variant table."""
@@ -115,8 +115,7 @@ VARIANTS: Dict[str, Variant] = {
         Variant("original", "ResNet (Table 1, 'Original')"),
         Variant("b-RGS", "base RGSNet (Fig. 3a)", shortcut="RG", post="none"),
         Variant("d-RGS", "dual RGSNet (Fig. 3b)", shortcut="RG", inner_rg=True, post="none"),
-        Variant("Res-RGS", "residual RGSNet (Fig. 3c)", shortcut="RG", keep_identity=True, inner_rg=True,
-                post="none"),
+        Variant("Res-RGS", "residual RGSNet (Fig. 3c)", shortcut="RG", keep_identity=True, inner_rg=True, post="none"),
         Variant("RBS", "ReLU + BN shortcut (Table 1)", shortcut="RB", post="none"),
         Variant("GS", "GN-only shortcut (Table 1)", shortcut="G", post="none"),
         Variant("RGB", "RG after the sum (Table 1)", post="rg"),
@@ -141,7 +140,7 @@ def get_variant(name, key="MODEL.RGSNET.VARIANT") -> Variant:
 def all_added_layers() -> Tuple[str, ...]:
     """Every module name some variant adds, plus squeeze-and-excitation's ``se``."""
     names = dict.fromkeys(n for v in VARIANTS.values() for n in v.added_layers())
-    return tuple(names) + ("se",)
+    return tuple(names) + ("se", )
 
 
 def markdown_table() -> str:

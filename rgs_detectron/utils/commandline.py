@@ -19,8 +19,10 @@ import warnings
 
 from ..errors import UserError
 
-__all__ = ["run_tool", "user_message", "quiet_third_party_deprecations", "add_config_args", "probability",
-           "positive_int", "non_negative_int", "positive_float"]
+__all__ = [
+    "run_tool", "user_message", "quiet_third_party_deprecations", "add_config_args", "probability", "positive_int",
+    "non_negative_int", "positive_float"
+]
 
 # (category, the start of the message) of the known third-party deprecation notices about Detectron2's code.
 THIRD_PARTY_DEPRECATIONS = [
@@ -79,8 +81,9 @@ def run_tool(main, argv, prog):
 def add_config_args(parser):
     """``--config-file``, ``--device`` and trailing KEY VALUE overrides, as Detectron2's tools."""
     parser.add_argument("--config-file", required=True, metavar="FILE", help="detector config (yaml)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N, or auto (a GPU when usable); "
-                        "default: the config's MODEL.DEVICE (Detectron2's default is cuda)")
+    parser.add_argument(
+        "--device", help="cpu, cuda, cuda:N, or auto (a GPU when usable); "
+        "default: the config's MODEL.DEVICE (Detectron2's default is cuda)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, last on the line (e.g. MODEL.RGSNET.VARIANT b-RGS)")
     return parser
@@ -113,5 +116,5 @@ def _bounded(kind, low, inclusive):
     return parse
 
 
-positive_int, non_negative_int, positive_float = (_bounded(int, 0, False), _bounded(int, 0, True),
-                                                  _bounded(float, 0, False))
+positive_int, non_negative_int, positive_float = (_bounded(int, 0, False), _bounded(int, 0,
+                                                                                    True), _bounded(float, 0, False))

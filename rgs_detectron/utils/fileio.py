@@ -49,8 +49,7 @@ def atomic_write(path, write_fn, mode="wb"):
         if _is_disk_full(e):
             raise DiskFullError(
                 errno.ENOSPC, f"no space left on device while writing {path!r}; the previous version "
-                "(if any) is unchanged. Free space or choose another folder."
-            ) from None
+                "(if any) is unchanged. Free space or choose another folder.") from None
         raise
 
 
@@ -98,5 +97,6 @@ def check_room(folder, need, who="this run"):
         where = os.path.dirname(where)
     free = shutil.disk_usage(where).free
     if free < need:
-        raise DiskFullError(errno.ENOSPC, f"{folder!r} has {free >> 20} MiB free and {who} needs about "
-                            f"{need >> 20} MiB: free space or choose another output folder")
+        raise DiskFullError(
+            errno.ENOSPC, f"{folder!r} has {free >> 20} MiB free and {who} needs about "
+            f"{need >> 20} MiB: free space or choose another output folder")

@@ -19,6 +19,7 @@ LOCK_NAME = ".rgs_detectron.lock"
 
 
 class OutputDirLock:
+
     def __init__(self, output_dir):
         self.path = os.path.join(output_dir, LOCK_NAME)
         self._fd = None
@@ -33,10 +34,10 @@ class OutputDirLock:
             os.close(fd)
             raise UserError(
                 f"OUTPUT_DIR {os.path.dirname(self.path)!r} is in use by another run ({holder}); wait for it to "
-                "finish or give this run another OUTPUT_DIR"
-            ) from None
+                "finish or give this run another OUTPUT_DIR") from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        os.write(fd,
+                 f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
         self._fd = fd
         return self
 

@@ -24,8 +24,10 @@ import torch
 from ..errors import ConfigError, WeightsError, first_line
 from .names import short_list
 
-__all__ = ["load_weights_only", "load_pickle_safely", "load_state_dict", "state_dict_in", "weights_source_path",
-           "check_file", "CONVERT_COMMAND"]
+__all__ = [
+    "load_weights_only", "load_pickle_safely", "load_state_dict", "state_dict_in", "weights_source_path", "check_file",
+    "CONVERT_COMMAND"
+]
 
 CONVERT_COMMAND = "python -m rgs_detectron.cli.convert"
 _TORCHVISION = "torchvision:"
@@ -49,6 +51,7 @@ class _Refused(pickle.UnpicklingError):
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
+
     def find_class(self, module, name):
         if (module, name) in _PICKLE_ALLOWED:
             return super().find_class(module, name)
@@ -76,8 +79,7 @@ def load_pickle_safely(path):
             raise WeightsError(
                 f"{path!r} is a pickle that asks for {e}, which a weights file never needs; it was refused "
                 "and nothing in it ran. Use weights from a source you trust, saved as .pth, or convert "
-                f"a classifier with `{CONVERT_COMMAND}`."
-            ) from None
+                f"a classifier with `{CONVERT_COMMAND}`.") from None
         except Exception as e:
             raise WeightsError(f"cannot read weights file {path!r} as a pickle of arrays; is it truncated or corrupt? "
                                f"({type(e).__name__}: {first_line(e)})") from None
@@ -95,18 +97,14 @@ def load_weights_only(path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         refused = "global" in str(e).lower()  # torch names the class it refused; else the stream is foreign
-        raise WeightsError(
-            f"cannot read weights file {path!r}: it is not a plain tensor checkpoint ("
-            + ("it holds Python objects other than tensors and containers, e.g. classes that would run code"
-               if refused else "a truncated or corrupt file, or a pickle that torch.save did not write")
-            + "). It was refused and not executed: nothing in it ran. Re-save only the state dict "
-            "(torch.save(model.state_dict(), path)) from a source you trust."
-        ) from None
+        raise WeightsError(f"cannot read weights file {path!r}: it is not a plain tensor checkpoint (" + (
+            "it holds Python objects other than tensors and containers, e.g. classes that would run code"
+            if refused else "a truncated or corrupt file, or a pickle that torch.save did not write") +
+                           "). It was refused and not executed: nothing in it ran. Re-save only the state dict "
+                           "(torch.save(model.state_dict(), path)) from a source you trust.") from None
     except Exception as e:  # truncated zip, garbage, ...
-        raise WeightsError(
-            f"cannot read weights file {path!r} as a PyTorch checkpoint; is it truncated or corrupt? "
-            f"({type(e).__name__}: {first_line(e)})"
-        ) from None
+        raise WeightsError(f"cannot read weights file {path!r} as a PyTorch checkpoint; is it truncated or corrupt? "
+                           f"({type(e).__name__}: {first_line(e)})") from None
 
 
 def load_state_dict(path):
@@ -150,9 +148,8 @@ def weights_source_path(source):
     except (ValueError, KeyError):
         enum = getattr(models, name.split(".")[0], None)
         known = ", ".join(getattr(enum, "__members__", {}))
-        raise ConfigError(f"{source!r}: torchvision has no weights {name!r}; give ENUM.VALUE, "
-                          + (f"one of {known}" if known else "e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1")
-                          ) from None
+        raise ConfigError(f"{source!r}: torchvision has no weights {name!r}; give ENUM.VALUE, " +
+                          (f"one of {known}" if known else "e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1")) from None
     folder = os.path.join(torch.hub.get_dir(), "checkpoints")
     file_name = os.path.basename(urlparse(weights.url).path)
     path = os.path.join(folder, file_name)

@@ -1,4 +1,5 @@
-"""Res-RGS-50 Faster R-CNN C4, COCO 2014 (train2014 + valminusminival2014 -> minival2014), 5 epochs: the paper's experiment as a LazyConfig.
+"""Res-RGS-50 Faster R-CNN C4, COCO 2014 (train2014 + valminusminival2014 -> minival2014), 5 epochs:
+the paper's experiment as a LazyConfig.
 
     python -m rgs_detectron.cli.lazy_train_net --config-file configs/lazy/coco_res_rgs_50_c4.py --num-gpus 8
     ... rgsnet.variant=b-RGS train.init_checkpoint=checkpoints/imagenet/b_rgs_50.pth   # another variant
