@@ -94,6 +94,6 @@ def test_analyze_input_size_must_be_positive(capsys):
     from rgs_detectron.cli import analyze
 
     with pytest.raises(SystemExit) as exit_:
-        analyze.main(["--config-file", "configs/demo/digits_res_rgs.yaml", "--input-size", "0", "-5"])
+        analyze.main(["--config-file", get_config_file("demo/digits_res_rgs.yaml"), "--input-size", "0", "-5"])
     assert exit_.value.code == 2
     assert "analyze: error: argument --input-size: 0 is invalid: give an integer > 0" in capsys.readouterr().err

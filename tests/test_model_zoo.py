@@ -183,14 +183,16 @@ def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, 
 @pytest.mark.parametrize("name,classes_key", [("coco_mask_rcnn_res_rgs_50_fpn_1x.yaml", "MODEL.ROI_HEADS.NUM_CLASSES"),
                                               ("coco_retinanet_res_rgs_50_fpn_1x.yaml", "MODEL.RETINANET.NUM_CLASSES")])
 def test_mask_rcnn_and_retinanet_yaml_train_a_step(digits, tmp_path, name, classes_key):
-    argv = ["--config-file", str(ROOT / "configs" / name), "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", classes_key, "10",
+    argv = ["--config-file", str(ROOT / "configs" / name), "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", classes_key,
+            "10",
             "MODEL.RESNETS.DEPTH", "26", "MODEL.RESNETS.STEM_OUT_CHANNELS", "16", "MODEL.RESNETS.RES2_OUT_CHANNELS",
             "64", "MODEL.RESNETS.WIDTH_PER_GROUP", "16", "MODEL.RESNETS.NORM", "BN", "MODEL.BACKBONE.FREEZE_AT", "0",
             "DATASETS.TRAIN", f"('{PREFIX}_train',)", "DATASETS.TEST", f"('{PREFIX}_val',)",
             "SOLVER.REFERENCE_WORLD_SIZE", "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2",
             "SOLVER.STEPS", "(10,)", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
             "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
-            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "TEST.DETECTIONS_PER_IMAGE", "10", "OUTPUT_DIR", str(tmp_path)]
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "TEST.DETECTIONS_PER_IMAGE", "10",
+            "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 0
     assert (tmp_path / "model_final.pth").exists()
 

@@ -381,8 +381,9 @@ def test_user_env_keeps_what_is_inside_the_ranges_and_replaces_only_what_is_outs
     assert f"{ROOT} -c " in install  # a cv2 is there: no opencv extra, the user's opencv-python stays alone
     # the constraints that install gets: tested versions only for what is missing or outside its range
     out = tmp_path / "constraints.txt"
-    plan = subprocess.run([python, ROOT / "tools/env_plan.py", "plan", ROOT / "setup.py", out, ROOT / "requirements/base.txt",
-                           ROOT / "requirements/constraints.txt"], capture_output=True, text=True)
+    plan = subprocess.run([python, ROOT / "tools/env_plan.py", "plan", ROOT / "setup.py", out,
+                           ROOT / "requirements/base.txt", ROOT / "requirements/constraints.txt"],
+                          capture_output=True, text=True)
     assert plan.returncode == 0, plan.stderr
     constrained = out.read_text().splitlines()
     assert "setuptools==80.9.0" in constrained and "pillow==13.0.0" in constrained
@@ -505,4 +506,5 @@ def test_the_readmes_bibtex_and_citation_cff_cite_the_same_paper():
     field = {k: " ".join(v.split()) for k, v in re.findall(r"(\w+)\s*=\s*\{(.*?)\},?\n", bibtex, re.S)}
     assert field["title"] == paper["title"] and int(field["year"]) == paper["year"]
     assert field["author"].split(" and ") == [f"{a['family-names']}, {a['given-names']}" for a in paper["authors"]]
-    assert "Apache License" in open(ROOT / "LICENSE").read(200) and "Version 2.0, January 2004" in open(ROOT / "LICENSE").read(200)
+    license_head = (ROOT / "LICENSE").read_text()[:200]
+    assert "Apache License" in license_head and "Version 2.0, January 2004" in license_head

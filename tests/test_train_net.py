@@ -285,7 +285,8 @@ def test_lazy_config_cuda_error_names_the_lazy_setting(tmp_path, monkeypatch, ca
     from rgs_detectron.cli import lazy_train_net
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    argv = ["--config-file", str(ROOT / "configs/lazy/coco_res_rgs_50_fpn.py"), "train.device=cuda", "train.init_checkpoint=",
+    argv = ["--config-file", str(ROOT / "configs/lazy/coco_res_rgs_50_fpn.py"), "train.device=cuda",
+            "train.init_checkpoint=",
             f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 1
     err = capsys.readouterr().err
@@ -294,7 +295,8 @@ def test_lazy_config_cuda_error_names_the_lazy_setting(tmp_path, monkeypatch, ca
 
 def test_cuda_hidden_from_a_real_process_fails_clearly(datasets_root, tmp_path):
     env = dict(_env(datasets_root), CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, TOOL, "--config-file", CONFIG, *TINY, "MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path / "o")]
+    cmd = [sys.executable, TOOL, "--config-file", CONFIG, *TINY, "MODEL.DEVICE", "cuda",
+           "OUTPUT_DIR", str(tmp_path / "o")]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "needs CUDA" in r.stderr and "Traceback" not in r.stderr
 
