@@ -448,13 +448,35 @@ def test_a_corrupt_image_read_in_a_worker_process_is_one_line_naming_it(tmp_path
     assert len(message.strip().splitlines()) == 1, message  # not the worker's traceback
 
 
+@pytest.fixture
+def builtin_digits_here(datasets_root, monkeypatch):
+    """DETECTRON2_DATASETS is the module's datasets, and this process's builtin rgs_digits_* names point there, as
+    an import under it registers them (the names found at import are put back afterwards)."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    names = [n for n in DatasetCatalog.list() if re.fullmatch(r"rgs_digits_(voc_)?(train|val)", n)]
+    found = {n: (DatasetCatalog[n], MetadataCatalog[n]) for n in names}  # the entries themselves, not .get()'s
+    for catalog in (DatasetCatalog, MetadataCatalog):
+        for name in names:
+            catalog.remove(name)
+    register_digits(datasets_root)
+    for key, value in _env(datasets_root).items():
+        monkeypatch.setenv(key, value)
+    yield
+    for name, (dataset, metadata) in found.items():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+        DatasetCatalog[name], MetadataCatalog[name] = dataset, metadata
+
+
 @pytest.mark.slow
-def test_a_multi_run_study_keeps_each_runs_log_to_itself(datasets_root, tmp_path):
-    """digits_demo with two seeds: each run's log.txt holds its own run only, each line once."""
-    cmd = [sys.executable, "-m", "rgs_detectron.cli.digits_demo", "--variants", "original", "--seeds", "0", "1",
-           "--device", "cpu", "--output", str(tmp_path), *TINY[2:]]
-    r = subprocess.run(cmd, env=_env(datasets_root), capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_a_multi_run_study_keeps_each_runs_log_to_itself(builtin_digits_here, tmp_path, capsys):
+    """digits_demo with two seeds (each run train_net's own process): each run's log.txt holds its own run only,
+    each line once."""
+    from rgs_detectron.cli import digits_demo
+
+    argv = ["--variants", "original", "--seeds", "0", "1", "--device", "cpu", "--output", str(tmp_path), *TINY[2:]]
+    assert digits_demo.main(argv) == 0, capsys.readouterr().err[-3000:]
     logs = {seed: (tmp_path / f"original_seed{seed}" / "log.txt").read_text() for seed in (0, 1)}
     assert "original_seed1" not in logs[0] and "original_seed0" not in logs[1]
     for text in logs.values():
