@@ -159,7 +159,6 @@ def test_lazy_training_checks_boxes_like_the_yacs_trainer(tmp_path, caplog):
         lazy_train_loader(cfg)
 
 
-@pytest.mark.slow
 def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, tmp_path):
     """README's few lines: Detectron2's own RetinaNet LazyConfig, ResNet replaced by RGSNet."""
     cfg = d2_model_zoo.get_config("COCO-Detection/retinanet_R_50_FPN_1x.py")

@@ -390,6 +390,7 @@ def test_user_env_keeps_what_is_inside_the_ranges_and_replaces_only_what_is_outs
     assert not [c for c in constrained if c.startswith("numpy==")]
 
 
+@pytest.mark.slow
 def test_user_env_keeps_its_torch_and_detectron2(project_env):
     python = project_env
     r = setup("--no-venv", PYTHON=python)

@@ -71,7 +71,6 @@ def _copypaste(text):
     return rows[-1]
 
 
-@pytest.mark.slow
 def test_train_and_evaluate_coco_format(datasets_root, tmp_path):
     out = tmp_path / "coco"
     assert train_net("OUTPUT_DIR", str(out), "TEST.COCO_EVAL_ENGINE", "pycocotools") == 0
@@ -89,7 +88,6 @@ def test_train_and_evaluate_coco_format(datasets_root, tmp_path):
     assert _copypaste(_log(tmp_path / "eval")) == _copypaste(log)
 
 
-@pytest.mark.slow
 def test_train_and_evaluate_voc_format(datasets_root, tmp_path):
     out = tmp_path / "voc"
     assert train_net("DATASETS.TRAIN", "('rgs_digits_t_voc_train',)", "DATASETS.TEST", "('rgs_digits_t_voc_val',)",
@@ -293,6 +291,7 @@ def test_lazy_config_cuda_error_names_the_lazy_setting(tmp_path, monkeypatch, ca
     assert "needs CUDA" in err and "run on the CPU with train.device=cpu." in err and "MODEL.DEVICE" not in err
 
 
+@pytest.mark.slow
 def test_cuda_hidden_from_a_real_process_fails_clearly(datasets_root, tmp_path):
     env = dict(_env(datasets_root), CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, TOOL, "--config-file", CONFIG, *TINY, "MODEL.DEVICE", "cuda",
@@ -366,7 +365,6 @@ def test_more_mistakes_caught_before_training(datasets_root, tmp_path, capsys, o
 # ------------------------------------------------------------------ a diverging run, and the last save killed
 
 
-@pytest.mark.slow
 def test_divergence_says_what_to_lower(datasets_root, tmp_path, capsys):
     assert train_net("SOLVER.BASE_LR", "1e6", "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", "30",
                      "OUTPUT_DIR", str(tmp_path)) == 1
