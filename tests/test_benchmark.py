@@ -98,6 +98,6 @@ def test_synthetic_batch_is_valid_and_reproducible():
 
 def test_analyze_input_size_must_be_positive(capsys):
     with pytest.raises(SystemExit) as exit_:
-        analyze_model.main(["--config-file", "configs/demo/digits_res_rgs.yaml", "--input-size", "0", "-5"])
+        analyze_model.main(["--config-file", get_config_file("demo/digits_res_rgs.yaml"), "--input-size", "0", "-5"])
     assert exit_.value.code == 2
     assert "analyze: error: argument --input-size: 0 is invalid: give an integer > 0" in capsys.readouterr().err

@@ -74,8 +74,9 @@ ckpt.save("model_0000019", iteration=19)
 """
 
 
+@pytest.mark.slow
 def test_process_killed_while_saving_leaves_previous_checkpoint_and_a_removable_temp(tmp_path):
-    script = KILL_DURING_SAVE.format(tests=os.path.abspath("tests"), out=str(tmp_path))
+    script = KILL_DURING_SAVE.format(tests=os.path.dirname(os.path.abspath(__file__)), out=str(tmp_path))
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]

@@ -7,7 +7,7 @@ same res2..res5 as the classifier's layer1..layer4.
 import os
 import pickle
 import re
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -403,8 +403,8 @@ def test_failed_write_leaves_nothing(tmp_path, small_checkpoint, monkeypatch):
 # --------------------------------------------------------------------------- command line
 
 
-def test_cli_with_config_file(tmp_path, small_checkpoint):
-    """The real command line (the tools/ wrapper), with a yaml that leaves INPUT.FORMAT at
+def test_cli_with_config_file(tmp_path, small_checkpoint, monkeypatch, capsys):
+    """The command line as users run it (the tools/ wrapper, its exit status), with a yaml that leaves INPUT.FORMAT at
     Detectron2's BGR: the printed settings merge back into a config that fits the weights."""
     config = tmp_path / "rgs.yaml"
     config.write_text(
@@ -412,16 +412,17 @@ def test_cli_with_config_file(tmp_path, small_checkpoint):
         "    WIDTH_PER_GROUP: 16\n  RGSNET:\n    VARIANT: Res-RGS\n"
     )
     out = tmp_path / "converted.pth"
-    proc = subprocess.run(
-        [sys.executable, str(TOOL), str(small_checkpoint[0]), str(out), "--config-file", str(config)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(TOOL), str(small_checkpoint[0]), str(out), "--config-file", str(config)])
+    with pytest.raises(SystemExit) as done:  # in this process: the wrapper's own lines, not the interpreter, tested
+        runpy.run_path(str(TOOL), run_name="__main__")
+    printed = capsys.readouterr()
+    assert done.value.code == 0, printed.err
     assert out.exists()
     for expected in ("Dropped fc.weight, fc.bias", "INPUT.FORMAT = 'BGR'; these weights need 'RGB'",
                      "STRIDE_IN_1X1 = True; these weights need False"):
-        assert expected in proc.stdout, expected
-    snippet = proc.stdout.split("(yaml):\n\n", 1)[1].split("\n\nor as command-line overrides", 1)[0]
+        assert expected in printed.out, expected
+    snippet = printed.out.split("(yaml):\n\n", 1)[1].split("\n\nor as command-line overrides", 1)[0]
     (tmp_path / "settings.yaml").write_text(snippet)
     from rgs_detectron import get_rgsnet_cfg
 
@@ -430,7 +431,7 @@ def test_cli_with_config_file(tmp_path, small_checkpoint):
     assert list(cfg.MODEL.PIXEL_MEAN) == [123.675, 116.28, 103.53] and cfg.MODEL.WEIGHTS == str(out)
     frozen = small_cfg("Res-RGS").replace(norm="FrozenBN")  # Detectron2's default norm for fine-tuning
     assert RGSNetSpec.from_cfg(cfg) == frozen
-    opts = proc.stdout.rsplit("command-line overrides:\n\n", 1)[1].strip()
+    opts = printed.out.rsplit("command-line overrides:\n\n", 1)[1].strip()
     import shlex
 
     assert RGSNetSpec.from_cfg(get_rgsnet_cfg(None, shlex.split(opts))) == frozen

@@ -26,6 +26,7 @@ from rgs_detectron.modeling import RGSNet, build_rgsnet_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "rgs_digits_zoo"
+LAZY_FPN = str(ROOT / "configs/lazy/coco_res_rgs_50_fpn.py")
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,10 @@ def _tiny_lazy(cfg, output, *, voc=False, masks=False):
     roi.num_classes = 10
     roi.batch_size_per_image = 32
     roi.box_predictor.test_score_thresh = 0.0  # an untrained model must still predict something
+    roi.box_predictor.test_topk_per_image = 10  # not 100 boxes (and masks) per image of an untrained model
+    for head in ("box_head", "mask_head"):  # heads of convolutions (the LSJ recipe's): 32 channels, not 256
+        if roi.get(head) and roi[head].get("conv_dims"):
+            roi[head].conv_dims = [32] * len(roi[head].conv_dims)
     loader = cfg.dataloader
     loader.train.dataset.names = f"{PREFIX}_voc_train" if voc else f"{PREFIX}_train"
     loader.test.dataset.names = f"{PREFIX}_voc_val" if voc else f"{PREFIX}_val"
@@ -154,7 +159,6 @@ def test_lazy_training_checks_boxes_like_the_yacs_trainer(tmp_path, caplog):
         lazy_train_loader(cfg)
 
 
-@pytest.mark.slow
 def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, tmp_path):
     """README's few lines: Detectron2's own RetinaNet LazyConfig, ResNet replaced by RGSNet."""
     cfg = d2_model_zoo.get_config("COCO-Detection/retinanet_R_50_FPN_1x.py")
@@ -166,6 +170,8 @@ def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, 
     cfg.dataloader.train.total_batch_size = 2
     cfg.dataloader.train.num_workers = cfg.dataloader.test.num_workers = 0
     cfg.dataloader.train.mapper.use_instance_mask = False
+    for mapper in (cfg.dataloader.train.mapper, cfg.dataloader.test.mapper):  # 64-pixel images stay 64 pixels
+        mapper.augmentations[0].update(short_edge_length=64, max_size=64)
     cfg.train.update(device="cpu", max_iter=1, eval_period=0, init_checkpoint="", output_dir=str(tmp_path))
     lazy_train(cfg)
     state = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
@@ -176,36 +182,45 @@ def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, 
 @pytest.mark.parametrize("name,classes_key", [("coco_mask_rcnn_res_rgs_50_fpn_1x.yaml", "MODEL.ROI_HEADS.NUM_CLASSES"),
                                               ("coco_retinanet_res_rgs_50_fpn_1x.yaml", "MODEL.RETINANET.NUM_CLASSES")])
 def test_mask_rcnn_and_retinanet_yaml_train_a_step(digits, tmp_path, name, classes_key):
-    argv = ["--config-file", f"configs/{name}", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", classes_key, "10",
-            "MODEL.RESNETS.DEPTH", "26", "MODEL.RESNETS.STEM_OUT_CHANNELS", "16", "MODEL.RESNETS.RES2_OUT_CHANNELS",
-            "64", "MODEL.RESNETS.WIDTH_PER_GROUP", "16", "MODEL.RESNETS.NORM", "BN", "MODEL.BACKBONE.FREEZE_AT", "0",
-            "DATASETS.TRAIN", f"('{PREFIX}_train',)", "DATASETS.TEST", f"('{PREFIX}_val',)",
+    argv = ["--config-file", str(ROOT / "configs" / name), "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
+            classes_key, "10", "MODEL.RESNETS.DEPTH", "26", "MODEL.RESNETS.STEM_OUT_CHANNELS", "16",
+            "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.RESNETS.WIDTH_PER_GROUP", "16", "MODEL.RESNETS.NORM", "BN",
+            "MODEL.BACKBONE.FREEZE_AT", "0", "DATASETS.TRAIN", f"('{PREFIX}_train',)",
+            "DATASETS.TEST", f"('{PREFIX}_val',)",
             "SOLVER.REFERENCE_WORLD_SIZE", "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2",
             "SOLVER.STEPS", "(10,)", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
             "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "TEST.DETECTIONS_PER_IMAGE", "10",
             "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 0
     assert (tmp_path / "model_final.pth").exists()
 
 
 @pytest.mark.slow
-def test_lazy_train_net_command_line_trains_resumes_and_evaluates(digits, tmp_path):
-    """The real entry point (through tools/), with LazyConfig's key=value overrides."""
-    datasets = digits
+def test_lazy_train_net_command_line_trains_resumes_and_evaluates(digits, tmp_path, capsys):
+    """LazyConfig's key=value overrides; the real entry point (through tools/, in a process of its own) evaluates the
+    trained model and exits 0."""
     opts = ["rgsnet.depth=26", "rgsnet.width_mult=0.25", "rgsnet.norm=BN", "model.roi_heads.num_classes=10",
-            "dataloader.train.dataset.names=rgs_digits_train", "dataloader.test.dataset.names=rgs_digits_val",
-            "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+            "model.roi_heads.box_predictor.test_topk_per_image=10", "dataloader.train.total_batch_size=2",
+            "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+            "dataloader.train.mapper.augmentations.0.short_edge_length=[64]",
+            "dataloader.train.mapper.augmentations.0.max_size=64",
+            "dataloader.test.mapper.augmentations.0.short_edge_length=64",
+            "dataloader.test.mapper.augmentations.0.max_size=64",
             "train.device=cpu", "train.max_iter=2", "train.init_checkpoint=", f"train.output_dir={tmp_path}"]
-    cmd = [sys.executable, "tools/lazyconfig_train_net.py", "--config-file", "configs/lazy/coco_res_rgs_50_fpn.py"]
-    env = dict(os.environ, DETECTRON2_DATASETS=datasets, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    r = subprocess.run(cmd + opts, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "copypaste: AP,AP50" in r.stdout + r.stderr and (tmp_path / "model_final.pth").exists()
-    again = subprocess.run(cmd + ["--resume"] + opts, env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    ev = subprocess.run(cmd + ["--eval-only"] + opts + [f"train.init_checkpoint={tmp_path}/model_final.pth",
-                                                        f"train.output_dir={tmp_path}/eval"],
-                        env=env, capture_output=True, text=True, timeout=600)
+    config = ["--config-file", LAZY_FPN]
+    in_process = [f"dataloader.train.dataset.names={PREFIX}_train", f"dataloader.test.dataset.names={PREFIX}_val"]
+    assert lazy_train_net.main([*config, *opts, *in_process]) == 0
+    assert "copypaste: AP,AP50" in (tmp_path / "log.txt").read_text() and (tmp_path / "model_final.pth").exists()
+    assert lazy_train_net.main([*config, "--resume", *opts, *in_process]) == 0
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 1
+    capsys.readouterr()
+
+    cmd = [sys.executable, str(ROOT / "tools/lazyconfig_train_net.py"), *config, "--eval-only", *opts,
+           "dataloader.test.dataset.names=rgs_digits_val",  # the builtin name, found under DETECTRON2_DATASETS
+           f"train.init_checkpoint={tmp_path}/model_final.pth", f"train.output_dir={tmp_path}/eval"]
+    env = dict(os.environ, DETECTRON2_DATASETS=digits, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    ev = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert ev.returncode == 0 and "copypaste: AP,AP50" in ev.stdout + ev.stderr, ev.stderr[-3000:]
 
 
@@ -220,7 +235,7 @@ def test_lazy_train_net_help_says_a_lazyconfig_is_code(capsys):
 def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
     assert lazy_train_net.main(["--config-file", str(tmp_path / "nope.py")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert lazy_train_net.main(["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", "train.max_iter"]) == 2
+    assert lazy_train_net.main(["--config-file", LAZY_FPN, "train.max_iter"]) == 2
     assert "bad override" in capsys.readouterr().err
     cfg_file = tmp_path / "partial.py"
     cfg_file.write_text("model = dict(a=1)\n")
@@ -230,7 +245,7 @@ def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
                         "optimizer = dict()\nlr_multiplier = dict()\n")
     assert lazy_train_net.main(["--config-file", str(cfg_file)]) == 2
     assert "has no train.output_dir" in capsys.readouterr().err
-    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", "--eval-only", "train.init_checkpoint=", "train.device=cpu",
+    argv = ["--config-file", LAZY_FPN, "--eval-only", "train.init_checkpoint=", "train.device=cpu",
             f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 2
     assert "randomly initialised model" in capsys.readouterr().err
@@ -243,7 +258,7 @@ TINY_LAZY = ["rgsnet.depth=26", "rgsnet.width_mult=0.25", "rgsnet.norm=BN", "tra
 
 
 def test_lazy_config_with_more_classes_than_the_test_set_is_refused(digits, tmp_path, capsys):
-    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, "model.roi_heads.num_classes=20",
+    argv = ["--config-file", LAZY_FPN, *TINY_LAZY, "model.roi_heads.num_classes=20",
             f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 2
     err = capsys.readouterr().err
@@ -252,7 +267,7 @@ def test_lazy_config_with_more_classes_than_the_test_set_is_refused(digits, tmp_
 
 def test_lazy_train_net_never_replaces_a_finished_model_without_overwrite(digits, tmp_path, capsys):
     (tmp_path / "model_final.pth").write_bytes(b"a finished model")
-    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, "model.roi_heads.num_classes=10",
+    argv = ["--config-file", LAZY_FPN, *TINY_LAZY, "model.roi_heads.num_classes=10",
             f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 2
     assert "holds another run (model_final.pth)" in capsys.readouterr().err
@@ -271,7 +286,7 @@ def test_lazy_train_net_never_replaces_a_finished_model_without_overwrite(digits
 def test_lazy_overrides_name_keys_the_config_has(tmp_path, capsys, overrides, words):
     """A typo'd key is refused with its near matches (it was added and never read); a yacs-style KEY VALUE is pointed
     at and shown as key=value."""
-    argv = ["--config-file", "configs/lazy/coco_res_rgs_50_fpn.py", *TINY_LAZY, *overrides,
+    argv = ["--config-file", LAZY_FPN, *TINY_LAZY, *overrides,
             f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 2
     err = capsys.readouterr().err
@@ -282,7 +297,7 @@ def test_lazy_overrides_name_keys_the_config_has(tmp_path, capsys, overrides, wo
 def test_lazy_overrides_may_set_what_the_target_takes_or_add_on_purpose():
     from rgs_detectron.config import load_lazy_config
 
-    cfg = load_lazy_config("configs/lazy/coco_res_rgs_50_fpn.py", [
+    cfg = load_lazy_config(LAZY_FPN, [
         "dataloader.train.mapper.recompute_boxes=True",  # a parameter of the mapper the config leaves at its default
         "model.roi_heads.box_predictor.test_topk_per_image=50", "+train.note=mine",
         "dataloader.train.mapper.augmentations.0.short_edge_length=[64]"])

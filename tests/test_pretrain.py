@@ -321,12 +321,12 @@ def test_chain_pretrain_convert_finetune_evaluate(tmp_path, tmp_path_factory, ca
     register_digits(str(datasets), prefix="rgs_digits_chain")
     out = tmp_path / "detector"
     assert train_net.main([
-        "--config-file", "configs/demo/digits_res_rgs.yaml", "MODEL.RGSNET.VARIANT", variant, "MODEL.WEIGHTS",
-        str(weights), "MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "('rgs_digits_chain_train',)", "DATASETS.TEST",
-        "('rgs_digits_chain_val',)", "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2",
-        "SOLVER.BASE_LR", "0.01", "TEST.EVAL_PERIOD", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN",
-        "64", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "OUTPUT_DIR", str(out)]) == 0
+        "--config-file", str(ROOT / "configs/demo/digits_res_rgs.yaml"), "MODEL.RGSNET.VARIANT", variant,
+        "MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "('rgs_digits_chain_train',)",
+        "DATASETS.TEST", "('rgs_digits_chain_val',)", "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.WARMUP_ITERS", "2", "SOLVER.BASE_LR", "0.01", "TEST.EVAL_PERIOD", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)",
+        "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
+        "DATALOADER.NUM_WORKERS", "0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "OUTPUT_DIR", str(out)]) == 0
     log = (out / "log.txt").read_text()
     assert "Following weights matched with submodule backbone.bottom_up" in log  # the pretrained backbone loaded
     assert "copypaste: AP,AP50,AP75" in log and (out / "model_final.pth").exists()

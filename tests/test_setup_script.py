@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = "tools/setup_env.sh"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "tools/setup_env.sh")
+NO_VENV_YET = "/nonexistent/rgs_detectron-venv"  # the project's .venv of a fresh clone: nothing to inspect yet
 
 
 def setup(*args, **env):
+    """A dry run; the project's .venv is VENV (default: none made yet, as in a fresh clone), not this checkout's."""
     return subprocess.run(["bash", SCRIPT, "--dry-run", "--no-datasets", *args], capture_output=True, text=True,
-                          env=dict(os.environ, **env), timeout=300)
+                          env=dict(os.environ, **{"VENV": NO_VENV_YET, **env}), timeout=300)
 
 
 def planned(result):
@@ -28,10 +31,11 @@ def test_default_installs_the_pinned_torch_and_locks_the_rest():
     assert "NVIDIA driver >= 580" in r.stdout
 
 
-def test_keep_torch_leaves_the_environments_torch_alone():
-    r = setup("--keep-torch")
+def test_keep_torch_leaves_the_environments_torch_alone(tmp_path):
+    python = fake_env(tmp_path, files=WORKING_TORCH)  # not the tested 2.14.1: the environment's own is reported
+    r = setup("--keep-torch", VENV=str(Path(python).parents[1]))
     assert r.returncode == 0, r.stderr
-    assert "found torch 2.14.1" in r.stdout
+    assert "found torch 2.9.1, torchvision 0.24.1: kept" in r.stdout
     assert not [c for c in planned(r) if "torch==" in c or "torchvision==" in c]
 
 
@@ -89,7 +93,7 @@ def _tools(name):
     """A module of tools/ (not a package), imported from its file."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, f"tools/{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -100,7 +104,7 @@ def _pins(*files):
 
     pins = {}
     for name in files:
-        for line in open(f"requirements/{name}"):
+        for line in open(ROOT / "requirements" / name):
             m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line)
             if m:
                 pins[m.group(1)] = m.group(2)
@@ -112,7 +116,7 @@ def test_setup_py_ranges_admit_the_tested_pins():
     from packaging.requirements import Requirement
 
     env_plan = _tools("env_plan")
-    requires, extras = env_plan.declared("setup.py")
+    requires, extras = env_plan.declared(str(ROOT / "setup.py"))
     ranges = {}
     for text in requires + [r for group in extras.values() for r in group]:
         req = Requirement(text)
@@ -131,7 +135,7 @@ def test_a_plain_pip_install_never_replaces_the_users_torch_or_opencv():
     """torch, torchvision and opencv are extras: pip would otherwise swap a user's build for PyPI's."""
     from packaging.requirements import Requirement
 
-    requires, extras = _tools("env_plan").declared("setup.py")
+    requires, extras = _tools("env_plan").declared(str(ROOT / "setup.py"))
     names = {Requirement(r).name for r in requires}
     assert not names & {"torch", "torchvision", "opencv-python", "opencv-python-headless"}
     assert {Requirement(r).name for r in extras["torch"]} == {"torch", "torchvision"}
@@ -172,8 +176,8 @@ def _toy_wheel(folder):
 
 
 def _retag(*args):
-    return subprocess.run([sys.executable, "tools/retag_wheel.py", *map(str, args)], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, str(ROOT / "tools/retag_wheel.py"), *map(str, args)], capture_output=True,
+                          text=True, timeout=60)
 
 
 def test_retagged_wheel_says_what_is_true_and_stays_valid(tmp_path):
@@ -335,11 +339,26 @@ def fake_env(tmp_path, dists=(), files=None, with_project_venv=False):
     return str(python)
 
 
+@pytest.fixture(scope="module")
+def bare_env(tmp_path_factory):
+    """An environment with pip only, shared: dry runs and `make -n` leave it as it is."""
+    return fake_env(tmp_path_factory.mktemp("bare"))
+
+
+@pytest.fixture(scope="module")
+def project_env(tmp_path_factory):
+    """An environment that sees the project's packages (real torch and Detectron2), shared."""
+    return fake_env(tmp_path_factory.mktemp("project"), with_project_venv=True)
+
+
 FAKE_D2 = {"detectron2/__init__.py": "__version__ = '0.6'\n"}
+WORKING_TORCH = {"torch/__init__.py": "__version__ = '2.9.1'\ndef zeros(*a): return None\n",
+                 "torchvision/__init__.py": "__version__ = '0.24.1'\nfrom . import ops\n",
+                 "torchvision/ops.py": "def nms(*a): return None\n"}  # what the set-up's probe calls, no more
 
 
-def test_user_env_missing_everything_gets_the_tested_versions_and_the_bundled_detectron2(tmp_path):
-    python = fake_env(tmp_path)
+def test_user_env_missing_everything_gets_the_tested_versions_and_the_bundled_detectron2(bare_env):
+    python = bare_env
     r = setup("--no-venv", "--with-tests", PYTHON=python)
     assert r.returncode == 0, r.stderr
     commands = planned(r)
@@ -347,7 +366,7 @@ def test_user_env_missing_everything_gets_the_tested_versions_and_the_bundled_de
     assert "install numpy: missing (tested 2.4.6)" in r.stdout and "install pytest: missing (tested 9.2.0)" in r.stdout
     assert any("retag_wheel.py" in c for c in commands)  # no Detectron2: the bundled one
     install = [c for c in commands if " install -e " in c]
-    assert len(install) == 1 and install[0].split(" -e ")[1].startswith(f"{Path.cwd()}[test,opencv] -c ")
+    assert len(install) == 1 and install[0].split(" -e ")[1].startswith(f"{ROOT}[test,opencv] -c ")
     assert not any("requirements/base.txt" in c or "apt-get" in c for c in commands)  # ranges, no system packages
 
 
@@ -359,19 +378,21 @@ def test_user_env_keeps_what_is_inside_the_ranges_and_replaces_only_what_is_outs
     assert "keep    numpy 9.0: inside >=1.24" in r.stdout
     assert "replace setuptools 84.2.1: outside <82 (tested 80.9.0)" in r.stdout
     install = [c for c in planned(r) if " install -e " in c][0]
-    assert f"{Path.cwd()} -c " in install  # a cv2 is there: no opencv extra, the user's opencv-python stays alone
+    assert f"{ROOT} -c " in install  # a cv2 is there: no opencv extra, the user's opencv-python stays alone
     # the constraints that install gets: tested versions only for what is missing or outside its range
     out = tmp_path / "constraints.txt"
-    plan = subprocess.run([python, "tools/env_plan.py", "plan", "setup.py", str(out), "requirements/base.txt",
-                           "requirements/constraints.txt"], capture_output=True, text=True)
+    plan = subprocess.run([python, ROOT / "tools/env_plan.py", "plan", ROOT / "setup.py", out,
+                           ROOT / "requirements/base.txt", ROOT / "requirements/constraints.txt"],
+                          capture_output=True, text=True)
     assert plan.returncode == 0, plan.stderr
     constrained = out.read_text().splitlines()
     assert "setuptools==80.9.0" in constrained and "pillow==13.0.0" in constrained
     assert not [c for c in constrained if c.startswith("numpy==")]
 
 
-def test_user_env_keeps_its_torch_and_detectron2(tmp_path):
-    python = fake_env(tmp_path, with_project_venv=True)
+@pytest.mark.slow
+def test_user_env_keeps_its_torch_and_detectron2(project_env):
+    python = project_env
     r = setup("--no-venv", PYTHON=python)
     assert r.returncode == 0, r.stderr
     assert "found torch 2.14.1" in r.stdout and "found Detectron2 0.7.2 (sal-detectron2)" in r.stdout
@@ -395,14 +416,14 @@ def test_user_env_keeps_its_own_detectron2_unless_asked_and_then_replaces_it(tmp
     assert uninstall and install and uninstall[0] < install[0]
 
 
-def test_user_env_with_a_broken_detectron2_is_refused_not_replaced(tmp_path):
+def test_user_env_with_a_broken_detectron2_is_refused_not_replaced(tmp_path, bare_env):
     python = fake_env(tmp_path, dists=[("detectron2", "0.6")],
                       files={"detectron2/__init__.py": "raise OSError('libc10.so: cannot open shared object file')\n"})
     r = setup("--no-venv", PYTHON=python)
     assert r.returncode == 1 and not [c for c in planned(r) if "sal-detectron2" in c or "uninstall" in c]
     assert "does not import (OSError: libc10.so: cannot open shared object file)" in r.stderr
     assert "--detectron2 bundled or --detectron2 official" in r.stderr
-    keep = setup("--no-venv", "--detectron2", "keep", PYTHON=fake_env(tmp_path / "bare"))
+    keep = setup("--no-venv", "--detectron2", "keep", PYTHON=bare_env)
     assert keep.returncode == 1 and "--detectron2 keep, but no Detectron2 imports" in keep.stderr
 
 
@@ -427,21 +448,21 @@ def test_the_bundled_wheel_installed_with_its_old_metadata_is_refreshed(tmp_path
     assert any("retag_wheel.py" in c for c in planned(r)) and not [c for c in planned(r) if "uninstall" in c]
 
 
-def test_user_env_pinned_gets_the_exact_tested_versions(tmp_path):
-    python = fake_env(tmp_path)
+def test_user_env_pinned_gets_the_exact_tested_versions(bare_env):
+    python = bare_env
     r = setup("--no-venv", "--pinned", PYTHON=python)
     assert r.returncode == 0, r.stderr
     commands = planned(r)
     assert any("-r" in c and "requirements/base.txt" in c and "requirements/constraints.txt" in c
                and "test.txt" not in c for c in commands)
-    assert any(c.endswith(f"install --no-deps --no-build-isolation -e {Path.cwd()}") for c in commands)
+    assert any(c.endswith(f"install --no-deps --no-build-isolation -e {ROOT}") for c in commands)
 
 
 # make test / make demo: which Python runs them (`make -n` prints the commands without running them).
 def make(*args, **env):
     clean = {k: v for k, v in os.environ.items()
              if k not in ("PYTHON", "VIRTUAL_ENV", "CONDA_PREFIX", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    return subprocess.run(["make", *args], capture_output=True, text=True, env=dict(clean, **env), timeout=120)
+    return subprocess.run(["make", *args], capture_output=True, text=True, env=dict(clean, **env), timeout=120, cwd=ROOT)
 
 
 def test_make_uses_the_checkouts_venv_by_default():
@@ -450,26 +471,26 @@ def test_make_uses_the_checkouts_venv_by_default():
     assert r.stdout.splitlines()[-1] == ".venv/bin/python -m pytest tests -q -rs"
 
 
-def test_make_runs_with_the_python_it_is_given_and_sets_nothing_up(tmp_path):
+def test_make_runs_with_the_python_it_is_given_and_sets_nothing_up(bare_env):
     python = sys.executable  # the project's environment: it has Detectron2
     for target, command in [("test", f"{python} -m pytest tests -q -rs"),
                             ("demo", f"{python} -m rgs_detectron.cli.digits_demo --output output/digits_demo")]:
         r = make("-n", target, f"PYTHON={python}")
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines()[-1] == command and "VENV=.venv bash tools/setup_env.sh" not in r.stdout
-    bare = fake_env(tmp_path)
+    bare = bare_env
     r = make("test", f"PYTHON={bare}")
     assert r.returncode == 2 and "pytest" not in r.stdout
     assert f"make: PYTHON={bare} has no Detectron2; install into it with 'PYTHON={bare} bash tools/setup_env.sh --no-venv" \
            in r.stderr
 
 
-def test_make_uses_an_active_environment_that_has_detectron2(tmp_path):
-    with_d2 = Path(fake_env(tmp_path / "a", with_project_venv=True)).parents[1]
+def test_make_uses_an_active_environment_that_has_detectron2(project_env, bare_env):
+    with_d2 = Path(project_env).parents[1]
     r = make("-n", "demo", VIRTUAL_ENV=str(with_d2))
     assert r.stdout.splitlines()[-1] == f"{with_d2}/bin/python -m rgs_detectron.cli.digits_demo --output output/digits_demo"
     assert "VENV=.venv bash tools/setup_env.sh" not in r.stdout
-    without = Path(fake_env(tmp_path / "b")).parents[1]  # e.g. conda's base environment
+    without = Path(bare_env).parents[1]  # e.g. conda's base environment
     r = make("-n", "test", CONDA_PREFIX=str(without))
     assert r.stdout.splitlines()[-1] == ".venv/bin/python -m pytest tests -q -rs"
 
@@ -479,11 +500,12 @@ def test_the_readmes_bibtex_and_citation_cff_cite_the_same_paper():
 
     import yaml
 
-    cff = yaml.safe_load(open("CITATION.cff"))
+    cff = yaml.safe_load(open(ROOT / "CITATION.cff"))
     assert cff["cff-version"] == "1.2.0" and cff["license"] == "Apache-2.0"
     paper = cff["preferred-citation"]
-    bibtex = open("README.md").read().split("```bibtex\n", 1)[1].split("```", 1)[0]
+    bibtex = open(ROOT / "README.md").read().split("```bibtex\n", 1)[1].split("```", 1)[0]
     field = {k: " ".join(v.split()) for k, v in re.findall(r"(\w+)\s*=\s*\{(.*?)\},?\n", bibtex, re.S)}
     assert field["title"] == paper["title"] and int(field["year"]) == paper["year"]
     assert field["author"].split(" and ") == [f"{a['family-names']}, {a['given-names']}" for a in paper["authors"]]
-    assert "Apache License" in open("LICENSE").read(200) and "Version 2.0, January 2004" in open("LICENSE").read(200)
+    license_head = (ROOT / "LICENSE").read_text()[:200]
+    assert "Apache License" in license_head and "Version 2.0, January 2004" in license_head
