@@ -58,7 +58,8 @@ setup(
     description="RGSNet backbones (ResNets with a nonlinear ReLU + GroupNorm shortcut) for Detectron2",
     packages=find_packages(include=["rgs_detectron", "rgs_detectron.*"]),
     # The configs ship inside the package (rgs_detectron.model_zoo finds them).
-    package_data={"rgs_detectron.model_zoo": ["configs/*.yaml", "configs/*/*.yaml", "configs/*/*.py", "configs/*/*/*.py"]},
+    package_data={"rgs_detectron.model_zoo": ["configs/*.yaml", "configs/*/*.yaml", "configs/*/*.py",
+                                              "configs/*/*/*.py"]},
     license="Apache-2.0",  # Detectron2's licence (an SPDX name: setuptools deprecates License classifiers)
     license_files=["LICENSE"],
     classifiers=[

@@ -11,13 +11,32 @@ from rgs_detectron import get_rgsnet_cfg
 from rgs_detectron.checkpoint import RGSCheckpointer
 from rgs_detectron.model_zoo import get_config_file
 
-TINY_WIDTH = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-              "MODEL.RESNETS.WIDTH_PER_GROUP", 16]
+TINY_WIDTH = [
+    "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.WIDTH_PER_GROUP", 16
+]
 TINY = [
-    "MODEL.DEVICE", "cpu", "MODEL.FPN.OUT_CHANNELS", 32, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32,
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", 64, "MODEL.RPN.POST_NMS_TOPK_TEST", 32, "MODEL.ROI_BOX_HEAD.FC_DIM", 64,
-    "INPUT.MIN_SIZE_TEST", 96, "INPUT.MAX_SIZE_TEST", 96, "INPUT.MIN_SIZE_TRAIN", (96,), "INPUT.MAX_SIZE_TRAIN", 96,
-    "DATALOADER.NUM_WORKERS", 0,
+    "MODEL.DEVICE",
+    "cpu",
+    "MODEL.FPN.OUT_CHANNELS",
+    32,
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    32,
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    64,
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    32,
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    64,
+    "INPUT.MIN_SIZE_TEST",
+    96,
+    "INPUT.MAX_SIZE_TEST",
+    96,
+    "INPUT.MIN_SIZE_TRAIN",
+    (96, ),
+    "INPUT.MAX_SIZE_TRAIN",
+    96,
+    "DATALOADER.NUM_WORKERS",
+    0,
 ]
 CONFIGS = {"FPN": "demo/digits_res_rgs.yaml", "C4": "demo/digits_res_rgs_c4.yaml"}
 
@@ -42,7 +61,7 @@ def tiny_batch(n=2, size=96, seed=0, num_classes=10):
         wh = torch.randint(12, size // 2, (3, 2), generator=g).float()
         inst = Instances((size, size))
         inst.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
-        inst.gt_classes = torch.randint(0, num_classes, (3,), generator=g)
+        inst.gt_classes = torch.randint(0, num_classes, (3, ), generator=g)
         batch.append({"image": image, "instances": inst, "height": size, "width": size})
     return batch
 

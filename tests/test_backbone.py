@@ -17,12 +17,12 @@ ALL = ["res2", "res3", "res4", "res5"]
 
 
 @pytest.mark.parametrize("depth,stride_in_1x1", [(50, True), (50, False), (101, True), (101, False), (18, False),
-                                                  (34, False)])
+                                                 (34, False)])
 def test_original_matches_detectron2_resnet(depth, stride_in_1x1):
     """Depths 18 and 34 are basic blocks; Detectron2 requires RES2_OUT_CHANNELS 64 there."""
     cfg = rgs_cfg("MODEL.RESNETS.DEPTH", depth, "MODEL.RESNETS.STRIDE_IN_1X1", stride_in_1x1,
-                  "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if depth in (18, 34) else 256,
-                  "MODEL.RESNETS.OUT_FEATURES", ALL, "MODEL.RGSNET.VARIANT", "original")
+                  "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if depth in (18, 34) else 256, "MODEL.RESNETS.OUT_FEATURES",
+                  ALL, "MODEL.RGSNET.VARIANT", "original")
     theirs = build_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
     ours = build_rgsnet_backbone(cfg, ShapeSpec(channels=3)).eval()
     assert list(ours.state_dict()) == list(theirs.state_dict())
@@ -44,22 +44,25 @@ def test_every_builder_has_detectron2_outputs(variant):
     common = ["MODEL.RGSNET.VARIANT", variant, "MODEL.RESNETS.DEPTH", 26, *TINY_WIDTH, "MODEL.FPN.OUT_CHANNELS", 32]
     x = torch.randn(1, 3, 128, 128)
 
-    c4 = build_backbone(rgs_cfg(*common, "MODEL.RESNETS.OUT_FEATURES", ["res4"], "MODEL.BACKBONE.NAME", "build_rgsnet_backbone"))
+    c4 = build_backbone(
+        rgs_cfg(*common, "MODEL.RESNETS.OUT_FEATURES", ["res4"], "MODEL.BACKBONE.NAME", "build_rgsnet_backbone"))
     assert _shape(c4) == {"res4": (256, 16)}
     assert c4(x)["res4"].shape == (1, 256, 8, 8)
 
-    bottom = build_backbone(rgs_cfg(*common, "MODEL.RESNETS.OUT_FEATURES", ALL, "MODEL.BACKBONE.NAME", "build_rgsnet_backbone"))
+    bottom = build_backbone(
+        rgs_cfg(*common, "MODEL.RESNETS.OUT_FEATURES", ALL, "MODEL.BACKBONE.NAME", "build_rgsnet_backbone"))
     assert _shape(bottom) == {"res2": (64, 4), "res3": (128, 8), "res4": (256, 16), "res5": (512, 32)}
 
-    fpn = build_backbone(rgs_cfg(*common, "MODEL.RESNETS.OUT_FEATURES", ALL, "MODEL.FPN.IN_FEATURES", ALL,
-                                 "MODEL.BACKBONE.NAME", "build_rgsnet_fpn_backbone"))
+    fpn = build_backbone(
+        rgs_cfg(*common, "MODEL.RESNETS.OUT_FEATURES", ALL, "MODEL.FPN.IN_FEATURES", ALL, "MODEL.BACKBONE.NAME",
+                "build_rgsnet_fpn_backbone"))
     assert _shape(fpn) == {f"p{i}": (32, 2**i) for i in range(2, 7)}
     out = fpn(x)
     assert {k: v.shape[-1] for k, v in out.items()} == {f"p{i}": 128 // 2**i for i in range(2, 7)}
 
-    retina = build_backbone(rgs_cfg(*common, "MODEL.RESNETS.OUT_FEATURES", ["res3", "res4", "res5"],
-                                    "MODEL.FPN.IN_FEATURES", ["res3", "res4", "res5"],
-                                    "MODEL.BACKBONE.NAME", "build_retinanet_rgsnet_fpn_backbone"))
+    retina = build_backbone(
+        rgs_cfg(*common, "MODEL.RESNETS.OUT_FEATURES", ["res3", "res4", "res5"], "MODEL.FPN.IN_FEATURES",
+                ["res3", "res4", "res5"], "MODEL.BACKBONE.NAME", "build_retinanet_rgsnet_fpn_backbone"))
     assert _shape(retina) == {f"p{i}": (32, 2**i) for i in range(3, 8)}
     assert set(retina(x)) == {f"p{i}" for i in range(3, 8)}
 
@@ -82,7 +85,7 @@ def test_faster_rcnn_forward_backward(variant, head):
         assert type(model.roi_heads).__name__ == "RGSNetRes5ROIHeads"
     model.eval()
     with torch.no_grad():
-        (pred,) = model([{"image": tiny_batch(1)[0]["image"]}])
+        (pred, ) = model([{"image": tiny_batch(1)[0]["image"]}])
     assert "instances" in pred
 
 
@@ -112,14 +115,14 @@ def _sgd_steps(model, batch, opt, steps):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_trace_matches_eager(variant):
-    cfg = rgs_cfg("MODEL.RGSNET.VARIANT", variant, "MODEL.RESNETS.DEPTH", 26, *TINY_WIDTH,
-                  "MODEL.RESNETS.OUT_FEATURES", ALL, "MODEL.RGSNET.SHORTCUT_IMPL", "auto")
+    cfg = rgs_cfg("MODEL.RGSNET.VARIANT", variant, "MODEL.RESNETS.DEPTH", 26, *TINY_WIDTH, "MODEL.RESNETS.OUT_FEATURES",
+                  ALL, "MODEL.RGSNET.SHORTCUT_IMPL", "auto")
     backbone = build_rgsnet_backbone(cfg, ShapeSpec(channels=3)).eval()
     with torch.no_grad():
         randomize_frozen_bn(backbone)
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():  # FrozenBN picks its op by requires_grad: trace the inference path
-        traced = torch.jit.trace(backbone, (x,), strict=False, check_trace=False)
+        traced = torch.jit.trace(backbone, (x, ), strict=False, check_trace=False)
     with torch.no_grad():
         eager, out = backbone(x), traced(x)
     for k in ALL:
@@ -153,16 +156,16 @@ def test_rg_adds_only_gn_affine_parameters():
     assert _count("b-RGS") - base == 22_528
     # Res-RGS adds the inner GN where the 3x3 conv has stride 1 (all but 3 blocks).
     assert _count("Res-RGS") - base == 22_528 + 2 * (3 * 64 + 3 * 128 + 5 * 256 + 2 * 512)
-    assert _count("Res-RGS", "MODEL.RESNETS.STRIDE_IN_1X1", True) - base == 22_528 + 2 * (3 * 64 + 4 * 128 + 6 * 256 + 3 * 512)
+    assert _count("Res-RGS", "MODEL.RESNETS.STRIDE_IN_1X1",
+                  True) - base == 22_528 + 2 * (3 * 64 + 4 * 128 + 6 * 256 + 3 * 512)
     assert _count("Res-RGS", "MODEL.RGSNET.SE_REDUCTION", 16) > _count("Res-RGS") + 2_000_000
 
 
-@pytest.mark.parametrize("width,stem,res2,wpg,groups", [
-    (0.25, 16, 64, 16, 8), (0.5, 32, 128, 32, 16), (1, 64, 256, 64, 32), (2, 128, 512, 128, 64)])
+@pytest.mark.parametrize("width,stem,res2,wpg,groups", [(0.25, 16, 64, 16, 8), (0.5, 32, 128, 32, 16),
+                                                        (1, 64, 256, 64, 32), (2, 128, 512, 128, 64)])
 def test_widths_scale_gn_groups(width, stem, res2, wpg, groups):
-    cfg = rgs_cfg("MODEL.RESNETS.DEPTH", 26, "MODEL.RESNETS.STEM_OUT_CHANNELS", stem,
-                  "MODEL.RESNETS.RES2_OUT_CHANNELS", res2, "MODEL.RESNETS.WIDTH_PER_GROUP", wpg,
-                  "MODEL.RESNETS.OUT_FEATURES", ["res2"])
+    cfg = rgs_cfg("MODEL.RESNETS.DEPTH", 26, "MODEL.RESNETS.STEM_OUT_CHANNELS", stem, "MODEL.RESNETS.RES2_OUT_CHANNELS",
+                  res2, "MODEL.RESNETS.WIDTH_PER_GROUP", wpg, "MODEL.RESNETS.OUT_FEATURES", ["res2"])
     block = build_rgsnet_backbone(cfg, ShapeSpec(channels=3)).res2[1]
     assert block.shortcut_norm.num_groups == groups and block.inner_norm.num_groups == groups
 

@@ -65,9 +65,9 @@ def test_converter_maps_torchvision_resnet18_onto_the_r18_backbone(tmp_path):
 
 @pytest.mark.parametrize("opts,words", [
     ([], "res2_out_channels (MODEL.RESNETS.RES2_OUT_CHANNELS) = 256 is invalid: basic blocks (MODEL.RESNETS.DEPTH "
-         "18 or 34) keep the stem's width in res2 (stem_channels): set it to 64"),
-    (["MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.NUM_GROUPS", 32],
-     "num_groups (MODEL.RESNETS.NUM_GROUPS) = 32 is invalid: basic blocks (MODEL.RESNETS.DEPTH 18 or 34) have no "
+     "18 or 34) keep the stem's width in res2 (stem_channels): set it to 64"),
+    (["MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.NUM_GROUPS", 32
+      ], "num_groups (MODEL.RESNETS.NUM_GROUPS) = 32 is invalid: basic blocks (MODEL.RESNETS.DEPTH 18 or 34) have no "
      "grouped conv: set it to 1"),
 ])
 def test_what_a_basic_block_cannot_vary_is_refused_naming_the_key(opts, words):

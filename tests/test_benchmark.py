@@ -36,12 +36,36 @@ def _numbers(tree):
 def test_tiny_cpu_run_writes_complete_json(benchmark, tmp_path):
     threads = torch.get_num_threads()
     assert benchmark.main([
-        "--device", "cpu", "--batch", "1", "--input-size", "96", "128",
-        "--iters", "1", "--warmup", "1", "--depth", "26", "--width-mult", "0.25",
-        "--fpn-channels", "32", "--threads", "1", "--shortcut-impl", "lean", "--amp", "on",
-        "--output", str(tmp_path),
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "--input-size",
+        "96",
+        "128",
+        "--iters",
+        "1",
+        "--warmup",
+        "1",
+        "--depth",
+        "26",
+        "--width-mult",
+        "0.25",
+        "--fpn-channels",
+        "32",
+        "--threads",
+        "1",
+        "--shortcut-impl",
+        "lean",
+        "--amp",
+        "on",
+        "--output",
+        str(tmp_path),
         # a smaller box head keeps the test quick; any Detectron2 key can be overridden
-        "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64",
+        "MODEL.ROI_BOX_HEAD.FC_DIM",
+        "64",
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+        "64",
     ]) == 0
     report = json.loads((tmp_path / "benchmark.json").read_text())
     variants = ["original", "b-RGS", "d-RGS", "Res-RGS"]
@@ -76,8 +100,8 @@ def test_the_benchmarked_network_is_the_shipped_fpn_config(benchmark):
     cfg = benchmark.build_cfg(args, "Res-RGS", "auto")
     shipped = rgs_cfg("MODEL.RGSNET.VARIANT", "Res-RGS", "MODEL.RESNETS.DEPTH", 26, "MODEL.RESNETS.NORM", "BN",
                       "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-                      "MODEL.RESNETS.WIDTH_PER_GROUP", 16, "MODEL.BACKBONE.FREEZE_AT", 0,
-                      "MODEL.ROI_HEADS.NUM_CLASSES", 80, "MODEL.WEIGHTS", "", "MODEL.RGSNET.GN_GROUPS", 8,
+                      "MODEL.RESNETS.WIDTH_PER_GROUP", 16, "MODEL.BACKBONE.FREEZE_AT", 0, "MODEL.ROI_HEADS.NUM_CLASSES",
+                      80, "MODEL.WEIGHTS", "", "MODEL.RGSNET.GN_GROUPS", 8,
                       base=get_config_file("Base-RGSNet-FPN.yaml"))
     assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False and cfg.MODEL == shipped.MODEL and cfg.INPUT == shipped.INPUT
     assert list(build_model(cfg).state_dict()) == list(build_model(shipped).state_dict())

@@ -47,6 +47,7 @@ def test_full_disk_says_so_and_names_the_file(tmp_path):
         atomic_write(str(path), full)
     assert "no space left on device" in str(err.value) and "model_final.pth" in str(err.value)
     assert path.read_bytes() == b"previous" and os.listdir(tmp_path) == ["model_final.pth"]
+
     # torch.save reports a full disk as a RuntimeError from its zip writer.
 
     def torch_full(f):
@@ -180,8 +181,10 @@ def test_a_new_class_count_loads_the_backbone_and_skips_the_predictor(tmp_path, 
 
 def test_imagenet_style_file_with_a_tensor_the_backbone_lacks_is_refused(tmp_path):
     model = build_model(tiny_detector_cfg("original"))
-    backbone = {k[len("backbone.bottom_up."):]: v for k, v in model.state_dict().items()
-                if k.startswith("backbone.bottom_up.")}
+    backbone = {
+        k[len("backbone.bottom_up."):]: v
+        for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")
+    }
     backbone["res2.1.shortcut_norm.weight"] = torch.ones(64)  # a b-RGS tensor
     path = tmp_path / "imagenet.pth"
     torch.save({"model": backbone, "__author__": "x", "matching_heuristics": True}, path)
@@ -214,7 +217,7 @@ class _Poison:
     marker = ""
 
     def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+        return (os.system, (f"touch {self.marker}", ))
 
 
 def test_poisoned_pkl_never_runs(tmp_path):
@@ -258,8 +261,10 @@ def test_full_checkpoint_round_trip(tmp_path):
 def test_an_imagenet_classifiers_head_in_a_backbone_file_is_allowed(tmp_path):
     """Detectron2's own ImageNet .pkl files hold the classifier's fc1000 beside the backbone."""
     model = build_model(tiny_detector_cfg("original"))
-    backbone = {k[len("backbone.bottom_up."):]: v.numpy() for k, v in model.state_dict().items()
-                if k.startswith("backbone.bottom_up.")}
+    backbone = {
+        k[len("backbone.bottom_up."):]: v.numpy()
+        for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")
+    }
     backbone.update({"fc1000_w": np.zeros((1000, 512), dtype=np.float32), "fc1000_b": np.zeros(1000, dtype=np.float32)})
     path = tmp_path / "R-26.pkl"
     with open(path, "wb") as f:
@@ -335,8 +340,11 @@ def _msra_r50_layout(tmp_path):
 
     model = build_model(tiny_detector_cfg("original"))
     prefix = "backbone.bottom_up."
-    d2 = {k[len(prefix):]: v for k, v in model.state_dict().items() if k.startswith(prefix)
-          and not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    d2 = {
+        k[len(prefix):]: v
+        for k, v in model.state_dict().items()
+        if k.startswith(prefix) and not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }
     c2 = {}
     for name, value in d2.items():
         name = name.replace("stem.conv1.norm.", "res_conv1_bn.").replace("stem.conv1.", "conv1.")
@@ -364,8 +372,10 @@ def test_msra_weights_are_refused_by_res_rgs_and_warned_about_in_an_rgb_original
     assert "Caffe2 (MSRA) ImageNet weights" in caplog.text
     assert "INPUT.FORMAT RGB, MODEL.PIXEL_STD [58.395, 57.12, 57.375], MODEL.RESNETS.STRIDE_IN_1X1 False" in caplog.text
     caplog.clear()
-    msra = ["MODEL.RESNETS.NORM", "FrozenBN", "INPUT.FORMAT", "BGR", "MODEL.PIXEL_MEAN", [103.53, 116.28, 123.675],
-            "MODEL.PIXEL_STD", [1.0, 1.0, 1.0], "MODEL.RESNETS.STRIDE_IN_1X1", True]
+    msra = [
+        "MODEL.RESNETS.NORM", "FrozenBN", "INPUT.FORMAT", "BGR", "MODEL.PIXEL_MEAN", [103.53, 116.28, 123.675],
+        "MODEL.PIXEL_STD", [1.0, 1.0, 1.0], "MODEL.RESNETS.STRIDE_IN_1X1", True
+    ]
     RGSCheckpointer(build_model(tiny_detector_cfg("original", "FPN", *msra))).load(path)
     assert "Caffe2 (MSRA)" not in caplog.text
 
@@ -384,13 +394,16 @@ def test_load_weights_is_the_strict_one_liner_for_a_plain_detectron2_trainer(tmp
     from common import tiny_batch
 
     class Trainer(DefaultTrainer):  # a user's trainer: Detectron2's, with their own data
+
         @classmethod
         def build_train_loader(cls, cfg):
             return itertools.repeat(tiny_batch())
 
     original = build_model(tiny_detector_cfg("original"))
-    resnet = {k[len("backbone.bottom_up."):]: v for k, v in original.state_dict().items()
-              if k.startswith("backbone.bottom_up.")}
+    resnet = {
+        k[len("backbone.bottom_up."):]: v
+        for k, v in original.state_dict().items() if k.startswith("backbone.bottom_up.")
+    }
     plain = tmp_path / "resnet.pth"
     torch.save({"model": resnet, "__author__": "someone", "matching_heuristics": True}, plain)
     right = _saved(tmp_path, "Res-RGS")
@@ -416,8 +429,11 @@ def backbone_only(tmp_path_factory):
     prefix = "backbone.bottom_up."
     tensors = {k[len(prefix):]: v for k, v in model.state_dict().items() if k.startswith(prefix)}
     path = folder / "imagenet.pth"
-    torch.save({"model": tensors, "__author__": "x", "matching_heuristics": True,
-                "rgsnet_spec": model.backbone.bottom_up.spec.to_dict()}, path)
+    torch.save(
+        {
+            "model": tensors, "__author__": "x", "matching_heuristics": True,
+            "rgsnet_spec": model.backbone.bottom_up.spec.to_dict()
+        }, path)
     return str(path)
 
 
@@ -522,6 +538,7 @@ class _TinyDataTrainer:
         from common import tiny_batch
 
         class Trainer(RGSTrainer):
+
             @classmethod
             def build_train_loader(cls, cfg):
                 return itertools.repeat(tiny_batch())
@@ -530,8 +547,7 @@ class _TinyDataTrainer:
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".pyth", ".pkl"])
-def test_a_poisoned_file_never_runs_through_model_weights_resume_or_the_converter(tmp_path, poisoned, suffix,
-                                                                                  capsys):
+def test_a_poisoned_file_never_runs_through_model_weights_resume_or_the_converter(tmp_path, poisoned, suffix, capsys):
     from rgs_detectron.cli import convert as convert_tool
 
     weights = poisoned(tmp_path / f"weights{suffix}")

@@ -37,9 +37,9 @@ def test_config_loads_and_builds(path):
     if "demo" not in path:
         assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False and cfg.INPUT.FORMAT == "RGB"
         assert cfg.MODEL.WEIGHTS.startswith("checkpoints/imagenet/")
-        expected = {"coco": ("coco_2014_minival",), "voc": ("voc_2007_test",)}[os.path.basename(path).split("_")[0]]
+        expected = {"coco": ("coco_2014_minival", ), "voc": ("voc_2007_test", )}[os.path.basename(path).split("_")[0]]
         if "mask_rcnn" in path or "retinanet" in path:  # Detectron2's 1x recipes, not the paper's experiments
-            expected = ("coco_2017_val",)
+            expected = ("coco_2017_val", )
         assert tuple(cfg.DATASETS.TEST) == expected
 
 
@@ -73,9 +73,10 @@ def test_documented_commands_train_the_papers_epochs(config, epochs, num_gpus):
 
 def test_documented_manual_batch_recipe_trains_ten_voc_epochs():
     """README: 'to pick the batch yourself' on VOC, batch 4 on one GPU."""
-    opts = ["SOLVER.REFERENCE_WORLD_SIZE", 0, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.BASE_LR", 0.005,
-            "SOLVER.MAX_ITER", 12528, "SOLVER.STEPS", (10022,), "SOLVER.WARMUP_ITERS", 400,
-            "SOLVER.CHECKPOINT_PERIOD", 4000]
+    opts = [
+        "SOLVER.REFERENCE_WORLD_SIZE", 0, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.BASE_LR", 0.005, "SOLVER.MAX_ITER", 12528,
+        "SOLVER.STEPS", (10022, ), "SOLVER.WARMUP_ITERS", 400, "SOLVER.CHECKPOINT_PERIOD", 4000
+    ]
     cfg = DefaultTrainer.auto_scale_workers(rgs_cfg(*opts, base=str(CONFIG_DIR / "voc_b_rgs_50_fpn.yaml")), 1)
     assert cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH / TRAIN_IMAGES["voc"] == pytest.approx(10, rel=1e-3)
     assert cfg.SOLVER.STEPS[0] * cfg.SOLVER.IMS_PER_BATCH / TRAIN_IMAGES["voc"] == pytest.approx(8, rel=1e-3)

@@ -66,7 +66,7 @@ def randomize(model, seed=0):
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
             elif isinstance(m, nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel())**0.5)
                 if m.bias is not None:
                     m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return model.eval()
@@ -188,7 +188,9 @@ def test_round_trip_depth26_quarter_width(tmp_path, variant):
 
 @pytest.mark.parametrize(
     "extra",
-    [dict(se_reduction=4), dict(num_groups=2, width_per_group=8), dict(blocks_per_stage=[1, 2, 1, 1], gn_groups=4)],
+    [dict(se_reduction=4),
+     dict(num_groups=2, width_per_group=8),
+     dict(blocks_per_stage=[1, 2, 1, 1], gn_groups=4)],
     ids=["SE", "ResNeXt", "explicit-layout"],
 )
 def test_round_trip_options(tmp_path, extra):
@@ -200,8 +202,7 @@ def test_torchvision_resnet50_round_trip(tmp_path):
     """DataParallel-style names under 'state_dict', as training scripts save them."""
     model = randomize(torchvision.models.resnet50())
     model.forward_features = lambda x: _torchvision_features(model, x)
-    saved = {"epoch": 90, "arch": "resnet50",
-             "state_dict": {"module." + k: v for k, v in model.state_dict().items()}}
+    saved = {"epoch": 90, "arch": "resnet50", "state_dict": {"module." + k: v for k, v in model.state_dict().items()}}
     result, _ = round_trip(tmp_path, model, RGSNetSpec.create("original", 50), saved=saved)
     assert result.settings["INPUT.FORMAT"] == "RGB"
     assert result.settings["MODEL.RESNETS.STRIDE_IN_1X1"] is False
@@ -268,7 +269,7 @@ def test_loads_into_faster_rcnn(tmp_path, small_checkpoint, arch):
     convert_checkpoint(str(src), str(out), small_cfg("Res-RGS"))
     cfg = tiny_detector_cfg("Res-RGS", arch, "MODEL.WEIGHTS", str(out), "MODEL.RESNETS.NORM", "FrozenBN")
     # C4: res2..res4 in the backbone, res5 inside the ROI head
-    prefixes = ("backbone.bottom_up.",) if arch == "FPN" else ("backbone.", "roi_heads.res5.")
+    prefixes = ("backbone.bottom_up.", ) if arch == "FPN" else ("backbone.", "roi_heads.res5.")
     model = build_model(cfg)
     incompatible = load_d2(model, cfg.MODEL.WEIGHTS)
     assert not incompatible.unexpected_keys
@@ -300,8 +301,7 @@ def test_unknown_names_fail(tmp_path, small_checkpoint):
 
 
 def test_wrong_variant_fails_with_a_hint(tmp_path, small_checkpoint):
-    assert_fails(tmp_path, small_checkpoint[0], small_cfg("original"), r"unknown", r"shortcut_norm",
-                 r"check --variant")
+    assert_fails(tmp_path, small_checkpoint[0], small_cfg("original"), r"unknown", r"shortcut_norm", r"check --variant")
 
 
 def test_converted_file_is_not_converted_twice(tmp_path, small_checkpoint):
@@ -348,7 +348,7 @@ def test_allow_partial_writes_what_matches(tmp_path, small_checkpoint):
 def test_truncated_file_fails(tmp_path, small_checkpoint):
     data = small_checkpoint[0].read_bytes()
     src = tmp_path / "truncated.pth"
-    src.write_bytes(data[: len(data) // 2])
+    src.write_bytes(data[:len(data) // 2])
     assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"truncated or corrupt")
     src.write_bytes(b"")
     assert_fails(tmp_path, src, small_cfg("Res-RGS"), r"empty file")
@@ -358,7 +358,7 @@ class _Malicious:
     marker = None
 
     def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+        return (os.system, (f"touch {self.marker}", ))
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
@@ -390,6 +390,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, small_checkpoint):
 
 
 def test_failed_write_leaves_nothing(tmp_path, small_checkpoint, monkeypatch):
+
     def broken_save(obj, f):
         f.write(b"half a checkpoint")
         raise OSError(28, "No space left on device")
@@ -407,10 +408,8 @@ def test_cli_with_config_file(tmp_path, small_checkpoint, monkeypatch, capsys):
     """The command line as users run it (the tools/ wrapper, its exit status), with a yaml that leaves INPUT.FORMAT at
     Detectron2's BGR: the printed settings merge back into a config that fits the weights."""
     config = tmp_path / "rgs.yaml"
-    config.write_text(
-        "MODEL:\n  RESNETS:\n    DEPTH: 26\n    STEM_OUT_CHANNELS: 16\n    RES2_OUT_CHANNELS: 64\n"
-        "    WIDTH_PER_GROUP: 16\n  RGSNET:\n    VARIANT: Res-RGS\n"
-    )
+    config.write_text("MODEL:\n  RESNETS:\n    DEPTH: 26\n    STEM_OUT_CHANNELS: 16\n    RES2_OUT_CHANNELS: 64\n"
+                      "    WIDTH_PER_GROUP: 16\n  RGSNET:\n    VARIANT: Res-RGS\n")
     out = tmp_path / "converted.pth"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [str(TOOL), str(small_checkpoint[0]), str(out), "--config-file", str(config)])
@@ -449,8 +448,11 @@ def test_cli_failures_exit_with_status_and_one_line(tmp_path, small_checkpoint, 
     assert "need --config-file" in capsys.readouterr().err
     assert convert_tool.main([str(tmp_path / "missing.pth"), str(out), "--variant", "b-RGS"]) == 1
     assert "does not exist" in capsys.readouterr().err
-    assert convert_tool.main([str(small_checkpoint[0]), str(out), "--variant", "Res-RGS", "--depth", "26",
-                              "--width-mult", "0.25", "--rename", r"^zzz=", "--gn-groups", "8"]) == 0
+    assert convert_tool.main([
+        str(small_checkpoint[0]),
+        str(out), "--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25", "--rename", r"^zzz=", "--gn-groups",
+        "8"
+    ]) == 0
     assert "VARIANT: Res-RGS" in capsys.readouterr().out and out.exists()
 
 
@@ -464,8 +466,10 @@ def test_warm_start_from_resnet_is_labelled_and_loads_strictly(tmp_path, capsys)
     src = tmp_path / "resnet26.pth"
     torch.save({"state_dict": resnet.state_dict()}, src)
     out = tmp_path / "b_rgs_warm.pth"
-    argv = [str(src), str(out), "--variant", "b-RGS", "--depth", "26", "--width-mult", "0.25",
-            "--warm-start-from-resnet"]
+    argv = [
+        str(src),
+        str(out), "--variant", "b-RGS", "--depth", "26", "--width-mult", "0.25", "--warm-start-from-resnet"
+    ]
     assert convert_tool.main(argv) == 0
     printed = capsys.readouterr().out
     assert "WARM START, warm start from ResNet weights (not the paper's protocol)" in printed
@@ -489,21 +493,26 @@ def test_warm_start_refuses_a_resnet_of_another_depth(tmp_path, capsys):
     resnet = RGSNetClassifier(RGSNetSpec.create("original", 38, 0.25))
     src = tmp_path / "resnet38.pth"
     torch.save(resnet.state_dict(), src)
-    argv = [str(src), str(tmp_path / "o.pth"), "--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25",
-            "--warm-start-from-resnet"]
+    argv = [
+        str(src),
+        str(tmp_path / "o.pth"), "--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25",
+        "--warm-start-from-resnet"
+    ]
     assert convert_tool.main(argv) == 1
     assert "do not fit this RGSNet's shared layers" in capsys.readouterr().err
     assert not (tmp_path / "o.pth").exists()
 
 
 def test_an_old_format_checkpoint_without_a_description_asks_for_one(tmp_path, capsys):
-    torch.save(build_classifier("b-RGS", 26, 0.25).state_dict(), tmp_path / "old.pth",
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        build_classifier("b-RGS", 26, 0.25).state_dict(), tmp_path / "old.pth", _use_new_zipfile_serialization=False)
     assert convert_tool.main([str(tmp_path / "old.pth"), str(tmp_path / "out.pth")]) == 2
     err = capsys.readouterr().err
     assert "give --variant" in err and "Traceback" not in err
-    assert convert_tool.main([str(tmp_path / "old.pth"), str(tmp_path / "out.pth"), "--variant", "b-RGS", "--depth",
-                              "26", "--width-mult", "0.25"]) == 0
+    assert convert_tool.main([
+        str(tmp_path / "old.pth"),
+        str(tmp_path / "out.pth"), "--variant", "b-RGS", "--depth", "26", "--width-mult", "0.25"
+    ]) == 0
 
 
 # --------------------------------------------------------------------------- torchvision sources, recorded specs
@@ -531,8 +540,8 @@ def test_torchvision_source_is_read_from_torch_cache(tmp_path, torch_cache, caps
     torch.save(resnet.state_dict(), torch_cache / "resnet50-0676ba61.pth")
     small = ["--depth", "26", "--width-mult", "0.25"]
     source = "torchvision:ResNet50_Weights.IMAGENET1K_V1"
-    assert convert_tool.main([source, str(tmp_path / "warm.pth"), "--variant", "b-RGS", *small,
-                              "--warm-start-from-resnet"]) == 0
+    assert convert_tool.main(
+        [source, str(tmp_path / "warm.pth"), "--variant", "b-RGS", *small, "--warm-start-from-resnet"]) == 0
     assert convert_tool.main([source, str(tmp_path / "original.pth"), "--variant", "original", *small]) == 0
     assert "WARM START" in capsys.readouterr().out
     load_d2(d2_backbone(small_cfg("original")), tmp_path / "original.pth")
@@ -562,9 +571,11 @@ def test_warm_start_refuses_an_rgsnet_classifier(tmp_path, small_checkpoint, tor
 
     torch_cache.mkdir(parents=True)
     (torch_cache / "resnet50-0676ba61.pth").write_bytes(src.read_bytes())
-    argv = ["--dataset", "digits", "--depth", "26", "--width-mult", "0.25", "--variant", "b-RGS", "--workers", "0",
-            "--device", "cpu", "--warm-start", "torchvision:ResNet50_Weights.IMAGENET1K_V1",
-            "--output", str(tmp_path / "run")]
+    argv = [
+        "--dataset", "digits", "--depth", "26", "--width-mult", "0.25", "--variant", "b-RGS", "--workers", "0",
+        "--device", "cpu", "--warm-start", "torchvision:ResNet50_Weights.IMAGENET1K_V1", "--output",
+        str(tmp_path / "run")
+    ]
     assert train_classifier.main(argv) == 1
     assert "torchvision:ResNet50_Weights.IMAGENET1K_V1 is an RGSNet checkpoint" in capsys.readouterr().err
 

@@ -1,7 +1,6 @@
 """Built-in digits dataset, COCO minival split tool, dataset-file checks."""
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -18,8 +17,10 @@ from rgs_detectron.errors import InputError, WeightsError
 
 
 def test_digits_dataset_is_deterministic_and_both_layouts_agree(tmp_path):
-    a = generate_digits_dataset(tmp_path / "a" / "rgs_digits", num_train=12, num_val=4, image_size=64, min_scale=12, max_scale=24)
-    b = generate_digits_dataset(tmp_path / "b" / "rgs_digits", num_train=12, num_val=4, image_size=64, min_scale=12, max_scale=24)
+    a = generate_digits_dataset(tmp_path / "a" / "rgs_digits", num_train=12, num_val=4, image_size=64, min_scale=12,
+                                max_scale=24)
+    b = generate_digits_dataset(tmp_path / "b" / "rgs_digits", num_train=12, num_val=4, image_size=64, min_scale=12,
+                                max_scale=24)
     ja = json.load(open(os.path.join(a, "annotations", "instances_train.json")))
     jb = json.load(open(os.path.join(b, "annotations", "instances_train.json")))
     assert ja == jb and len(ja["images"]) == 12 and len(ja["annotations"]) >= 12
@@ -43,12 +44,14 @@ def _write(path, data):
 def _coco(ids):
     return {
         "images": [{"id": i, "file_name": f"{i}.jpg", "width": 10, "height": 10} for i in ids],
-        "annotations": [{"id": 100 + i, "image_id": i, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0} for i in ids],
+        "annotations": [{"id": 100 + i, "image_id": i, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0}
+                        for i in ids],
         "categories": [{"id": 1, "name": "thing"}],
     }
 
 
 class _Result:
+
     def __init__(self, returncode, stdout, stderr):
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
@@ -210,8 +213,10 @@ def test_mapper_reads_16_bit_images_and_names_bad_files(tmp_path):
     Image.fromarray(np.full((64, 64), 100 * 257, dtype=np.uint16)).save(tmp_path / "a.png")
     cfg = tiny_detector_cfg()
     mapper = RGSDatasetMapper(cfg, is_train=True)
-    record = {"file_name": str(tmp_path / "a.png"), "height": 64, "width": 64, "image_id": 1,
-              "annotations": [{"bbox": [4, 4, 20, 20], "bbox_mode": 1, "category_id": 0}]}
+    record = {
+        "file_name": str(tmp_path / "a.png"), "height": 64, "width": 64, "image_id": 1,
+        "annotations": [{"bbox": [4, 4, 20, 20], "bbox_mode": 1, "category_id": 0}]
+    }
     out = mapper(record)
     assert out["image"].float().mean().item() == pytest.approx(100, abs=1)
     assert len(out["instances"]) == 1
@@ -221,8 +226,10 @@ def test_mapper_reads_16_bit_images_and_names_bad_files(tmp_path):
 
 
 def _record(*boxes, size=100):
-    return {"file_name": "img.jpg", "width": size, "height": size,
-            "annotations": [{"bbox": list(b), "bbox_mode": 1, "category_id": 0} for b in boxes]}  # XYWH_ABS
+    return {
+        "file_name": "img.jpg", "width": size, "height": size,
+        "annotations": [{"bbox": list(b), "bbox_mode": 1, "category_id": 0} for b in boxes]
+    }  # XYWH_ABS
 
 
 def test_invalid_boxes_are_reported_and_dropped_never_rewritten(caplog):
@@ -289,8 +296,10 @@ def test_make_digits_keeps_a_dataset_only_when_it_has_the_parameters_asked_for(t
     from rgs_detectron.cli import make_digits
 
     root = tmp_path / "rgs_digits"
-    small = ["--root", str(root), "--num-train", "2", "--num-val", "1", "--image-size", "64", "--min-scale", "12",
-             "--max-scale", "24"]
+    small = [
+        "--root",
+        str(root), "--num-train", "2", "--num-val", "1", "--image-size", "64", "--min-scale", "12", "--max-scale", "24"
+    ]
     assert make_digits.main(small) == 0
     marker = json.loads((root / ".complete").read_text())
     assert marker["num_train"] == 2 and marker["max_scale"] == 24 and marker["seed"] == 0

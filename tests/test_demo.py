@@ -17,8 +17,10 @@ from common import save_random_detector
 
 DATASET = "rgs_test_demo_names"
 CLASS_NAMES = ["cat", "dog", "bird"]
-SMALL_TEST = ["MODEL.ROI_HEADS.NUM_CLASSES", 3, "DATASETS.TEST", (DATASET,), "INPUT.MIN_SIZE_TEST", 128,
-              "INPUT.MAX_SIZE_TEST", 192]
+SMALL_TEST = [
+    "MODEL.ROI_HEADS.NUM_CLASSES", 3, "DATASETS.TEST", (DATASET, ), "INPUT.MIN_SIZE_TEST", 128, "INPUT.MAX_SIZE_TEST",
+    192
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +46,15 @@ def images(tmp_path):
 
 def run_demo(tiny_model, *args):
     config, weights = tiny_model
-    return demo_tool.main(["--config-file", config, "--weights", weights, "--device", "cpu", "--no-progress",
-                           *map(str, args)])
+    return demo_tool.main(
+        ["--config-file", config, "--weights", weights, "--device", "cpu", "--no-progress", *map(str, args)])
 
 
 def test_demo_folder_with_corrupt_and_missing_inputs(tiny_model, images, tmp_path, capsys):
     out = tmp_path / "out"
     missing = str(tmp_path / "does_not_exist.jpg")
-    rc = run_demo(tiny_model, "--input", images, missing, images / "*.jpg", tmp_path / "*.none",
-                  "--output", out, "--confidence-threshold", "0.05")
+    rc = run_demo(tiny_model, "--input", images, missing, images / "*.jpg", tmp_path / "*.none", "--output", out,
+                  "--confidence-threshold", "0.05")
     assert rc == 0
     captured = capsys.readouterr()
     assert "Processed 3 image(s)" in captured.out and "skipped 3" in captured.out
@@ -138,8 +140,11 @@ def test_a_240_byte_input_name_is_processed(tiny_model, tmp_path):
 def test_weights_of_another_variant_are_refused(tiny_model, images, tmp_path, capsys):
     config, _ = tiny_model
     _, other, _ = save_random_detector(tmp_path, "original", "FPN", *SMALL_TEST)
-    rc = demo_tool.main(["--config-file", config, "--weights", other, "--input", str(images),
-                         "--output", str(tmp_path / "out"), "--device", "cpu"])
+    rc = demo_tool.main([
+        "--config-file", config, "--weights", other, "--input",
+        str(images), "--output",
+        str(tmp_path / "out"), "--device", "cpu"
+    ])
     assert rc == 1
     err = capsys.readouterr().err
     message = err[err.index("demo: error:"):]  # one message, no traceback, after the log lines
@@ -155,8 +160,11 @@ def test_weights_of_another_variant_are_refused(tiny_model, images, tmp_path, ca
 ])
 def test_bad_command_lines(tiny_model, images, tmp_path, capsys, args, status, words):
     config, weights = tiny_model
-    argv = ["--config-file", config, "--weights", weights, "--input", str(images), "--output", str(tmp_path / "o"),
-            "--device", "cpu", *args]
+    argv = [
+        "--config-file", config, "--weights", weights, "--input",
+        str(images), "--output",
+        str(tmp_path / "o"), "--device", "cpu", *args
+    ]
     if status == 2:
         with pytest.raises(SystemExit) as e:  # argparse's own usage error
             demo_tool.main(argv)
@@ -168,8 +176,8 @@ def test_bad_command_lines(tiny_model, images, tmp_path, capsys, args, status, w
 
 def test_collect_inputs_expands_and_deduplicates(images, tmp_path):
     paths, problems = collect_inputs(
-        [str(images / "b.jpg"), str(images), str(images / "*.png"), str(tmp_path / "empty*")]
-    )
+        [str(images / "b.jpg"), str(images),
+         str(images / "*.png"), str(tmp_path / "empty*")])
     names = [os.path.basename(p) for p in paths]
     # given order first, folders sorted, each file once; non-images in folders ignored
     assert names == ["b.jpg", "a.png", "c.png", "corrupt.png"]
@@ -187,11 +195,12 @@ def test_digits_demo_pictures_show_the_model_rgb(tmp_path, monkeypatch):
 
     generate_digits_dataset(tmp_path / "rgs_digits", num_train=1, num_val=2, image_size=96, min_scale=12, max_scale=24)
     register_digits(str(tmp_path), prefix="rgs_digits_rgb")
-    _, weights, cfg = save_random_detector(tmp_path, "Res-RGS", "FPN", "DATASETS.TEST", ("rgs_digits_rgb_val",))
+    _, weights, cfg = save_random_detector(tmp_path, "Res-RGS", "FPN", "DATASETS.TEST", ("rgs_digits_rgb_val", ))
     assert cfg.INPUT.FORMAT == "RGB"
     seen = []
 
     class Recording(RGSPredictor):
+
         def __init__(self, cfg):
             super().__init__(cfg)
             model = self.model
@@ -239,11 +248,17 @@ def untrained_heads(tmp_path_factory, tiny_model):
     data = torch.load(tiny_model[1], weights_only=True)
     prefix = "backbone.bottom_up."
     imagenet = folder / "imagenet.pth"
-    torch.save({"model": {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)},
-                "__author__": "x", "matching_heuristics": True, "rgsnet_spec": data["rgsnet_spec"]}, imagenet)
+    torch.save(
+        {
+            "model": {k[len(prefix):]: v
+                      for k, v in data["model"].items() if k.startswith(prefix)}, "__author__": "x",
+            "matching_heuristics": True, "rgsnet_spec": data["rgsnet_spec"]
+        }, imagenet)
     _, other_classes, _ = save_random_detector(folder, "Res-RGS", "FPN", *SMALL_TEST, "MODEL.ROI_HEADS.NUM_CLASSES", 5)
-    return {"imagenet": (str(imagenet), "proposal_generator.rpn_head.*, roi_heads.box_head.*"),
-            "5 classes": (other_classes, "roi_heads.box_predictor.cls_score.weight: checkpoint (6, 64) vs model (4")}
+    return {
+        "imagenet": (str(imagenet), "proposal_generator.rpn_head.*, roi_heads.box_head.*"),
+        "5 classes": (other_classes, "roi_heads.box_predictor.cls_score.weight: checkpoint (6, 64) vs model (4")
+    }
 
 
 @pytest.mark.parametrize("case", ["imagenet", "5 classes"])
@@ -262,8 +277,11 @@ def test_weights_that_leave_a_head_untrained_are_refused(tiny_model, untrained_h
     elif tool == "export":
         rc = export_tool.main(["--config-file", config, "--weights", weights, "--output", str(out), "--device", "cpu"])
     else:
-        rc = train_net_tool.main(["--config-file", config, "--eval-only", "MODEL.WEIGHTS", weights, "MODEL.DEVICE",
-                                  "cpu", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()", "OUTPUT_DIR", str(out)])
+        rc = train_net_tool.main([
+            "--config-file", config, "--eval-only", "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu", "DATASETS.TRAIN",
+            "()", "DATASETS.TEST", "()", "OUTPUT_DIR",
+            str(out)
+        ])
     assert rc == 1
     err = capsys.readouterr().err
     message = err[err.index("error: "):]

@@ -40,7 +40,8 @@ def test_convert_docs_quote_what_the_tool_writes(tmp_path):
     result = convert_checkpoint(str(tmp_path / "in.pth"), str(tmp_path / "out.pth"), spec)
     text = (ROOT / "docs" / "CONVERT.md").read_text()
     assert f"Wrote {len(result.tensors)} tensors to /work/b-RGS-26-0.25x.pth" in text
-    assert f"Dropped {len([d for d in result.dropped if 'num_batches' in d[0]])} tensors (bn1.num_batches_tracked" in text
+    counters = len([d for d in result.dropped if "num_batches" in d[0]])
+    assert f"Dropped {counters} tensors (bn1.num_batches_tracked" in text
 
 
 def test_every_test_the_guarantees_cite_exists():

@@ -46,7 +46,7 @@ def _randomize(module, seed):
             if name.endswith("running_var") or (t.dim() == 1 and name.endswith("weight")):
                 t.copy_(torch.rand(t.shape, generator=g, dtype=t.dtype) + 0.5)  # norm scales, variances
             elif t.dim() == 4:
-                t.copy_(torch.randn(t.shape, generator=g, dtype=t.dtype) * (2.0 / t[0].numel()) ** 0.5)
+                t.copy_(torch.randn(t.shape, generator=g, dtype=t.dtype) * (2.0 / t[0].numel())**0.5)
             else:
                 t.copy_(torch.randn(t.shape, generator=g, dtype=t.dtype) * 0.3)
 

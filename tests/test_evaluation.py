@@ -24,9 +24,8 @@ from rgs_detectron.engine.evaluation import (
     resolve_engine,
 )
 
-pytestmark = pytest.mark.skipif(
-    not resolve_engine("auto") == "faster_coco_eval", reason="faster-coco-eval is not installed"
-)
+pytestmark = pytest.mark.skipif(not resolve_engine("auto") == "faster_coco_eval",
+                                reason="faster-coco-eval is not installed")
 
 # Non-contiguous dataset ids, as in COCO, so the id mapping is exercised.
 CATEGORY_IDS = [1, 3, 7]
@@ -42,16 +41,14 @@ def _make_gt(rng):
             # sizes spanning small / medium / large
             bw, bh = rng.uniform(8, 150, size=2)
             x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": img_id,
-                    "category_id": int(rng.choice(CATEGORY_IDS)),
-                    "bbox": [float(x), float(y), float(bw), float(bh)],
-                    "area": float(bw * bh),
-                    "iscrowd": int(rng.random() < 0.05),
-                }
-            )
+            annotations.append({
+                "id": len(annotations) + 1,
+                "image_id": img_id,
+                "category_id": int(rng.choice(CATEGORY_IDS)),
+                "bbox": [float(x), float(y), float(bw), float(bh)],
+                "area": float(bw * bh),
+                "iscrowd": int(rng.random() < 0.05),
+            })
     categories = [{"id": c, "name": f"class{c}"} for c in CATEGORY_IDS]
     return {"images": images, "annotations": annotations, "categories": categories}
 

@@ -14,8 +14,10 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 # Tiny Res-RGS Faster R-CNN FPN. SHORTCUT_IMPL "lean" on purpose: the exports must hold the
 # reference ops all the same. A low score threshold keeps detections, so the comparison is not of empties.
-TINY_EXPORT = ["MODEL.RGSNET.SHORTCUT_IMPL", "lean", "MODEL.ROI_HEADS.NUM_CLASSES", 3,
-               "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.05, "INPUT.MIN_SIZE_TEST", 128, "INPUT.MAX_SIZE_TEST", 192]
+TINY_EXPORT = [
+    "MODEL.RGSNET.SHORTCUT_IMPL", "lean", "MODEL.ROI_HEADS.NUM_CLASSES", 3, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.05,
+    "INPUT.MIN_SIZE_TEST", 128, "INPUT.MAX_SIZE_TEST", 192
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,8 @@ def test_export_both_formats_match_eager(tiny, tmp_path, capsys):
 
 def test_backbone_program_matches_eager(tmp_path, capsys):
     """pt2-backbone: torch.export's program of the backbone, written only when verified, kept unless --overwrite."""
-    config, weights, cfg = save_random_detector(tmp_path, "b-RGS", "C4", *TINY_EXPORT,
-                                                "MODEL.RGSNET.BLOCKS_PER_STAGE", [1, 1, 1, 1])
+    config, weights, cfg = save_random_detector(tmp_path, "b-RGS", "C4", *TINY_EXPORT, "MODEL.RGSNET.BLOCKS_PER_STAGE",
+                                                [1, 1, 1, 1])
     out = tmp_path / "exported"
     argv = ["--config-file", config, "--weights", weights, "--output", str(out), "--format", "pt2-backbone"]
     assert export_tool.main(argv) == 0, capsys.readouterr().err
@@ -100,8 +102,8 @@ def test_failed_verification_writes_nothing(tiny, tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(rgs_export, "_trace_torchscript", drifting)
     out = tmp_path / "exported"
     rc = export_tool.main(
-        ["--config-file", config, "--weights", weights, "--output", str(out), "--format", "torchscript"]
-    )
+        ["--config-file", config, "--weights", weights, "--output",
+         str(out), "--format", "torchscript"])
     assert rc == 1
     err = capsys.readouterr().err
     assert "export: error: torchscript export does not match eager" in err and "pred_boxes" in err

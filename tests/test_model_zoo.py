@@ -112,8 +112,10 @@ def test_lazy_configs_read_images_the_way_their_model_expects(name):
     from detectron2.config import instantiate
 
     cfg = model_zoo.get_config(name)
-    formats = {cfg.model.input_format, cfg.dataloader.train.mapper.image_format,
-               instantiate(cfg.dataloader.test.mapper).image_format}
+    formats = {
+        cfg.model.input_format, cfg.dataloader.train.mapper.image_format,
+        instantiate(cfg.dataloader.test.mapper).image_format
+    }
     assert len(formats) == 1, formats
 
 
@@ -144,8 +146,8 @@ def test_lazy_training_checks_boxes_like_the_yacs_trainer(tmp_path, caplog):
     boxes = [[4, 4, 20, 20], [30, 30, -8, 10], [10, 10, 0, 5]]  # valid; negative width; zero width (alone on image 2)
     anns = [{"id": k, "image_id": 1 if k < 2 else 2, "category_id": 1, "bbox": b, "area": 1, "iscrowd": 0}
             for k, b in enumerate(boxes)]
-    (tmp_path / "train.json").write_text(json.dumps({"images": images, "annotations": anns,
-                                                     "categories": [{"id": 1, "name": "thing"}]}))
+    (tmp_path / "train.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}))
     register_coco_instances("rgs_test_lazy_boxes", {}, str(tmp_path / "train.json"), str(tmp_path))
     cfg = _tiny_lazy(model_zoo.get_config("lazy/coco_res_rgs_50_fpn.py"), tmp_path)
     cfg.dataloader.train.dataset.names = "rgs_test_lazy_boxes"
@@ -182,16 +184,18 @@ def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, 
 @pytest.mark.parametrize("name,classes_key", [("coco_mask_rcnn_res_rgs_50_fpn_1x.yaml", "MODEL.ROI_HEADS.NUM_CLASSES"),
                                               ("coco_retinanet_res_rgs_50_fpn_1x.yaml", "MODEL.RETINANET.NUM_CLASSES")])
 def test_mask_rcnn_and_retinanet_yaml_train_a_step(digits, tmp_path, name, classes_key):
-    argv = ["--config-file", str(ROOT / "configs" / name), "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
-            classes_key, "10", "MODEL.RESNETS.DEPTH", "26", "MODEL.RESNETS.STEM_OUT_CHANNELS", "16",
-            "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.RESNETS.WIDTH_PER_GROUP", "16", "MODEL.RESNETS.NORM", "BN",
-            "MODEL.BACKBONE.FREEZE_AT", "0", "DATASETS.TRAIN", f"('{PREFIX}_train',)",
-            "DATASETS.TEST", f"('{PREFIX}_val',)",
-            "SOLVER.REFERENCE_WORLD_SIZE", "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2",
-            "SOLVER.STEPS", "(10,)", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-            "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
-            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "TEST.DETECTIONS_PER_IMAGE", "10",
-            "OUTPUT_DIR", str(tmp_path)]
+    argv = [
+        "--config-file",
+        str(ROOT / "configs" / name), "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", classes_key, "10",
+        "MODEL.RESNETS.DEPTH", "26", "MODEL.RESNETS.STEM_OUT_CHANNELS", "16", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+        "MODEL.RESNETS.WIDTH_PER_GROUP", "16", "MODEL.RESNETS.NORM", "BN", "MODEL.BACKBONE.FREEZE_AT", "0",
+        "DATASETS.TRAIN", f"('{PREFIX}_train',)", "DATASETS.TEST", f"('{PREFIX}_val',)", "SOLVER.REFERENCE_WORLD_SIZE",
+        "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "(10,)", "INPUT.MIN_SIZE_TRAIN",
+        "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
+        "DATALOADER.NUM_WORKERS", "0", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "TEST.DETECTIONS_PER_IMAGE", "10",
+        "OUTPUT_DIR",
+        str(tmp_path)
+    ]
     assert train_net_tool.main(argv) == 0
     assert (tmp_path / "model_final.pth").exists()
 
@@ -200,14 +204,16 @@ def test_mask_rcnn_and_retinanet_yaml_train_a_step(digits, tmp_path, name, class
 def test_lazy_train_net_command_line_trains_resumes_and_evaluates(digits, tmp_path, capsys):
     """LazyConfig's key=value overrides; the real entry point (through tools/, in a process of its own) evaluates the
     trained model and exits 0."""
-    opts = ["rgsnet.depth=26", "rgsnet.width_mult=0.25", "rgsnet.norm=BN", "model.roi_heads.num_classes=10",
-            "model.roi_heads.box_predictor.test_topk_per_image=10", "dataloader.train.total_batch_size=2",
-            "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
-            "dataloader.train.mapper.augmentations.0.short_edge_length=[64]",
-            "dataloader.train.mapper.augmentations.0.max_size=64",
-            "dataloader.test.mapper.augmentations.0.short_edge_length=64",
-            "dataloader.test.mapper.augmentations.0.max_size=64",
-            "train.device=cpu", "train.max_iter=2", "train.init_checkpoint=", f"train.output_dir={tmp_path}"]
+    opts = [
+        "rgsnet.depth=26", "rgsnet.width_mult=0.25", "rgsnet.norm=BN", "model.roi_heads.num_classes=10",
+        "model.roi_heads.box_predictor.test_topk_per_image=10", "dataloader.train.total_batch_size=2",
+        "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+        "dataloader.train.mapper.augmentations.0.short_edge_length=[64]",
+        "dataloader.train.mapper.augmentations.0.max_size=64",
+        "dataloader.test.mapper.augmentations.0.short_edge_length=64",
+        "dataloader.test.mapper.augmentations.0.max_size=64", "train.device=cpu", "train.max_iter=2",
+        "train.init_checkpoint=", f"train.output_dir={tmp_path}"
+    ]
     config = ["--config-file", LAZY_FPN]
     in_process = [f"dataloader.train.dataset.names={PREFIX}_train", f"dataloader.test.dataset.names={PREFIX}_val"]
     assert lazy_train_net.main([*config, *opts, *in_process]) == 0
@@ -216,9 +222,16 @@ def test_lazy_train_net_command_line_trains_resumes_and_evaluates(digits, tmp_pa
     assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 1
     capsys.readouterr()
 
-    cmd = [sys.executable, str(ROOT / "tools/lazyconfig_train_net.py"), *config, "--eval-only", *opts,
-           "dataloader.test.dataset.names=rgs_digits_val",  # the builtin name, found under DETECTRON2_DATASETS
-           f"train.init_checkpoint={tmp_path}/model_final.pth", f"train.output_dir={tmp_path}/eval"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools/lazyconfig_train_net.py"),
+        *config,
+        "--eval-only",
+        *opts,
+        "dataloader.test.dataset.names=rgs_digits_val",  # the builtin name, found under DETECTRON2_DATASETS
+        f"train.init_checkpoint={tmp_path}/model_final.pth",
+        f"train.output_dir={tmp_path}/eval"
+    ]
     env = dict(os.environ, DETECTRON2_DATASETS=digits, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     ev = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert ev.returncode == 0 and "copypaste: AP,AP50" in ev.stdout + ev.stderr, ev.stderr[-3000:]
@@ -245,21 +258,24 @@ def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
                         "optimizer = dict()\nlr_multiplier = dict()\n")
     assert lazy_train_net.main(["--config-file", str(cfg_file)]) == 2
     assert "has no train.output_dir" in capsys.readouterr().err
-    argv = ["--config-file", LAZY_FPN, "--eval-only", "train.init_checkpoint=", "train.device=cpu",
-            f"train.output_dir={tmp_path}"]
+    argv = [
+        "--config-file", LAZY_FPN, "--eval-only", "train.init_checkpoint=", "train.device=cpu",
+        f"train.output_dir={tmp_path}"
+    ]
     assert lazy_train_net.main(argv) == 2
     assert "randomly initialised model" in capsys.readouterr().err
 
 
-TINY_LAZY = ["rgsnet.depth=26", "rgsnet.width_mult=0.25", "rgsnet.norm=BN", "train.device=cpu", "train.max_iter=1",
-             "train.init_checkpoint=", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
-             "dataloader.test.num_workers=0", f"dataloader.train.dataset.names={PREFIX}_train",
-             f"dataloader.test.dataset.names={PREFIX}_val"]  # tiny, should a check let the run start
+TINY_LAZY = [
+    "rgsnet.depth=26", "rgsnet.width_mult=0.25", "rgsnet.norm=BN", "train.device=cpu", "train.max_iter=1",
+    "train.init_checkpoint=", "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
+    "dataloader.test.num_workers=0", f"dataloader.train.dataset.names={PREFIX}_train",
+    f"dataloader.test.dataset.names={PREFIX}_val"
+]  # tiny, should a check let the run start
 
 
 def test_lazy_config_with_more_classes_than_the_test_set_is_refused(digits, tmp_path, capsys):
-    argv = ["--config-file", LAZY_FPN, *TINY_LAZY, "model.roi_heads.num_classes=20",
-            f"train.output_dir={tmp_path}"]
+    argv = ["--config-file", LAZY_FPN, *TINY_LAZY, "model.roi_heads.num_classes=20", f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 2
     err = capsys.readouterr().err
     assert f"test dataset '{PREFIX}_val' has 10 classes" in err and "set model.roi_heads.num_classes=10" in err
@@ -267,8 +283,7 @@ def test_lazy_config_with_more_classes_than_the_test_set_is_refused(digits, tmp_
 
 def test_lazy_train_net_never_replaces_a_finished_model_without_overwrite(digits, tmp_path, capsys):
     (tmp_path / "model_final.pth").write_bytes(b"a finished model")
-    argv = ["--config-file", LAZY_FPN, *TINY_LAZY, "model.roi_heads.num_classes=10",
-            f"train.output_dir={tmp_path}"]
+    argv = ["--config-file", LAZY_FPN, *TINY_LAZY, "model.roi_heads.num_classes=10", f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 2
     assert "holds another run (model_final.pth)" in capsys.readouterr().err
     assert (tmp_path / "model_final.pth").read_bytes() == b"a finished model"
@@ -286,8 +301,7 @@ def test_lazy_train_net_never_replaces_a_finished_model_without_overwrite(digits
 def test_lazy_overrides_name_keys_the_config_has(tmp_path, capsys, overrides, words):
     """A typo'd key is refused with its near matches (it was added and never read); a yacs-style KEY VALUE is pointed
     at and shown as key=value."""
-    argv = ["--config-file", LAZY_FPN, *TINY_LAZY, *overrides,
-            f"train.output_dir={tmp_path}"]
+    argv = ["--config-file", LAZY_FPN, *TINY_LAZY, *overrides, f"train.output_dir={tmp_path}"]
     assert lazy_train_net.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("lazy_train_net: error: bad override") and words in err, err
@@ -297,10 +311,14 @@ def test_lazy_overrides_name_keys_the_config_has(tmp_path, capsys, overrides, wo
 def test_lazy_overrides_may_set_what_the_target_takes_or_add_on_purpose():
     from rgs_detectron.config import load_lazy_config
 
-    cfg = load_lazy_config(LAZY_FPN, [
-        "dataloader.train.mapper.recompute_boxes=True",  # a parameter of the mapper the config leaves at its default
-        "model.roi_heads.box_predictor.test_topk_per_image=50", "+train.note=mine",
-        "dataloader.train.mapper.augmentations.0.short_edge_length=[64]"])
+    cfg = load_lazy_config(
+        LAZY_FPN,
+        [
+            "dataloader.train.mapper.recompute_boxes=True",  # a parameter of the mapper left at its default
+            "model.roi_heads.box_predictor.test_topk_per_image=50",
+            "+train.note=mine",
+            "dataloader.train.mapper.augmentations.0.short_edge_length=[64]"
+        ])
     assert cfg.dataloader.train.mapper.recompute_boxes and cfg.train.note == "mine"
     assert cfg.model.roi_heads.box_predictor.test_topk_per_image == 50
 
@@ -328,30 +346,32 @@ def test_a_plain_install_finds_its_configs_without_the_checkout(tmp_path):
     """pip builds a wheel and installs it into a folder; from elsewhere, with no checkout on the
     path, the model zoo finds and merges the packaged yaml and LazyConfig."""
     wheels, site = tmp_path / "wheels", tmp_path / "site"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
-                            str(wheels), str(ROOT)], capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+         str(wheels),
+         str(ROOT)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-3000:]
-    (wheel,) = wheels.glob("rgs_detectron-*.whl")
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)],
-                             capture_output=True, text=True, timeout=600)
+    (wheel, ) = wheels.glob("rgs_detectron-*.whl")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target",
+         str(site), str(wheel)], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-3000:]
-    code = (
-        "import rgs_detectron, sys; from rgs_detectron import model_zoo\n"
-        "assert rgs_detectron.__file__.startswith(sys.argv[1]), rgs_detectron.__file__\n"
-        "cfg = model_zoo.get_config('coco_res_rgs_50.yaml')\n"
-        "assert cfg.MODEL.RGSNET.VARIANT == 'Res-RGS' and cfg.SOLVER.MAX_ITER == 36646\n"
-        "lazy = model_zoo.get_config('lazy/voc_res_rgs_50_c4.py')\n"
-        "print('found', model_zoo.get_config_file('coco_res_rgs_50.yaml'), lazy.model.roi_heads.num_classes)\n"
-    )
+    code = ("import rgs_detectron, sys; from rgs_detectron import model_zoo\n"
+            "assert rgs_detectron.__file__.startswith(sys.argv[1]), rgs_detectron.__file__\n"
+            "cfg = model_zoo.get_config('coco_res_rgs_50.yaml')\n"
+            "assert cfg.MODEL.RGSNET.VARIANT == 'Res-RGS' and cfg.SOLVER.MAX_ITER == 36646\n"
+            "lazy = model_zoo.get_config('lazy/voc_res_rgs_50_c4.py')\n"
+            "print('found', model_zoo.get_config_file('coco_res_rgs_50.yaml'), lazy.model.roi_heads.num_classes)\n")
     run = subprocess.run([sys.executable, "-c", code, str(site)], cwd=tmp_path, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(site)), timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"found {site}" in run.stdout and run.stdout.strip().endswith(" 20")
 
 
-@pytest.mark.parametrize("config", ["Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml", "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml",
-                                    "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml",
-                                    "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"])
+@pytest.mark.parametrize("config", [
+    "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml", "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml",
+    "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+])
 def test_detectron2_yaml_configs_take_the_backbone_with_two_lines(config):
     """README's two lines in Detectron2's own Cascade, Keypoint, Panoptic FPN and Mask R-CNN configs."""
     from detectron2.modeling import build_model

@@ -23,11 +23,12 @@ from detectron2.utils.logger import setup_logger
 from rgs_detectron.cli import train_classifier as tool
 from rgs_detectron.errors import InputError
 from rgs_detectron.classification import datasets as pretrain_datasets
-from rgs_detectron.classification import pretrain as pretrain_module
 from rgs_detectron.classification.datasets import DATASETS, build_datasets
 
-DIGITS = ["--dataset", "digits", "--depth", "26", "--width-mult", "0.25", "--recipe", "cifar", "--workers", "0",
-          "--no-progress", "--device", "cpu"]
+DIGITS = [
+    "--dataset", "digits", "--depth", "26", "--width-mult", "0.25", "--recipe", "cifar", "--workers", "0",
+    "--no-progress", "--device", "cpu"
+]
 # The run that learns (shared, see digits_run) and a run that only has to exist (files, messages).
 LEARN = [*DIGITS, "--variant", "Res-RGS", "--image-size", "16", "--epochs", "4", "--batch-size", "64", "--lr", "0.05"]
 TINY = [*DIGITS, "--image-size", "16", "--batch-size", "32", "--limit-train", "64", "--limit-val", "32"]
@@ -93,8 +94,10 @@ def _image_folder(root, size=(48, 56)):
     return root
 
 
-IMAGENET = ["--dataset", "imagenet", "--image-size", "32", "--recipe", "imagenet", "--epochs", "2", "--batch-size",
-            "8", "--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25", "--no-progress", "--device", "cpu"]
+IMAGENET = [
+    "--dataset", "imagenet", "--image-size", "32", "--recipe", "imagenet", "--epochs", "2", "--batch-size", "8",
+    "--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25", "--no-progress", "--device", "cpu"
+]
 
 
 def test_imagenet_recipe_on_an_image_folder(tmp_path):
@@ -122,8 +125,11 @@ def test_a_corrupt_image_is_named_also_from_a_worker_process(tmp_path, capsys, w
                     reason="Debian's dataset-fashion-mnist is not installed (tools/setup_env.sh installs it)")
 def test_fashion_mnist_from_debians_package(tmp_path):
     out = tmp_path / "run"
-    assert tool.main([*DIGITS[2:], "--dataset", "fashion_mnist", "--data-root", str(tmp_path / "data"),
-                      "--epochs", "1", "--limit-train", "512", "--limit-val", "256", "--output", str(out)]) == 0
+    assert tool.main([
+        *DIGITS[2:], "--dataset", "fashion_mnist", "--data-root",
+        str(tmp_path / "data"), "--epochs", "1", "--limit-train", "512", "--limit-val", "256", "--output",
+        str(out)
+    ]) == 0
     raw = tmp_path / "data" / "FashionMNIST" / "raw"
     assert sorted(os.listdir(raw)) == sorted(pretrain_datasets.FASHION_MNIST_FILES)
     train, val, classes, size = build_datasets("fashion_mnist", str(tmp_path / "data"))
@@ -188,8 +194,9 @@ def test_resume_refuses_options_that_differ_from_the_run(tmp_path, capsys):
     assert "model_final.pth is this run, finished: nothing to do" in (out / "log.txt").read_text()
     for changed, named in ((["--epochs", "1"], ["--epochs 1 (the run: 2)"]),
                            (["--lr", "0.5", "--seed", "3"], ["--lr 0.5 (the run: 0.025)", "--seed 3 (the run: 0)"]),
-                           (["--limit-train", "33"], ["--limit-train (training images) 33 (the run: 64)"]),
-                           (["--variant", "b-RGS"], ["variant b-RGS (the run: Res-RGS)"])):
+                           (["--limit-train", "33"], ["--limit-train (training images) 33 (the run: 64)"
+                                                      ]), (["--variant",
+                                                            "b-RGS"], ["variant b-RGS (the run: Res-RGS)"])):
         assert tool.main([*argv, *changed, "--resume"]) == 2, changed
         err = capsys.readouterr().err
         assert all(n in err for n in named) and "Resume with the run's options, pass --overwrite" in err, err
@@ -203,7 +210,7 @@ def test_resume_refuses_options_that_differ_from_the_run(tmp_path, capsys):
         capsys.readouterr().err
     assert tool.main([*argv, "--resume"]) == 0
     # A damaged last.pth is named, with the fix, in one line.
-    for damaged in (files["last.pth"][: len(files["last.pth"]) // 2], b""):
+    for damaged in (files["last.pth"][:len(files["last.pth"]) // 2], b""):
         (out / "last.pth").write_bytes(damaged)
         assert tool.main([*argv, "--resume"]) == 1
         err = capsys.readouterr().err
@@ -256,8 +263,11 @@ def test_small_stem_checkpoints_are_refused_by_the_converter(tmp_path, capsys):
 def test_two_cpu_processes_agree_with_one(digits_run, tmp_path):
     """torchrun with 2 gloo processes: same global batch, same recipe, accuracy within noise."""
     two = tmp_path / "two"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "rgs_detectron.cli.train_classifier", *LEARN, "--output", str(two)]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m",
+        "rgs_detectron.cli.train_classifier", *LEARN, "--output",
+        str(two)
+    ]
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     log = (two / "log.txt").read_text()
@@ -309,8 +319,11 @@ def test_chain_pretrain_convert_finetune_evaluate(tmp_path, tmp_path_factory, ca
         classifier = request.getfixturevalue("digits_run")
     else:
         classifier = tmp_path / "classifier"
-        assert tool.main([*DIGITS, "--variant", variant, "--epochs", "1", "--batch-size", "64", "--lr", "0.05",
-                          "--limit-train", "256", "--output", str(classifier)]) == 0
+        assert tool.main([
+            *DIGITS, "--variant", variant, "--epochs", "1", "--batch-size", "64", "--lr", "0.05", "--limit-train",
+            "256", "--output",
+            str(classifier)
+        ]) == 0
     weights = tmp_path / "imagenet_weights.pth"
     capsys.readouterr()
     assert convert.main([str(classifier / "model_final.pth"), str(weights)]) == 0
@@ -321,12 +334,15 @@ def test_chain_pretrain_convert_finetune_evaluate(tmp_path, tmp_path_factory, ca
     register_digits(str(datasets), prefix="rgs_digits_chain")
     out = tmp_path / "detector"
     assert train_net.main([
-        "--config-file", str(ROOT / "configs/demo/digits_res_rgs.yaml"), "MODEL.RGSNET.VARIANT", variant,
-        "MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "('rgs_digits_chain_train',)",
-        "DATASETS.TEST", "('rgs_digits_chain_val',)", "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2",
-        "SOLVER.WARMUP_ITERS", "2", "SOLVER.BASE_LR", "0.01", "TEST.EVAL_PERIOD", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)",
-        "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-        "DATALOADER.NUM_WORKERS", "0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "OUTPUT_DIR", str(out)]) == 0
+        "--config-file",
+        str(ROOT / "configs/demo/digits_res_rgs.yaml"), "MODEL.RGSNET.VARIANT", variant, "MODEL.WEIGHTS",
+        str(weights), "MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "('rgs_digits_chain_train',)", "DATASETS.TEST",
+        "('rgs_digits_chain_val',)", "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2",
+        "SOLVER.BASE_LR", "0.01", "TEST.EVAL_PERIOD", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN",
+        "64", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "OUTPUT_DIR",
+        str(out)
+    ]) == 0
     log = (out / "log.txt").read_text()
     assert "Following weights matched with submodule backbone.bottom_up" in log  # the pretrained backbone loaded
     assert "copypaste: AP,AP50,AP75" in log and (out / "model_final.pth").exists()
@@ -343,8 +359,9 @@ def test_a_warm_started_run_says_so_in_every_record(tmp_path):
     resnet = tmp_path / "resnet.pth"
     torch.save(RGSNetClassifier(RGSNetSpec.create("original", 26, 0.25), num_classes=1000).state_dict(), resnet)
     out = tmp_path / "run"
-    assert tool.main([*TINY, "--variant", "b-RGS", "--epochs", "1", "--warm-start", str(resnet),
-                      "--output", str(out)]) == 0
+    assert tool.main([*TINY, "--variant", "b-RGS", "--epochs", "1", "--warm-start",
+                      str(resnet), "--output",
+                      str(out)]) == 0
     label = "not the paper's protocol"
     assert label in history(out)[0]["warm_start"]
     assert label in torch.load(out / "model_final.pth", weights_only=True)["warm_start"]
@@ -363,8 +380,11 @@ def test_study_summary_names_files_it_cannot_read_and_goes_on(tmp_path, capsys):
     detection.mkdir(parents=True)
     (detection / "model_final.pth").write_bytes(b"")
     (detection / "metrics.json").write_text("{not json\n")
-    assert study.main(["--output", str(tmp_path), "--summary-only", "--variants", "original", "b-RGS",
-                       "--det-variants", "original", "--seeds", "0", "--no-pretrained"]) == 0
+    assert study.main([
+        "--output",
+        str(tmp_path), "--summary-only", "--variants", "original", "b-RGS", "--det-variants", "original", "--seeds",
+        "0", "--no-pretrained"
+    ]) == 0
     out = capsys.readouterr().out
     assert f"cannot read {run / 'model_final.pth'}" in out and f"cannot read {detection / 'metrics.json'}" in out
     assert "Traceback" not in out and "PARTIAL" in (tmp_path / "summary.md").read_text()

@@ -22,11 +22,15 @@ from rgs_detectron.modeling import RGSNet, build_rgsnet_backbone
 from common import TINY_WIDTH, randomize_frozen_bn, rgs_cfg, tiny_batch, tiny_detector_cfg
 
 ALL = ["res2", "res3", "res4", "res5"]
-FIELDS = {"proposal_boxes": Boxes, "objectness_logits": Tensor, "pred_boxes": Boxes, "scores": Tensor,
-          "pred_classes": Tensor}
-RETINANET = ["MODEL.META_ARCHITECTURE", "RetinaNet", "MODEL.BACKBONE.NAME", "build_retinanet_rgsnet_fpn_backbone",
-             "MODEL.RESNETS.OUT_FEATURES", ["res3", "res4", "res5"], "MODEL.FPN.IN_FEATURES", ["res3", "res4", "res5"],
-             "MODEL.RETINANET.NUM_CLASSES", 10, "MODEL.RETINANET.SCORE_THRESH_TEST", 0.0]
+FIELDS = {
+    "proposal_boxes": Boxes, "objectness_logits": Tensor, "pred_boxes": Boxes, "scores": Tensor, "pred_classes": Tensor
+}
+RETINANET = [
+    "MODEL.META_ARCHITECTURE", "RetinaNet", "MODEL.BACKBONE.NAME",
+    "build_retinanet_rgsnet_fpn_backbone", "MODEL.RESNETS.OUT_FEATURES", ["res3", "res4",
+                                                                          "res5"], "MODEL.FPN.IN_FEATURES",
+    ["res3", "res4", "res5"], "MODEL.RETINANET.NUM_CLASSES", 10, "MODEL.RETINANET.SCORE_THRESH_TEST", 0.0
+]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -162,10 +162,11 @@ def _toy_wheel(folder):
     import hashlib
     import zipfile
 
-    files = {"toy_d2/__init__.py": b"__version__ = '0.7.2'\n",
-             "toy_d2-0.7.2.dist-info/METADATA": TOY_METADATA.encode(),
-             "toy_d2-0.7.2.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
-                                              b"Tag: cp310-cp310-linux_x86_64\n"}
+    files = {
+        "toy_d2/__init__.py": b"__version__ = '0.7.2'\n", "toy_d2-0.7.2.dist-info/METADATA": TOY_METADATA.encode(),
+        "toy_d2-0.7.2.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+        b"Tag: cp310-cp310-linux_x86_64\n"
+    }
     record = "".join(f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},"
                      f"{len(d)}\n" for p, d in files.items()) + "toy_d2-0.7.2.dist-info/RECORD,,\n"
     path = folder / "toy_d2-0.7.2-cp310-none-any.whl"
@@ -193,9 +194,10 @@ def test_retagged_wheel_says_what_is_true_and_stays_valid(tmp_path):
     assert r.stdout.strip() == str(out)
     with zipfile.ZipFile(out) as z:
         metadata = z.read("toy_d2-0.7.2.dist-info/METADATA").decode()
-        requires = [l.split(": ", 1)[1] for l in metadata.splitlines() if l.startswith("Requires-Dist")]
-        assert requires == ["Pillow>=7.1", "numpy", 'dataclasses; python_version < "3.7"',
-                            'black==23.3.0; extra == "dev"']
+        requires = [line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist")]
+        assert requires == [
+            "Pillow>=7.1", "numpy", 'dataclasses; python_version < "3.7"', 'black==23.3.0; extra == "dev"'
+        ]
         assert "Tag: py3-none-any" in z.read("toy_d2-0.7.2.dist-info/WHEEL").decode()
         assert "cp310" not in z.read("toy_d2-0.7.2.dist-info/WHEEL").decode()
         rows = list(csv.reader(io.StringIO(z.read("toy_d2-0.7.2.dist-info/RECORD").decode())))
@@ -203,7 +205,8 @@ def test_retagged_wheel_says_what_is_true_and_stays_valid(tmp_path):
         for name, digest, size in rows:
             if not name.endswith("RECORD"):
                 data = z.read(name)
-                assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert digest == "sha256=" + base64.urlsafe_b64encode(
+                    hashlib.sha256(data).digest()).rstrip(b"=").decode()
                 assert int(size) == len(data)
 
 
@@ -215,21 +218,26 @@ def test_retagging_a_wheel_it_was_not_written_for_is_refused(tmp_path):
 
 def test_pip_check_passes_with_the_rewritten_wheel_and_failed_with_the_original(tmp_path):
     """Real pip, no network: an environment with numpy 2 (its metadata only) and the toy Detectron2."""
+
     def environment(name):
         venv = tmp_path / name
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
         site = subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                               capture_output=True, text=True, check=True).stdout.strip()
         (Path(site) / "numpy-2.4.6.dist-info").mkdir()
-        (Path(site) / "numpy-2.4.6.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 2.4.6\n")
+        (Path(site) / "numpy-2.4.6.dist-info" /
+         "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 2.4.6\n")
         (Path(site) / "pillow-13.0.0.dist-info").mkdir()
-        (Path(site) / "pillow-13.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: pillow\nVersion: 13.0.0\n")
+        (Path(site) / "pillow-13.0.0.dist-info" /
+         "METADATA").write_text("Metadata-Version: 2.1\nName: pillow\nVersion: 13.0.0\n")
         return venv / "bin" / "python"
 
     def pip(python, *args):  # without PYTHONPATH: only the environment's own distributions count
-        return subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check", *args],
-                              capture_output=True, text=True, timeout=120,
-                              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        return subprocess.run(
+            [sys.executable, "-m", "pip", "--python",
+             str(python), "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=120,
+            env={k: v
+                 for k, v in os.environ.items() if k != "PYTHONPATH"})
 
     original = _toy_wheel(tmp_path)
     copied = tmp_path / "toy_d2-0.7.2-py3-none-any.whl"  # what the set-up did before: a renamed copy
@@ -293,15 +301,21 @@ def test_a_package_locked_twice_differently_is_named(tmp_path):
 
 
 def test_a_resolution_that_leaves_the_lock_is_reported():
+
     def item(name, version, url):
         return {"metadata": {"name": name, "version": version}, "download_info": {"url": url}}
 
-    report = {"install": [item("numpy", "2.4.6", "https://x/numpy-2.4.6-cp312-cp312-manylinux_2_28_x86_64.whl"),
-                          item("Pillow", "12.0.0", "https://x/pillow-12.0.0-cp312-cp312-manylinux_2_28_x86_64.whl"),
-                          item("fvcore", "0.1.5.post20221221", "https://x/fvcore-0.1.5.post20221221.tar.gz#sha256=ab"),
-                          item("tomli", "2.0.1", "https://x/tomli-2.0.1-py3-none-any.whl")]}
+    report = {
+        "install": [
+            item("numpy", "2.4.6", "https://x/numpy-2.4.6-cp312-cp312-manylinux_2_28_x86_64.whl"),
+            item("Pillow", "12.0.0", "https://x/pillow-12.0.0-cp312-cp312-manylinux_2_28_x86_64.whl"),
+            item("fvcore", "0.1.5.post20221221", "https://x/fvcore-0.1.5.post20221221.tar.gz#sha256=ab"),
+            item("tomli", "2.0.1", "https://x/tomli-2.0.1-py3-none-any.whl")
+        ]
+    }
     lock = {"numpy": "2.4.6", "pillow": "13.0.0", "fvcore": "0.1.5.post20221221"}
-    assert _tools("check_lock").compare(report, lock) == ({"pillow": ("13.0.0", "12.0.0")}, ["tomli==2.0.1"], ["fvcore"])
+    assert _tools("check_lock").compare(report,
+                                        lock) == ({"pillow": ("13.0.0", "12.0.0")}, ["tomli==2.0.1"], ["fvcore"])
     exact = {"install": report["install"][:1]}
     assert _tools("check_lock").compare(exact, lock) == ({}, [], [])
 
@@ -316,8 +330,9 @@ def fake_env(tmp_path, dists=(), files=None, with_project_venv=False):
     venv = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True,
+                       text=True, check=True).stdout.strip())
     # Not `import pip` (nor a find_spec of it): setuptools' distutils hack then hands later
     # imports of setuptools in this process the standard library's distutils, and they fail.
     project_site = Path(sysconfig.get_path("purelib"))
@@ -331,7 +346,9 @@ def fake_env(tmp_path, dists=(), files=None, with_project_venv=False):
     for name, version, *lines in dists:
         info = site / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text("\n".join([f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *lines]) + "\n")
+        (info /
+         "METADATA").write_text("\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *lines]) +
+                                "\n")
         (info / "top_level.txt").write_text("detectron2\n" if "detectron2" in name else name.replace("-", "_") + "\n")
     for path, text in (files or {}).items():
         (site / path).parent.mkdir(parents=True, exist_ok=True)
@@ -352,9 +369,11 @@ def project_env(tmp_path_factory):
 
 
 FAKE_D2 = {"detectron2/__init__.py": "__version__ = '0.6'\n"}
-WORKING_TORCH = {"torch/__init__.py": "__version__ = '2.9.1'\ndef zeros(*a): return None\n",
-                 "torchvision/__init__.py": "__version__ = '0.24.1'\nfrom . import ops\n",
-                 "torchvision/ops.py": "def nms(*a): return None\n"}  # what the set-up's probe calls, no more
+WORKING_TORCH = {
+    "torch/__init__.py": "__version__ = '2.9.1'\ndef zeros(*a): return None\n",
+    "torchvision/__init__.py": "__version__ = '0.24.1'\nfrom . import ops\n",
+    "torchvision/ops.py": "def nms(*a): return None\n"
+}  # what the set-up's probe calls, no more
 
 
 def test_user_env_missing_everything_gets_the_tested_versions_and_the_bundled_detectron2(bare_env):
@@ -362,7 +381,8 @@ def test_user_env_missing_everything_gets_the_tested_versions_and_the_bundled_de
     r = setup("--no-venv", "--with-tests", PYTHON=python)
     assert r.returncode == 0, r.stderr
     commands = planned(r)
-    assert any(c.startswith(f"{python} -m pip") and "install torch==2.14.1 torchvision==0.29.1 -c" in c for c in commands)
+    assert any(
+        c.startswith(f"{python} -m pip") and "install torch==2.14.1 torchvision==0.29.1 -c" in c for c in commands)
     assert "install numpy: missing (tested 2.4.6)" in r.stdout and "install pytest: missing (tested 9.2.0)" in r.stdout
     assert any("retag_wheel.py" in c for c in commands)  # no Detectron2: the bundled one
     install = [c for c in commands if " install -e " in c]
@@ -381,9 +401,10 @@ def test_user_env_keeps_what_is_inside_the_ranges_and_replaces_only_what_is_outs
     assert f"{ROOT} -c " in install  # a cv2 is there: no opencv extra, the user's opencv-python stays alone
     # the constraints that install gets: tested versions only for what is missing or outside its range
     out = tmp_path / "constraints.txt"
-    plan = subprocess.run([python, ROOT / "tools/env_plan.py", "plan", ROOT / "setup.py", out,
-                           ROOT / "requirements/base.txt", ROOT / "requirements/constraints.txt"],
-                          capture_output=True, text=True)
+    plan = subprocess.run([
+        python, ROOT / "tools/env_plan.py", "plan", ROOT / "setup.py", out, ROOT / "requirements/base.txt",
+        ROOT / "requirements/constraints.txt"
+    ], capture_output=True, text=True)
     assert plan.returncode == 0, plan.stderr
     constrained = out.read_text().splitlines()
     assert "setuptools==80.9.0" in constrained and "pillow==13.0.0" in constrained
@@ -428,9 +449,12 @@ def test_user_env_with_a_broken_detectron2_is_refused_not_replaced(tmp_path, bar
 
 
 def test_user_env_with_an_unusable_torch_is_refused_not_replaced(tmp_path):
-    python = fake_env(tmp_path, files={"torch/__init__.py": "__version__ = '2.1.0'\ndef zeros(*a): return None\n",
-                                       "torchvision/__init__.py": "__version__ = '0.16.0'\nfrom . import ops\n",
-                                       "torchvision/ops.py": "def nms(*a): return None\n"})
+    python = fake_env(
+        tmp_path, files={
+            "torch/__init__.py": "__version__ = '2.1.0'\ndef zeros(*a): return None\n",
+            "torchvision/__init__.py": "__version__ = '0.16.0'\nfrom . import ops\n",
+            "torchvision/ops.py": "def nms(*a): return None\n"
+        })
     r = setup("--no-venv", PYTHON=python)
     assert r.returncode == 1 and not [c for c in planned(r) if "torch==" in c]
     assert "has torch 2.1.0, torchvision 0.16.0, which rgs_detectron cannot use (need torch >= 2.3" in r.stderr
@@ -453,16 +477,21 @@ def test_user_env_pinned_gets_the_exact_tested_versions(bare_env):
     r = setup("--no-venv", "--pinned", PYTHON=python)
     assert r.returncode == 0, r.stderr
     commands = planned(r)
-    assert any("-r" in c and "requirements/base.txt" in c and "requirements/constraints.txt" in c
-               and "test.txt" not in c for c in commands)
+    assert any(
+        "-r" in c and "requirements/base.txt" in c and "requirements/constraints.txt" in c and "test.txt" not in c
+        for c in commands)
     assert any(c.endswith(f"install --no-deps --no-build-isolation -e {ROOT}") for c in commands)
 
 
 # make test / make demo: which Python runs them (`make -n` prints the commands without running them).
 def make(*args, **env):
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("PYTHON", "VIRTUAL_ENV", "CONDA_PREFIX", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    return subprocess.run(["make", *args], capture_output=True, text=True, env=dict(clean, **env), timeout=120, cwd=ROOT)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHON", "VIRTUAL_ENV", "CONDA_PREFIX", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
+    return subprocess.run(["make", *args], capture_output=True, text=True, env=dict(clean, **env), timeout=120,
+                          cwd=ROOT)
 
 
 def test_make_uses_the_checkouts_venv_by_default():
@@ -481,14 +510,15 @@ def test_make_runs_with_the_python_it_is_given_and_sets_nothing_up(bare_env):
     bare = bare_env
     r = make("test", f"PYTHON={bare}")
     assert r.returncode == 2 and "pytest" not in r.stdout
-    assert f"make: PYTHON={bare} has no Detectron2; install into it with 'PYTHON={bare} bash tools/setup_env.sh --no-venv" \
-           in r.stderr
+    assert (f"make: PYTHON={bare} has no Detectron2; install into it with "
+            f"'PYTHON={bare} bash tools/setup_env.sh --no-venv") in r.stderr
 
 
 def test_make_uses_an_active_environment_that_has_detectron2(project_env, bare_env):
     with_d2 = Path(project_env).parents[1]
     r = make("-n", "demo", VIRTUAL_ENV=str(with_d2))
-    assert r.stdout.splitlines()[-1] == f"{with_d2}/bin/python -m rgs_detectron.cli.digits_demo --output output/digits_demo"
+    assert r.stdout.splitlines(
+    )[-1] == f"{with_d2}/bin/python -m rgs_detectron.cli.digits_demo --output output/digits_demo"
     assert "VENV=.venv bash tools/setup_env.sh" not in r.stdout
     without = Path(bare_env).parents[1]  # e.g. conda's base environment
     r = make("-n", "test", CONDA_PREFIX=str(without))

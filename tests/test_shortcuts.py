@@ -59,9 +59,7 @@ def _close(a, b, rtol=1e-5, atol=1e-5):
     torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
 
 
-SHAPES_AND_GROUPS = [
-    ((3, 24, 7, 5), g) for g in (1, 2, 8, 24)
-] + [
+SHAPES_AND_GROUPS = [((3, 24, 7, 5), g) for g in (1, 2, 8, 24)] + [
     ((2, 16, 9), g) for g in (1, 2, 8, 16)  # 3-D input
 ] + [
     ((2, 512, 3, 2), g) for g in (1, 2, 8, 512)  # large-ish C, tiny groups at G = C
@@ -101,9 +99,7 @@ def test_gradcheck_float64(shape, groups, add_identity):
     x = x + torch.where(x >= 0, 0.1, -0.1)  # keep finite differences off the ReLU kink
     for t in (x, w, b):
         t.requires_grad_(True)
-    assert torch.autograd.gradcheck(
-        lambda x, w, b: rg_shortcut_lean(x, groups, w, b, EPS, add_identity), (x, w, b)
-    )
+    assert torch.autograd.gradcheck(lambda x, w, b: rg_shortcut_lean(x, groups, w, b, EPS, add_identity), (x, w, b))
 
 
 def test_float64_is_not_downcast():
@@ -289,9 +285,7 @@ def test_backbone_lean_matches_reference(variant, norm):
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(2)
     shapes = ref.output_shape()
-    weights = {
-        k: torch.randn(2, s.channels, 64 // s.stride, 64 // s.stride, generator=g) for k, s in shapes.items()
-    }
+    weights = {k: torch.randn(2, s.channels, 64 // s.stride, 64 // s.stride, generator=g) for k, s in shapes.items()}
     ref_out, ref_grads = _fwd_bwd(ref, x, weights)
     lean_out, lean_grads = _fwd_bwd(lean, x, weights)
     _assert_rel_close(lean_out, ref_out)
@@ -330,11 +324,9 @@ def test_lean_shortcut_saves_only_input_and_statistics():
 
 def test_backbone_saved_bytes():
     x = torch.randn(2, 3, 64, 64)
-    saved = {
-        (variant, impl): saved_activation_bytes(_build(variant, impl), x)[0]
-        for variant in ("original", "b-RGS", "Res-RGS")
-        for impl in ("reference", "lean")
-    }
+    saved = {(variant, impl): saved_activation_bytes(_build(variant, impl), x)[0]
+             for variant in ("original", "b-RGS", "Res-RGS")
+             for impl in ("reference", "lean")}
     base = saved[("original", "lean")]
     assert saved[("original", "reference")] == base
     for variant in ("b-RGS", "Res-RGS"):

@@ -16,8 +16,8 @@ ALL = ["res2", "res3", "res4", "res5"]
 
 
 def test_config_and_keywords_describe_the_same_network():
-    cfg = rgs_cfg("MODEL.RGSNET.VARIANT", "b-rgs", "MODEL.RESNETS.DEPTH", 26, *TINY_WIDTH,
-                  "MODEL.RESNETS.NORM", "BN", "MODEL.RGSNET.SE_REDUCTION", 4, "MODEL.RESNETS.STRIDE_IN_1X1", False)
+    cfg = rgs_cfg("MODEL.RGSNET.VARIANT", "b-rgs", "MODEL.RESNETS.DEPTH", 26, *TINY_WIDTH, "MODEL.RESNETS.NORM", "BN",
+                  "MODEL.RGSNET.SE_REDUCTION", 4, "MODEL.RESNETS.STRIDE_IN_1X1", False)
     from_cfg = RGSNetSpec.from_cfg(cfg)
     from_kwargs = RGSNetSpec.create("b-RGS", 26, 0.25, se_reduction=4, norm="BN")
     assert from_cfg == from_kwargs and str(from_cfg.variant) == "b-RGS" and from_cfg.gn_groups == 8
@@ -113,8 +113,9 @@ def test_preact_first_block_uses_the_stems_activation():
 
 
 def test_twins_follow_from_the_table():
-    assert {name: twin_of(v) for name, v in VARIANTS.items() if twin_of(v)} == {
-        "b-RGS": "GS", "GS": "b-RGS", "d-RGS": "Res-RGS", "Res-RGS": "d-RGS"}
+    assert {name: twin_of(v)
+            for name, v in VARIANTS.items()
+            if twin_of(v)} == {"b-RGS": "GS", "GS": "b-RGS", "d-RGS": "Res-RGS", "Res-RGS": "d-RGS"}
 
 
 def test_a_new_variant_is_one_table_row(monkeypatch):

@@ -23,12 +23,36 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs/demo/digits_res_rgs.yaml")
 TOOL = str(ROOT / "tools/train_net.py")
 TINY = [
-    "MODEL.DEVICE", "cpu",
-    "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS", "(100,)",
-    "SOLVER.BASE_LR", "0.01", "TEST.EVAL_PERIOD", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "64", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # an untrained model must still predict something
+    "MODEL.DEVICE",
+    "cpu",
+    "SOLVER.MAX_ITER",
+    "6",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.WARMUP_ITERS",
+    "2",
+    "SOLVER.STEPS",
+    "(100,)",
+    "SOLVER.BASE_LR",
+    "0.01",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "64",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "64",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "64",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",  # an untrained model must still predict something
 ]
 NUM_VAL = 6
 
@@ -36,7 +60,8 @@ NUM_VAL = 6
 @pytest.fixture(scope="module")
 def datasets_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("datasets")
-    generate_digits_dataset(root / "rgs_digits", num_train=16, num_val=NUM_VAL, image_size=64, min_scale=14, max_scale=28)
+    generate_digits_dataset(root / "rgs_digits", num_train=16, num_val=NUM_VAL, image_size=64, min_scale=14,
+                            max_scale=28)
     register_digits(str(root), prefix="rgs_digits_t")  # for the in-process tests (the builtin root is fixed at import)
     return str(root)
 
@@ -148,8 +173,11 @@ def test_overwrite_then_kill_then_resume_never_continues_the_previous_run(datase
     from rgs_detectron.engine import RGSTrainer
 
     out = tmp_path / "run"
-    opts = ["SOLVER.MAX_ITER", "24", "SOLVER.CHECKPOINT_PERIOD", "1000", "TEST.COCO_EVAL_ENGINE", "pycocotools",
-            "OUTPUT_DIR", str(out)]
+    opts = [
+        "SOLVER.MAX_ITER", "24", "SOLVER.CHECKPOINT_PERIOD", "1000", "TEST.COCO_EVAL_ENGINE", "pycocotools",
+        "OUTPUT_DIR",
+        str(out)
+    ]
     out.mkdir()
     finished = RGSTrainer(get_rgsnet_cfg(CONFIG, [*TINY, *opts, *IN_PROCESS_DATA]))
     finished.iter = finished._trainer.iter = 23  # as at the end of a finished run
@@ -164,7 +192,7 @@ def test_overwrite_then_kill_then_resume_never_continues_the_previous_run(datase
     final = torch.load(out / "model_final.pth", weights_only=True)
     assert "origin" not in final and final["iteration"] == 23  # trained by the new run, all 24 steps
     assert not all(torch.equal(final["model"][k], old[k]) for k in final["model"])  # not the old model
-    (previous,) = [p.parent for p in out.glob("previous_run_*/model_final.pth")]  # the killed run's log: another
+    (previous, ) = [p.parent for p in out.glob("previous_run_*/model_final.pth")]  # the killed run's log: another
     assert torch.load(previous / "model_final.pth", weights_only=True)["origin"] == "the previous run"
     assert (previous / "last_checkpoint").read_text() == "model_final.pth"
 
@@ -194,8 +222,11 @@ def test_one_run_per_output_dir_and_a_killed_holder_blocks_nothing(datasets_root
 
 def test_missing_dataset_fails_before_training(tmp_path, capsys):
     register_digits(str(tmp_path / "empty"), prefix="rgs_digits_missing")  # as the builtin names, with no files
-    argv = ["--config-file", CONFIG, *TINY, "DATASETS.TRAIN", "('rgs_digits_missing_train',)", "DATASETS.TEST",
-            "('rgs_digits_missing_val',)", "OUTPUT_DIR", str(tmp_path / "o")]
+    argv = [
+        "--config-file", CONFIG, *TINY, "DATASETS.TRAIN", "('rgs_digits_missing_train',)", "DATASETS.TEST",
+        "('rgs_digits_missing_val',)", "OUTPUT_DIR",
+        str(tmp_path / "o")
+    ]
     assert train_net_tool.main(argv) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and "rgs_digits_missing_train" in err
@@ -224,8 +255,7 @@ def test_missing_weights_fail_before_training(tmp_path, datasets_root, capsys):
      "so its evaluation would fail"),
 ])
 def test_config_mistakes_are_one_line_with_the_key(datasets_root, tmp_path, monkeypatch, capsys, opts, status, words):
-    argv = ["--config-file", CONFIG, *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path),
-            *opts]
+    argv = ["--config-file", CONFIG, *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path), *opts]
     assert train_net_tool.main(argv) == status
     err = capsys.readouterr().err
     assert err.startswith("train_net: error:") and words in err and "Traceback" not in err, err
@@ -250,9 +280,12 @@ def test_every_problem_is_reported_in_one_run(tmp_path, capsys):
     from rgs_detectron.data.builtin import register_digits
 
     register_digits(str(tmp_path / "nowhere"), prefix="rgs_digits_nowhere")
-    argv = ["--config-file", CONFIG, *TINY,
-            "DATASETS.TRAIN", "('rgs_digits_nowhere_train',)", "DATASETS.TEST", "('rgs_digits_nowhere_val',)", "MODEL.WEIGHTS", str(tmp_path / "imagenet.pth"),
-            "SOLVER.CHECKPOINT_PERIOD", "0", "OUTPUT_DIR", str(tmp_path / "o")]
+    argv = [
+        "--config-file", CONFIG, *TINY, "DATASETS.TRAIN", "('rgs_digits_nowhere_train',)", "DATASETS.TEST",
+        "('rgs_digits_nowhere_val',)", "MODEL.WEIGHTS",
+        str(tmp_path / "imagenet.pth"), "SOLVER.CHECKPOINT_PERIOD", "0", "OUTPUT_DIR",
+        str(tmp_path / "o")
+    ]
     assert train_net_tool.main(argv) == 2  # the first problem's status: a config value
     err = capsys.readouterr().err
     assert err.startswith("train_net: error: 3 problems, found before anything was built:")
@@ -263,16 +296,19 @@ def test_every_problem_is_reported_in_one_run(tmp_path, capsys):
 def test_eval_only_with_more_classes_than_the_test_set_is_refused_before_inference(datasets_root, tmp_path, capsys):
     weights = tmp_path / "model.pth"
     weights.write_bytes(b"not read: the class count is refused first")
-    argv = ["--config-file", CONFIG, "--eval-only", *TINY, *IN_PROCESS_DATA,
-            "MODEL.ROI_HEADS.NUM_CLASSES", "11", "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(tmp_path / "o")]
+    argv = [
+        "--config-file", CONFIG, "--eval-only", *TINY, *IN_PROCESS_DATA, "MODEL.ROI_HEADS.NUM_CLASSES", "11",
+        "MODEL.WEIGHTS",
+        str(weights), "OUTPUT_DIR",
+        str(tmp_path / "o")
+    ]
     assert train_net_tool.main(argv) == 2
     err = capsys.readouterr().err
     assert "test dataset 'rgs_digits_t_val' has 10 classes" in err and "set MODEL.ROI_HEADS.NUM_CLASSES 10" in err
 
 
 def test_eval_only_without_weights_is_refused(datasets_root, tmp_path, monkeypatch, capsys):
-    argv = ["--config-file", CONFIG, "--eval-only", *TINY, *IN_PROCESS_DATA,
-            "OUTPUT_DIR", str(tmp_path)]
+    argv = ["--config-file", CONFIG, "--eval-only", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 2
     assert "randomly initialised model" in capsys.readouterr().err
 
@@ -285,8 +321,10 @@ def test_cuda_requested_but_unusable_says_why(datasets_root, tmp_path, monkeypat
         raise RuntimeError("The NVIDIA driver on your system is too old (found version 12020).")
 
     monkeypatch.setattr(torch.cuda, "init", init)
-    argv = ["--config-file", CONFIG, "--num-gpus", "8", *TINY, *IN_PROCESS_DATA,
-            "MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path)]
+    argv = [
+        "--config-file", CONFIG, "--num-gpus", "8", *TINY, *IN_PROCESS_DATA, "MODEL.DEVICE", "cuda", "OUTPUT_DIR",
+        str(tmp_path)
+    ]
     assert train_net_tool.main(argv) == 1
     err = capsys.readouterr().err
     assert "driver on your system is too old" in err and "MODEL.DEVICE cpu" in err and "8 process(es)" in err
@@ -296,9 +334,11 @@ def test_lazy_config_cuda_error_names_the_lazy_setting(tmp_path, monkeypatch, ca
     from rgs_detectron.cli import lazy_train_net
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    argv = ["--config-file", str(ROOT / "configs/lazy/coco_res_rgs_50_fpn.py"), "train.device=cuda",
-            "train.init_checkpoint=",
-            f"train.output_dir={tmp_path}"]
+    argv = [
+        "--config-file",
+        str(ROOT / "configs/lazy/coco_res_rgs_50_fpn.py"), "train.device=cuda", "train.init_checkpoint=",
+        f"train.output_dir={tmp_path}"
+    ]
     assert lazy_train_net.main(argv) == 1
     err = capsys.readouterr().err
     assert "needs CUDA" in err and "run on the CPU with train.device=cpu." in err and "MODEL.DEVICE" not in err
@@ -307,8 +347,10 @@ def test_lazy_config_cuda_error_names_the_lazy_setting(tmp_path, monkeypatch, ca
 @pytest.mark.slow
 def test_cuda_hidden_from_a_real_process_fails_clearly(datasets_root, tmp_path):
     env = dict(_env(datasets_root), CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, TOOL, "--config-file", CONFIG, *TINY, "MODEL.DEVICE", "cuda",
-           "OUTPUT_DIR", str(tmp_path / "o")]
+    cmd = [
+        sys.executable, TOOL, "--config-file", CONFIG, *TINY, "MODEL.DEVICE", "cuda", "OUTPUT_DIR",
+        str(tmp_path / "o")
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "needs CUDA" in r.stderr and "Traceback" not in r.stderr
 
@@ -321,8 +363,7 @@ def test_resume_past_max_iter_is_refused(datasets_root, tmp_path, monkeypatch, c
     from common import tiny_detector_cfg
 
     RGSCheckpointer(build_model(tiny_detector_cfg()), str(tmp_path)).save("model_0000019", iteration=19)
-    argv = ["--config-file", CONFIG, "--resume", *TINY, *IN_PROCESS_DATA,
-            "OUTPUT_DIR", str(tmp_path)]
+    argv = ["--config-file", CONFIG, "--resume", *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 2
     assert "at iteration 19, past SOLVER.MAX_ITER = 6" in capsys.readouterr().err
 
@@ -346,8 +387,7 @@ def test_a_new_run_never_replaces_another_runs_checkpoints(datasets_root, tmp_pa
 def test_a_finished_model_is_never_replaced_without_overwrite(datasets_root, tmp_path, capsys, flags):
     """model_final.pth and no last_checkpoint (copied there, or the tag deleted): still another run's model."""
     (tmp_path / "model_final.pth").write_bytes(b"a finished model")
-    argv = ["--config-file", CONFIG, *flags, *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR",
-            str(tmp_path)]
+    argv = ["--config-file", CONFIG, *flags, *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path)]
     assert train_net_tool.main(argv) == 2
     err = capsys.readouterr().err
     assert "holds another run (model_final.pth): --resume continues it, --overwrite starts a new run" in err
@@ -358,7 +398,8 @@ def test_a_finished_model_is_never_replaced_without_overwrite(datasets_root, tmp
 
 
 @pytest.mark.parametrize("opts,words", [
-    (["SOLVER.REFERENCE_WORLD_SIZE", "8", "SOLVER.IMS_PER_BATCH", "4"], "does not divide among SOLVER.REFERENCE_WORLD_SIZE"),
+    (["SOLVER.REFERENCE_WORLD_SIZE", "8", "SOLVER.IMS_PER_BATCH", "4"
+      ], "does not divide among SOLVER.REFERENCE_WORLD_SIZE"),
     (["MODEL.RESNETS.OUT_FEATURES", "['res2', 'res3', 'res4']"], "needs a feature 'res5' that is not produced"),
     (["DATASETS.TEST", "('rgs_test_no_evaluator',)"], "evaluator_type 'mystery', which no evaluator here takes"),
 ])
@@ -368,8 +409,7 @@ def test_more_mistakes_caught_before_training(datasets_root, tmp_path, capsys, o
     if "rgs_test_no_evaluator" not in DatasetCatalog.list():
         DatasetCatalog.register("rgs_test_no_evaluator", lambda: [])
         MetadataCatalog.get("rgs_test_no_evaluator").evaluator_type = "mystery"
-    argv = ["--config-file", CONFIG, *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path),
-            *opts]
+    argv = ["--config-file", CONFIG, *TINY, *IN_PROCESS_DATA, "OUTPUT_DIR", str(tmp_path), *opts]
     assert train_net_tool.main(argv) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err, err
@@ -379,8 +419,8 @@ def test_more_mistakes_caught_before_training(datasets_root, tmp_path, capsys, o
 
 
 def test_divergence_says_what_to_lower(datasets_root, tmp_path, capsys):
-    assert train_net("SOLVER.BASE_LR", "1e6", "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", "30",
-                     "OUTPUT_DIR", str(tmp_path)) == 1
+    assert train_net("SOLVER.BASE_LR", "1e6", "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", "30", "OUTPUT_DIR",
+                     str(tmp_path)) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("train_net: error: training diverged") and "Lower SOLVER.BASE_LR (now 1000000.0)" in last
 
@@ -429,8 +469,11 @@ def test_corrupt_training_annotations_are_named(tmp_path, capsys):
     bad = root / "train.json"
     bad.write_text('{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": [')
     register_coco_instances("rgs_test_corrupt_train", {}, str(bad), str(root / "images"))
-    argv = ["--config-file", CONFIG, *TINY, "DATASETS.TRAIN", "('rgs_test_corrupt_train',)",
-            "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "o")]
+    argv = [
+        "--config-file", CONFIG, *TINY, "DATASETS.TRAIN", "('rgs_test_corrupt_train',)", "DATASETS.TEST", "()",
+        "OUTPUT_DIR",
+        str(tmp_path / "o")
+    ]
     assert train_net_tool.main(argv) == 1
     err = capsys.readouterr().err
     assert "cannot load training data ['rgs_test_corrupt_train']" in err and "train.json" in err
@@ -446,12 +489,16 @@ def test_a_corrupt_image_read_in_a_worker_process_is_one_line_naming_it(tmp_path
     Image.fromarray(np.full((64, 64, 3), 128, dtype=np.uint8)).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
     images = [{"id": i, "file_name": n, "width": 64, "height": 64} for i, n in ((1, "good.png"), (2, "bad.png"))]
-    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [8, 8, 30, 30], "area": 900, "iscrowd": 0} for i in (1, 2)]
-    (tmp_path / "train.json").write_text(json.dumps({"images": images, "annotations": anns,
-                                                     "categories": [{"id": 1, "name": "thing"}]}))
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [8, 8, 30, 30], "area": 900, "iscrowd": 0}
+            for i in (1, 2)]
+    (tmp_path / "train.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}))
     register_coco_instances("rgs_test_corrupt_image", {}, str(tmp_path / "train.json"), str(tmp_path))
-    argv = ["--config-file", CONFIG, *TINY, "DATALOADER.NUM_WORKERS", "1",
-            "DATASETS.TRAIN", "('rgs_test_corrupt_image',)", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "o")]
+    argv = [
+        "--config-file", CONFIG, *TINY, "DATALOADER.NUM_WORKERS", "1", "DATASETS.TRAIN", "('rgs_test_corrupt_image',)",
+        "DATASETS.TEST", "()", "OUTPUT_DIR",
+        str(tmp_path / "o")
+    ]
     assert train_net_tool.main(argv) == 1
     err = capsys.readouterr().err
     message = err[err.index("train_net: error:"):]
