@@ -528,19 +528,18 @@ def builtin_digits_here(datasets_root, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_multi_run_study_keeps_each_runs_log_to_itself(builtin_digits_here, tmp_path, capsys):
-    """digits_demo with two seeds (each run train_net's own process): each run's log.txt holds its own run only,
-    each line once."""
+def test_the_digits_demo_leaves_its_log_curves_pictures_and_result(builtin_digits_here, tmp_path, capsys):
+    """digits_demo (make demo) with the test's tiny settings: train_net in its own process, then what the README
+    lists: the log with the AP table, metrics.json, curves.png, predictions/*.png and result.json."""
     from rgs_detectron.cli import digits_demo
 
-    argv = ["--variants", "original", "--seeds", "0", "1", "--device", "cpu", "--output", str(tmp_path), *TINY[2:]]
+    argv = ["--device", "cpu", "--output", str(tmp_path), *TINY[2:], "SEED", "1"]
     assert digits_demo.main(argv) == 0, capsys.readouterr().err[-3000:]
-    logs = {seed: (tmp_path / f"original_seed{seed}" / "log.txt").read_text() for seed in (0, 1)}
-    assert "original_seed1" not in logs[0] and "original_seed0" not in logs[1]
-    for text in logs.values():
-        lines = [line for line in text.splitlines() if "iter:" in line]
-        assert lines and len(lines) == len(set(lines))  # no line written twice
-    assert "| original | 2 |" in (tmp_path / "summary.md").read_text()
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["variant"] == "Res-RGS" and result["seed"] == 1 and 0 <= result["AP"] <= 100
+    assert "copypaste: AP,AP50" in (tmp_path / "log.txt").read_text()
+    assert (tmp_path / "curves.png").stat().st_size and len(result["predictions"]) == 4
+    assert all(os.path.isfile(path) for path in result["predictions"])
 
 
 def test_a_yaml_config_never_runs_code_in_train_net(tmp_path, capsys):

@@ -1,21 +1,19 @@
 """The README's main job: train and evaluate a Res-RGS Faster R-CNN on the built-in digits.
 
-    python -m rgs_detectron.cli.digits_demo                         # Res-RGS, seed 0, output/digits_demo
-    python -m rgs_detectron.cli.digits_demo --variants original b-RGS Res-RGS --seeds 0 1 2
+    python -m rgs_detectron.cli.digits_demo                                   # -> output/digits_demo
+    python -m rgs_detectron.cli.digits_demo --output output/b_rgs MODEL.RGSNET.VARIANT b-RGS SEED 1
 
-Generates the dataset if needed, then for each variant and seed runs ``train_net`` (in its
-own process, so each run has its own log) with ``configs/demo/digits_res_rgs.yaml``, on
-the GPU when one is usable and on the CPU otherwise (said in the output), and evaluates
-with Detectron2's COCO evaluator. Each run folder gets the log with the AP table,
-metrics.json, TensorBoard events, curves.png (losses and AP) and predictions/*.png.
-With several variants or seeds, summary.json and summary.md give mean and spread of AP
-per variant. Trailing KEY VALUE pairs override the config of every run. Exit status: 0
-done, 1 a run failed, 2 usage error.
+Generates the dataset if needed, runs ``train_net`` (in its own process) with
+``configs/demo/digits_res_rgs.yaml`` and the trailing KEY VALUE overrides, on the GPU when one
+is usable and on the CPU otherwise (said in the output), and evaluates with Detectron2's COCO
+evaluator. The output folder gets the log with the AP table, metrics.json, TensorBoard events,
+curves.png (losses and AP), predictions/*.png and result.json. Several variants and seeds, with
+mean and spread, are the study's job: ``tools/pretrain_study.py`` (README, "Results"). Exit
+status: 0 done, 1 the run failed, 2 usage error.
 """
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -74,70 +72,37 @@ def draw_predictions(cfg, out_dir, num_images=4, score_threshold=0.5):
     return written
 
 
-def run_one(args, device, variant, seed, output_dir):
+def run_one(args, device):
     from ..config import get_rgsnet_cfg
     from ..utils.plots import plot_metrics
 
-    opts = ["MODEL.RGSNET.VARIANT", variant, "SEED", seed, *args.opts, "MODEL.DEVICE", device]
-    seconds, final = train_and_evaluate(args.config_file, opts, output_dir)
-    cfg = get_rgsnet_cfg(args.config_file, [str(o) for o in opts])
-    cfg.MODEL.WEIGHTS = os.path.join(output_dir, "model_final.pth")
+    opts, out = [*args.opts, "MODEL.DEVICE", device], args.output
+    seconds, final = train_and_evaluate(args.config_file, opts, out)
+    cfg = get_rgsnet_cfg(args.config_file, opts)
+    cfg.MODEL.WEIGHTS = os.path.join(out, "model_final.pth")
     record = {
-        "variant": variant,
-        "seed": seed,
-        "device": device,
-        "train_and_eval_seconds": round(seconds, 1),
-        "AP": final["bbox/AP"],
-        "AP50": final["bbox/AP50"],
-        "AP75": final["bbox/AP75"],
-        "output_dir": output_dir,
-        "curves": plot_metrics(os.path.join(output_dir, "metrics.json"), os.path.join(output_dir, "curves.png")),
-        "predictions": draw_predictions(cfg, os.path.join(output_dir, "predictions")),
+        "variant": cfg.MODEL.RGSNET.VARIANT, "seed": cfg.SEED, "device": device,
+        "train_and_eval_seconds": round(seconds, 1), "AP": final["bbox/AP"], "AP50": final["bbox/AP50"],
+        "AP75": final["bbox/AP75"], "output_dir": out, "curves": plot_metrics(os.path.join(out, "metrics.json"),
+                                                                              os.path.join(out, "curves.png")),
+        "predictions": draw_predictions(cfg, os.path.join(out, "predictions"))
     }
-    atomic_write(os.path.join(output_dir, "result.json"), lambda f: json.dump(record, f, indent=2), mode="w")
+    atomic_write(os.path.join(out, "result.json"), lambda f: json.dump(record, f, indent=2), mode="w")
     print(
-        f"[digits demo] {variant} seed {seed}: AP {record['AP']:.2f}  AP50 {record['AP50']:.2f} "
-        f"in {seconds:.0f} s on {device}; see {output_dir}", flush=True)
+        f"[digits demo] {record['variant']} seed {record['seed']}: AP {record['AP']:.2f}  AP50 {record['AP50']:.2f} "
+        f"in {seconds:.0f} s on {device}; see {out}", flush=True)
     return record
-
-
-def summarize(records, out_dir):
-    """Mean ± standard deviation of AP and AP50 per variant (summary.json, summary.md)."""
-    by_variant = {}
-    for r in records:
-        by_variant.setdefault(r["variant"], []).append(r)
-    lines = [
-        "| variant | seeds | AP (mean ± std) | AP50 (mean ± std) | train+eval s (median) |", "|---|---|---|---|---|"
-    ]
-    summary = {}
-    for variant, rs in by_variant.items():
-
-        def ms(key):
-            vals = [r[key] for r in rs]
-            return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
-
-        ap, ap50 = ms("AP"), ms("AP50")
-        secs = statistics.median(r["train_and_eval_seconds"] for r in rs)
-        summary[variant] = {"seeds": [r["seed"] for r in rs], "AP": ap, "AP50": ap50, "median_seconds": secs}
-        lines.append(
-            f"| {variant} | {len(rs)} | {ap[0]:.1f} ± {ap[1]:.1f} | {ap50[0]:.1f} ± {ap50[1]:.1f} | {secs:.0f} |")
-    atomic_write(os.path.join(out_dir, "summary.json"),
-                 lambda f: json.dump({"runs": records, "by_variant": summary}, f, indent=2), mode="w")
-    atomic_write(os.path.join(out_dir, "summary.md"), lambda f: f.write("\n".join(lines) + "\n"), mode="w")
-    print("\n".join(lines))
 
 
 def _main(argv):
     p = argparse.ArgumentParser(prog="digits_demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", help="default: the shipped configs/demo/digits_res_rgs.yaml")
-    p.add_argument("--variants", nargs="+", default=["Res-RGS"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument(
         "--device", help="cpu, cuda, cuda:N or auto (the GPU when usable, else the CPU); default: "
         "MODEL.DEVICE among the overrides, else auto")
-    p.add_argument("--output", default="output/digits_demo", help="folder for the run(s)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides for every run")
+    p.add_argument("--output", default="output/digits_demo", help="folder for the run")
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     args = p.parse_args(argv)
     from ..config import resolve_device
     from ..data.builtin import digits_root
@@ -151,14 +116,7 @@ def _main(argv):
     if request == "auto" and device == "cpu":
         print("[digits demo] no usable GPU: training on the CPU", flush=True)
     generate_digits_dataset(digits_root())
-    single = len(args.variants) == 1 and len(args.seeds) == 1
-    records = []
-    for variant in args.variants:
-        for seed in args.seeds:
-            out = args.output if single else os.path.join(args.output, f"{variant}_seed{seed}")
-            records.append(run_one(args, device, variant, seed, out))
-    if not single:
-        summarize(records, args.output)
+    run_one(args, device)
     return 0
 
 
