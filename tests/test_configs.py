@@ -1,4 +1,5 @@
 """Every shipped config loads and builds; the C4/FPN schedule twins agree; yaml never runs code."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -174,3 +175,29 @@ def test_help_prints_no_warning_and_the_light_commands_import_neither_torch_nor_
             "print('heavy:', sorted(m for m in ('torch', 'detectron2') if m in sys.modules))")
     light = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert light.returncode == 0 and "heavy: []" in light.stdout, light.stdout + light.stderr
+
+
+def test_the_fx_tracing_notice_detectron2s_pooler_draws_is_silenced_in_commands_only():
+    """torch logs 'is_fx_tracing will return true ...' once a process when Detectron2's ROI pooler asks (every
+    train_net, demo and eval run): silenced in the command lines, as the deprecation warnings are."""
+    import logging
+
+    from torch.fx import _symbolic_trace
+
+    from rgs_detectron.utils.commandline import quiet_third_party_deprecations
+
+    if not hasattr(_symbolic_trace, "is_fx_tracing_warning"):
+        pytest.skip("this torch logs no is_fx_tracing notice")
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger(_symbolic_trace.__name__)
+    logger.addHandler(handler)
+    try:
+        for quiet in (True, False):
+            _symbolic_trace.is_fx_tracing_warning.cache_clear()
+            with quiet_third_party_deprecations() if quiet else contextlib.nullcontext():
+                _symbolic_trace.is_fx_tracing()
+            assert bool(seen) != quiet, seen
+    finally:
+        logger.removeHandler(handler)

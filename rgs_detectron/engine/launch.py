@@ -26,7 +26,7 @@ from detectron2.utils import comm
 
 from ..errors import ConfigError, UserError
 from ..utils.output_lock import OutputDirLock
-from ..utils.commandline import user_message
+from ..utils.commandline import quiet_third_party_deprecations, user_message
 
 __all__ = ["argument_parser", "check_output_dir", "launch_run", "resuming"]
 
@@ -89,10 +89,12 @@ def _move_previous_run(output_dir, prog):
 
 
 def _worker(run, prog, *args):
-    """``run(*args)`` in a launched process (top-level, so that torch's spawn can pickle it); a user error is printed
-    as one line and becomes the process's exit status."""
+    """``run(*args)`` in a launched process (top-level, so that torch's spawn can pickle it), with the command line's
+    third-party notices silenced there too; a user error is printed as one line and becomes the process's exit
+    status."""
     try:
-        return run(*args)
+        with quiet_third_party_deprecations():
+            return run(*args)
     except UserError as e:
         if comm.get_world_size() == 1:
             raise

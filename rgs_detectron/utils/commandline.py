@@ -5,12 +5,14 @@ torch and Detectron2 inside their ``_main`` after parsing, so ``--help`` answers
 parser needs no library facts. ``run_tool`` is the one way a command runs: a UserError becomes one
 line and its exit status (docs/ARCHITECTURE.md, "Command lines"), and the deprecation warnings that
 torch and setuptools print about Detectron2's own code (``torch.jit.script`` at import,
-``pkg_resources``, ``torch.meshgrid``, DDP's ``broadcast_buffers``) are silenced while the command
-runs: a user can do nothing about them. Other warnings, the user's own included, still show, and
-importing the library silences nothing.
+``pkg_resources``, ``torch.meshgrid``, DDP's ``broadcast_buffers``, and the ``is_fx_tracing``
+notice torch logs when Detectron2's ROI pooler asks) are silenced while the command runs: a user
+can do nothing about them. Other warnings, the user's own included, still show, and importing the
+library silences nothing.
 """
 import argparse
 import contextlib
+import logging
 import math
 import os
 import re
@@ -31,6 +33,8 @@ THIRD_PARTY_DEPRECATIONS = [
     (UserWarning, "torch.meshgrid"),
     (FutureWarning, "`broadcast_buffers` is deprecated"),
 ]
+# (logger, the start of the message) of the notices torch logs, once a process, about Detectron2's code.
+THIRD_PARTY_LOG_NOTICES = [("torch.fx._symbolic_trace", "is_fx_tracing will return true")]
 _WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.\nOriginal Traceback")
 
 
@@ -45,7 +49,12 @@ def user_message(error):
 
 @contextlib.contextmanager
 def quiet_third_party_deprecations():
-    """Silence exactly :data:`THIRD_PARTY_DEPRECATIONS` in this process and in the processes it starts."""
+    """Silence exactly :data:`THIRD_PARTY_DEPRECATIONS` in this process and in the processes it starts, and
+    :data:`THIRD_PARTY_LOG_NOTICES` in this process (a launched worker enters this again)."""
+    dropped = [(logging.getLogger(name), lambda record, start=start: not record.getMessage().startswith(start))
+               for name, start in THIRD_PARTY_LOG_NOTICES]
+    for logger, drop in dropped:
+        logger.addFilter(drop)
     with warnings.catch_warnings():
         for category, start in THIRD_PARTY_DEPRECATIONS:
             warnings.filterwarnings("ignore", message=re.escape(start), category=category)
@@ -59,6 +68,8 @@ def quiet_third_party_deprecations():
                 del os.environ["PYTHONWARNINGS"]
             else:
                 os.environ["PYTHONWARNINGS"] = before
+            for logger, drop in dropped:
+                logger.removeFilter(drop)
 
 
 def run_tool(main, argv, prog):
