@@ -82,3 +82,20 @@ def test_the_default_is_the_papers_initialisation():
 def test_rg_init_zero_is_refused_where_the_block_would_lose_its_shortcut():
     with pytest.raises(ConfigError, match=r"rg_init \(MODEL.RGSNET.RG_INIT\) = 'zero' is invalid: .* b-RGS would"):
         RGSNetSpec.create("b-RGS", rg_init="zero")
+
+
+def test_the_from_scratch_lsj_config_starts_res_rgs_at_zero_and_says_how_to_run_another_variant():
+    from detectron2.config import instantiate
+
+    from rgs_detectron import model_zoo
+
+    name = "lazy/mask_rcnn_res_rgs_50_fpn_100ep_lsj.py"
+    cfg = model_zoo.get_config(name)
+    assert instantiate(cfg.rgsnet).rg_init == "zero"
+    cfg.rgsnet.variant = "b-RGS"
+    with pytest.raises(ConfigError, match="rg_init"):
+        instantiate(cfg.rgsnet)
+    documented = "rgsnet.variant=b-RGS rgsnet.rg_init=paper"  # the config's own docstring
+    assert documented in Path(model_zoo.get_config_file(name)).read_text()
+    cfg.rgsnet.rg_init = "paper"
+    assert instantiate(cfg.rgsnet).variant.name == "b-RGS"

@@ -1,5 +1,7 @@
 """The docs stand alone and say what the code does."""
+import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
+def _between(text, marker):
+    return text.split(f"<!-- {marker} -->\n", 1)[1].split(f"\n<!-- /{marker} -->", 1)[0]
+
+
 @pytest.mark.parametrize("doc", ["README.md", "docs/ARCHITECTURE.md"])
 def test_variant_table_in_the_docs_is_the_code_table(doc):
     text = (ROOT / doc).read_text()
-    table = text.split("<!-- variant-table -->\n", 1)[1].split("\n<!-- /variant-table -->", 1)[0]
-    assert table == markdown_table()
+    assert _between(text, "variant-table") == markdown_table()
 
 
 def test_every_linked_document_exists():
@@ -59,3 +64,17 @@ def test_every_test_the_guarantees_cite_exists():
         assert name in defined[current], f"docs/GUARANTEES.md cites {current}::{name}, which does not exist"
         cited += 1
     assert cited > 30
+
+
+@pytest.mark.parametrize("marker,raw", [("study", "pretrain_study.json"), ("init-study", "init_study.json")])
+def test_the_readmes_study_figures_are_the_raw_results(marker, raw):
+    """Every mean ± std the README quotes from a study is computed from docs/results/ (and the
+    study there is complete): no figure typed by hand."""
+    section = _between((ROOT / "README.md").read_text(), marker)
+    results = json.loads((ROOT / "docs" / "results" / raw).read_text())
+    assert not results.get("partial") and f"docs/results/{raw}" in section
+    runs = [run.get("test_error") for run in results["classification"].values()]
+    runs += [run.get("first_epoch_train_loss") for run in results["classification"].values()]
+    runs += [aps for row in results["detection"].values() for aps in row.values()]
+    for values in filter(None, runs):
+        assert f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" in section, values
