@@ -3,6 +3,10 @@
 Every test detector is a shipped config plus overrides: ``configs/demo/digits_res_rgs.yaml``
 (FPN) or ``digits_res_rgs_c4.yaml`` (C4), made smaller still by ``TINY``.
 """
+import importlib
+import sys
+from pathlib import Path
+
 import torch
 
 from detectron2.structures import Boxes, Instances
@@ -10,6 +14,8 @@ from detectron2.structures import Boxes, Instances
 from rgs_detectron import get_rgsnet_cfg
 from rgs_detectron.checkpoint import RGSCheckpointer
 from rgs_detectron.model_zoo import get_config_file
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_WIDTH = [
     "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.WIDTH_PER_GROUP", 16
@@ -91,3 +97,16 @@ def save_random_detector(root, variant="Res-RGS", head="FPN", *opts):
     cfg.MODEL.WEIGHTS = str(root / "model.pth")
     cfg.freeze()
     return str(config), cfg.MODEL.WEIGHTS, cfg
+
+
+def tool_module(name):
+    """A developer tool of ``tools/`` (scripts, not an installed package), imported by its file name."""
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tools"))
+    return importlib.import_module(name)
+
+
+def doc_section(doc, marker):
+    """The text of ``doc`` (a path under the repository) between ``<!-- marker -->`` and ``<!-- /marker -->``."""
+    text = (ROOT / doc).read_text()
+    return text.split(f"<!-- {marker} -->\n", 1)[1].split(f"\n<!-- /{marker} -->", 1)[0]

@@ -1,6 +1,5 @@
 """Activation growth at initialisation: the docs' tables are what the tool computes, and
 ``rg_init`` changes only what it says."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,26 +11,19 @@ from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.modeling import RGSNet, RGSNetSpec, ReLUGroupNorm
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import doc_section, tool_module
+
 ALL = ["res2", "res3", "res4", "res5"]
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("activation_growth", ROOT / "tools" / "activation_growth.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _doc_tables():
-    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
-    block = text.split("<!-- activation-growth -->\n", 1)[1].split("\n<!-- /activation-growth -->", 1)[0]
+    block = doc_section("docs/ARCHITECTURE.md", "activation-growth")
     return [t.splitlines() for t in block.strip().split("\n\n")]
 
 
 def test_docs_tables_are_what_the_tool_computes():
     """Every row and header as the tool writes them, and one cell (the cheapest) recomputed."""
-    tool = _tool()
+    tool = tool_module("activation_growth")
     tables = _doc_tables()
     assert len(tables) == len(tool.MODELS)
     for model, lines in zip(tool.MODELS, tables):

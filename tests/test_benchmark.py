@@ -1,8 +1,6 @@
 """The benchmark runs end to end on the CPU, measures the shipped network and reports what it promises."""
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,13 +9,10 @@ from detectron2.modeling import build_model
 
 from rgs_detectron.model_zoo import get_config_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # developer tools, not installed
-import analyze_model  # noqa: E402
-import benchmark as benchmark_module  # noqa: E402
+from common import rgs_cfg, tool_module
 
-timing = benchmark_module
-
-from common import rgs_cfg
+analyze_model = tool_module("analyze_model")
+benchmark_module = timing = tool_module("benchmark")
 
 
 @pytest.fixture(scope="module")

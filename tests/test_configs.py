@@ -14,7 +14,7 @@ from rgs_detectron import get_rgsnet_cfg
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.model_zoo import get_config_file, list_configs
 
-from common import rgs_cfg
+from common import rgs_cfg, tool_module
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -135,8 +135,7 @@ def test_digits_demo_and_benchmark_follow_the_same_rule(cuda_usable, monkeypatch
     """Their shipped configs name no device: --device, else MODEL.DEVICE among the overrides, else auto."""
     from rgs_detectron.cli import digits_demo
 
-    sys.path.insert(0, str(ROOT / "tools"))  # tools/benchmark.py, a developer tool
-    import benchmark
+    benchmark = tool_module("benchmark")
 
     seen = []
     monkeypatch.setattr("rgs_detectron.data.digits.generate_digits_dataset", lambda root: None)

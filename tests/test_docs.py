@@ -8,18 +8,15 @@ import pytest
 
 from rgs_detectron.modeling.variants import markdown_table
 
+from common import doc_section
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def _between(text, marker):
-    return text.split(f"<!-- {marker} -->\n", 1)[1].split(f"\n<!-- /{marker} -->", 1)[0]
-
-
 @pytest.mark.parametrize("doc", ["README.md", "docs/ARCHITECTURE.md"])
 def test_variant_table_in_the_docs_is_the_code_table(doc):
-    text = (ROOT / doc).read_text()
-    assert _between(text, "variant-table") == markdown_table()
+    assert doc_section(doc, "variant-table") == markdown_table()
 
 
 def test_every_linked_document_exists():
@@ -70,7 +67,7 @@ def test_every_test_the_guarantees_cite_exists():
 def test_the_readmes_study_figures_are_the_raw_results(marker, raw):
     """Every mean ± std the README quotes from a study is computed from docs/results/ (and the
     study there is complete): no figure typed by hand."""
-    section = _between((ROOT / "README.md").read_text(), marker)
+    section = doc_section("README.md", marker)
     results = json.loads((ROOT / "docs" / "results" / raw).read_text())
     assert not results.get("partial") and f"docs/results/{raw}" in section
     runs = [run.get("test_error") for run in results["classification"].values()]

@@ -2,7 +2,6 @@
 kill -9 and --resume finish the same run, a run is replaced or resumed only as asked and
 records only what happened, bad input is one line naming the file or option, and the whole
 chain (pretrain -> convert -> fine-tune a detector with train_net -> evaluate) works on real data."""
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -24,6 +23,8 @@ from rgs_detectron.cli import train_classifier as tool
 from rgs_detectron.errors import InputError
 from rgs_detectron.classification import datasets as pretrain_datasets
 from rgs_detectron.classification.datasets import DATASETS, build_datasets
+
+from common import tool_module
 
 DIGITS = [
     "--dataset", "digits", "--depth", "26", "--width-mult", "0.25", "--recipe", "cifar", "--workers", "0",
@@ -369,9 +370,7 @@ def test_a_warm_started_run_says_so_in_every_record(tmp_path):
 
 
 def test_study_summary_names_files_it_cannot_read_and_goes_on(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("pretrain_study", ROOT / "tools" / "pretrain_study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = tool_module("pretrain_study")
     run = tmp_path / "classification" / "original_seed0"
     run.mkdir(parents=True)
     (run / "model_final.pth").write_bytes(b"not a checkpoint")

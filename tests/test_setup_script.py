@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from common import tool_module
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "tools/setup_env.sh")
 NO_VENV_YET = "/nonexistent/rgs_detectron-venv"  # the project's .venv of a fresh clone: nothing to inspect yet
@@ -89,16 +91,6 @@ def test_another_python_is_refused_before_any_download(version, tmp_path):
     assert not planned(r)
 
 
-def _tools(name):
-    """A module of tools/ (not a package), imported from its file."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _pins(*files):
     import re
 
@@ -115,7 +107,7 @@ def test_setup_py_ranges_admit_the_tested_pins():
     """setup.py says what the code needs (ranges); every pin the set-up installs lies inside them."""
     from packaging.requirements import Requirement
 
-    env_plan = _tools("env_plan")
+    env_plan = tool_module("env_plan")
     requires, extras = env_plan.declared(str(ROOT / "setup.py"))
     ranges = {}
     for text in requires + [r for group in extras.values() for r in group]:
@@ -135,7 +127,7 @@ def test_a_plain_pip_install_never_replaces_the_users_torch_or_opencv():
     """torch, torchvision and opencv are extras: pip would otherwise swap a user's build for PyPI's."""
     from packaging.requirements import Requirement
 
-    requires, extras = _tools("env_plan").declared(str(ROOT / "setup.py"))
+    requires, extras = tool_module("env_plan").declared(str(ROOT / "setup.py"))
     names = {Requirement(r).name for r in requires}
     assert not names & {"torch", "torchvision", "opencv-python", "opencv-python-headless"}
     assert {Requirement(r).name for r in extras["torch"]} == {"torch", "torchvision"}
@@ -287,7 +279,7 @@ def test_keep_torch_with_a_torch_to_install_is_refused_naming_both(other):
 # tools/check_lock.py asks pip's resolver on each Python (network: run by hand, output in the README);
 # here, its reading of the lock and of pip's report.
 def test_the_lock_files_agree_with_each_other():
-    check_lock = _tools("check_lock")
+    check_lock = tool_module("check_lock")
     lock = check_lock.read_lock([f"{check_lock.ROOT}/{p}" for p in check_lock.REQUIREMENTS + check_lock.CONSTRAINTS])
     assert lock["numpy"] == "2.4.6" and lock["torch"] == "2.14.1" and lock["fvcore"] == "0.1.5.post20221221"
     assert len(lock) == 79
@@ -297,7 +289,7 @@ def test_a_package_locked_twice_differently_is_named(tmp_path):
     (tmp_path / "a.txt").write_text("numpy==2.4.6\n")
     (tmp_path / "b.txt").write_text("# comment\nNumPy==2.4.5  # other\n")
     with pytest.raises(ValueError, match=r"numpy is pinned to 2.4.6 in .*a.txt and 2.4.5 in .*b.txt"):
-        _tools("check_lock").read_lock([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")])
+        tool_module("check_lock").read_lock([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")])
 
 
 def test_a_resolution_that_leaves_the_lock_is_reported():
@@ -314,10 +306,10 @@ def test_a_resolution_that_leaves_the_lock_is_reported():
         ]
     }
     lock = {"numpy": "2.4.6", "pillow": "13.0.0", "fvcore": "0.1.5.post20221221"}
-    assert _tools("check_lock").compare(report,
-                                        lock) == ({"pillow": ("13.0.0", "12.0.0")}, ["tomli==2.0.1"], ["fvcore"])
+    assert tool_module("check_lock").compare(report,
+                                             lock) == ({"pillow": ("13.0.0", "12.0.0")}, ["tomli==2.0.1"], ["fvcore"])
     exact = {"install": report["install"][:1]}
-    assert _tools("check_lock").compare(exact, lock) == ({}, [], [])
+    assert tool_module("check_lock").compare(exact, lock) == ({}, [], [])
 
 
 # Into a user's own environment (--no-venv): what the set-up keeps, installs and refuses. Each
