@@ -245,7 +245,12 @@ def _export_program(backbone, x, names):
     torch.export.save(program, buffer)
     data = buffer.getvalue()
     loaded = torch.export.load(io.BytesIO(data)).module()
-    return data, (lambda t: [loaded(t)[n] for n in names])
+
+    def run(t):
+        outputs = loaded(t)  # once per image, not once per output name
+        return [outputs[n] for n in names]
+
+    return data, run
 
 
 def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=False):

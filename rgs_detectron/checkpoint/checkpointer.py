@@ -282,7 +282,6 @@ class RGSCheckpointer(DetectionCheckpointer):
         heuristic = bool(checkpoint.get("matching_heuristics", False))
         incompatible = super()._load_model(checkpoint)
         prefixes = tuple(name + "." if name else "" for name, _, _ in _strict_parts(self.model))
-        state = self.model.state_dict()
 
         def problems(missing, unexpected, shapes):  # one line per kind that has any
             kinds = {
@@ -304,7 +303,7 @@ class RGSCheckpointer(DetectionCheckpointer):
         if prefixes and (missing or unexpected or shapes):
             raise IncompatibleCheckpointError(
                 "the checkpoint does not match this model's backbone; refusing a partial load." +
-                problems(group_blocks(missing, state), unexpected, shapes) +
+                problems(group_blocks(missing, self.model.state_dict()), unexpected, shapes) +
                 "\nCheck MODEL.RGSNET.VARIANT, MODEL.RESNETS.DEPTH and the width keys against the weights "
                 f"(`{CONVERT_COMMAND}` prints the settings converted weights need).")
         if self.complete and (incompatible.missing_keys or incompatible.incorrect_shapes):
