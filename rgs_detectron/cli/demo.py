@@ -120,8 +120,9 @@ def display_metadata(cfg, num_classes):
 def to_coco(instances, image_id, to_output):
     if len(instances) == 0:
         return []
-    boxes = instances.pred_boxes.tensor.numpy().copy()
-    boxes[:, 2:] -= boxes[:, :2]  # x0, y0, x1, y1 -> COCO's x, y, width, height
+    from detectron2.structures import BoxMode  # after parsing, as every Detectron2 import of a command
+
+    boxes = BoxMode.convert(instances.pred_boxes.tensor.numpy(), BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)  # COCO's boxes
     return [{
         "image_id": image_id, "category_id": int(to_output[int(c)]), "bbox": [float(v) for v in box], "score": float(s)
     } for box, c, s in zip(boxes, instances.pred_classes.tolist(), instances.scores.tolist())]

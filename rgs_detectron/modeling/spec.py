@@ -101,6 +101,11 @@ def blocks_for_depth(depth, key="MODEL.RESNETS.DEPTH"):
     return BLOCKS_PER_DEPTH[depth]
 
 
+def block_for_depth(depth):
+    """The block a depth is made of: "basic" (two 3x3 convs) for 18 and 34, else "bottleneck"."""
+    return "basic" if depth in BASIC_DEPTHS else "bottleneck"
+
+
 def _scaled(base, width_mult, field):
     value = base * width_mult
     if value < 1 or abs(value - round(value)) > 1e-9:
@@ -222,7 +227,7 @@ class RGSNetSpec:
         if unknown:
             raise ConfigError(f"unknown RGSNet spec argument(s) {sorted(unknown)}; "
                               f"known: depth, width_mult, {', '.join(f.name for f in dataclasses.fields(cls))}")
-        fields.setdefault("block", "basic" if depth in BASIC_DEPTHS else "bottleneck")
+        fields.setdefault("block", block_for_depth(depth))
         return cls(
             variant=variant,
             blocks_per_stage=blocks_per_stage if blocks_per_stage is not None else blocks_for_depth(depth, "depth"),
@@ -246,8 +251,7 @@ class RGSNetSpec:
                 "blocks have no deformable variant; set it to [False, False, False, False]")
         values = {field: functools.reduce(getattr, key.split("."), cfg) for field, key in CFG_KEYS.items()}
         values["blocks_per_stage"] = list(values["blocks_per_stage"]) or blocks_for_depth(res.DEPTH)
-        block = "basic" if res.DEPTH in BASIC_DEPTHS else "bottleneck"
-        return cls(**values, in_channels=in_channels or len(cfg.MODEL.PIXEL_MEAN), block=block)
+        return cls(**values, in_channels=in_channels or len(cfg.MODEL.PIXEL_MEAN), block=block_for_depth(res.DEPTH))
 
     @classmethod
     def resolve(cls, spec, description, who):
