@@ -4,9 +4,7 @@ Tolerances: float32 comparisons use ``rtol=atol=1e-5`` on single ops; whole back
 (train-mode BN over tiny batches amplifies rounding) compare each tensor's max abs
 difference to 5e-5 x that tensor's max magnitude (measured worst case: 1.6e-5).
 """
-import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,9 +16,11 @@ from rgs_detectron import VARIANTS, add_rgsnet_config
 from rgs_detectron.modeling import build_rgsnet_backbone
 from rgs_detectron.modeling import shortcuts
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # tools/benchmark.py, a developer tool
-from benchmark import saved_activation_bytes as _saved_bytes  # noqa: E402
 from rgs_detectron.modeling.shortcuts import ReLUGroupNorm, rg_shortcut_lean, rg_shortcut_reference
+
+from common import tool_module
+
+_saved_bytes = tool_module("benchmark").saved_activation_bytes
 
 EPS = 1e-5
 

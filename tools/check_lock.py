@@ -23,20 +23,16 @@ import argparse
 import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 
+from env_plan import PIN, normalize  # tools/ is this script's folder, first on sys.path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIREMENTS = ["requirements/torch.txt", "requirements/base.txt", "requirements/test.txt"]
 CONSTRAINTS = ["requirements/constraints.txt", "requirements/torch-constraints.txt"]
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
-
-
-def normalize(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def read_lock(paths):

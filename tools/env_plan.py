@@ -14,8 +14,11 @@ import os
 import re
 import sys
 
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")  # a `name==version` line of a lock file
+
 
 def normalize(name):
+    """A distribution name as pip compares them (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -59,7 +62,7 @@ def read_pins(paths):
     for path in paths:
         with open(path) as f:
             for line in f:
-                m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)", line.strip())
+                m = PIN.match(line.strip())
                 if m:
                     pins[normalize(m.group(1))] = m.group(2)
     return pins

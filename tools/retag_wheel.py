@@ -25,13 +25,11 @@ import sys
 import tempfile
 import zipfile
 
+from env_plan import normalize  # tools/ is this script's folder, first on sys.path
+
 TAG = "py3-none-any"
 # "Requires-Dist: name[extras] specifier ; marker" (old-style "name (specifier)" too)
 REQUIREMENT = re.compile(r"^Requires-Dist:\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([^;]*?)\s*(;.*)?$")
-
-
-def normalize(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def rewrite_metadata(text, drop, unpin):
