@@ -156,9 +156,11 @@ def test_lazy_training_checks_boxes_like_the_yacs_trainer(tmp_path, caplog):
     records = loader.dataset.dataset.dataset._dataset  # grouped by aspect ratio < iterable < mapped < the list
     assert len(records) == 1 and [a["bbox"] for a in records[0]["annotations"]] == [[4, 4, 20, 20]]
     assert "dropped 2 invalid boxes" in caplog.text and "1 negative width or height" in caplog.text
+    assert "(train.invalid_boxes=fail refuses them)" in caplog.text and "DATASETS" not in caplog.text  # its own key
     cfg.train.invalid_boxes = "fail"
-    with pytest.raises(InputError, match="2 invalid boxes"):
+    with pytest.raises(InputError, match="2 invalid boxes") as refused:
         lazy_train_loader(cfg)
+    assert "set train.invalid_boxes=drop to train without them" in str(refused.value)
 
 
 def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, tmp_path):

@@ -46,11 +46,16 @@ def check_box_policy(policy, key="DATASETS.INVALID_BOXES"):
         raise ConfigError(f"{key} = {policy!r} is invalid: choose one of {', '.join(INVALID_BOX_POLICIES)}")
 
 
-def check_boxes(dataset_dicts, what, policy="drop"):
+YACS_SETTING = "DATASETS.INVALID_BOXES {}"  # how a user sets the policy: a yacs override, or a LazyConfig one
+LAZY_SETTING = "train.invalid_boxes={}"
+
+
+def check_boxes(dataset_dicts, what, policy="drop", setting=YACS_SETTING):
     """Return ``dataset_dicts`` with invalid boxes dropped (or raise, with ``"fail"``).
 
-    ``what`` names the data in the report (e.g. the dataset names). The input records
-    are not modified; records that needed no change are returned as they are.
+    ``what`` names the data in the report (e.g. the dataset names), ``setting`` how the
+    user's config sets the policy (the report's fix). The input records are not modified;
+    records that needed no change are returned as they are.
     """
     check_box_policy(policy)
     counts, examples, out = {}, {}, []
@@ -74,15 +79,15 @@ def check_boxes(dataset_dicts, what, policy="drop"):
     lines = "; ".join(f"{n} {problem} (e.g. {examples[problem]})" for problem, n in counts.items())
     if policy == "fail":
         raise InputError(f"{what} has {total} invalid boxes: {lines}. Fix the annotations, or set "
-                         "DATASETS.INVALID_BOXES drop to train without them.")
-    logger.warning(f"{what}: dropped {total} invalid boxes: {lines} (DATASETS.INVALID_BOXES fail refuses them)")
+                         f"{setting.format('drop')} to train without them.")
+    logger.warning(f"{what}: dropped {total} invalid boxes: {lines} ({setting.format('fail')} refuses them)")
     return out
 
 
-def checked_train_dicts(dataset_dicts, what, policy="drop", filter_empty=True):
+def checked_train_dicts(dataset_dicts, what, policy="drop", filter_empty=True, setting=YACS_SETTING):
     """Training records with their boxes checked, then (``filter_empty``) without the images left with no
     usable annotation, as Detectron2 filters them; an InputError when no image is left. Both trainers'."""
-    dicts = check_boxes(dataset_dicts, what, policy)
+    dicts = check_boxes(dataset_dicts, what, policy, setting)
     if filter_empty:
         dicts = filter_images_with_only_crowd_annotations(dicts)
     if not dicts:

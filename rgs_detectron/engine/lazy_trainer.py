@@ -19,7 +19,7 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from ..checkpoint.checkpointer import RGSCheckpointer
-from ..data.boxes import checked_train_dicts
+from ..data.boxes import LAZY_SETTING, checked_train_dicts
 from .guarded_run import run_guarded
 from .trainer import create_ddp_model
 
@@ -52,7 +52,7 @@ def lazy_train_loader(cfg):
         dataset = node.dataset
         filter_empty = dataset.get("_target_") is get_detection_dataset_dicts and dataset.get("filter_empty", True)
         dicts = checked_train_dicts(dicts, f"dataloader.train.dataset {dataset.get('names', '')}".rstrip(),
-                                    cfg.train.get("invalid_boxes", "drop"), filter_empty)
+                                    cfg.train.get("invalid_boxes", "drop"), filter_empty, LAZY_SETTING)
     return instantiate({**node, "dataset": dicts})
 
 
