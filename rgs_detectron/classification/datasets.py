@@ -21,7 +21,7 @@ from torchvision import transforms as T
 
 from detectron2.utils.registry import Registry
 
-from ..data.images import read_image
+from ..data.images import open_image
 from ..errors import ConfigError, InputError, first_line
 from ..utils.fileio import atomic_write
 
@@ -62,7 +62,7 @@ class DigitsDataset(Dataset):
 def _read_rgb(path):
     """ImageFolder's loader: an RGB PIL image, or an InputError naming the file (truncated, not an image)."""
     try:
-        return Image.fromarray(read_image(path, "RGB"))
+        return open_image(path, lambda image: image.convert("RGB"))  # one copy (not PIL -> numpy -> PIL)
     except InputError as e:
         raise InputError(f"{e}; replace or remove the file") from None
 

@@ -13,13 +13,20 @@ from detectron2.data.detection_utils import convert_PIL_to_numpy
 
 from ..errors import InputError, first_line
 
-__all__ = ["read_image", "read_label_map"]
+__all__ = ["open_image", "read_image", "read_label_map"]
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def read_image(path, format="BGR"):
     """An HxWxC uint8 array of ``path`` in ``format`` ("BGR", "RGB" or "L"), EXIF-rotated."""
+    return open_image(path, lambda image: convert_PIL_to_numpy(image, format))
+
+
+def open_image(path, convert):
+    """``convert(image)`` of the PIL image of ``path``, EXIF-rotated, 16-bit data in 8 bits; an InputError naming
+    the file when it cannot be read or converted. ``convert`` is the one step callers differ in (a numpy array in
+    a channel order for the detectors, an RGB PIL image for the classifier's transforms)."""
     try:
         with Image.open(path) as image:
             image.load()
@@ -28,7 +35,7 @@ def read_image(path, format="BGR"):
                 image = _to_8bit(image, path)
             elif image.mode == "F":
                 raise InputError(f"{path}: a floating-point image (PIL mode F); save it as 8- or 16-bit")
-            return convert_PIL_to_numpy(image, format)
+            return convert(image)
     except InputError:
         raise
     except Exception as e:  # missing, truncated, not an image, ...
