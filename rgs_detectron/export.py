@@ -20,7 +20,6 @@ for detections). Only then is it written, with
 with ``overwrite``. The model is ``load_trained_model``'s: strictly loaded, no random head.
 """
 import copy
-import inspect
 import io
 import sys
 import logging
@@ -208,7 +207,7 @@ def _trace_onnx(adapter, image, names):
     buffer = io.BytesIO()
     # The TorchScript-based exporter: torch's default before 2.9, chosen with dynamo=False from 2.5 (torch 2.3 and
     # 2.4 have no such argument).
-    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    legacy = {"dynamo": False} if torch.__version__ >= "2.5" else {}
     torch.onnx.export(adapter, (image, ), buffer, opset_version=ONNX_OPSET, input_names=["image"], output_names=names,
                       dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection}, **legacy)
     import onnx

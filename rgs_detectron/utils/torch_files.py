@@ -33,18 +33,11 @@ __all__ = [
 CONVERT_COMMAND = "python -m rgs_detectron.cli.convert"
 _TORCHVISION = "torchvision:"
 
-_PICKLE_ALLOWED = {
-    ("collections", "OrderedDict"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),  # Python 2 pickles (Detectron's model zoo) store bytes this way
-}
+# Containers, numpy arrays and scalars (numpy 1 and 2 name their modules numpy.core and numpy._core), and bytes as
+# Python 2 pickles (Detectron's model zoo) store them.
+_NUMPY = (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))
+_PICKLE_ALLOWED = {("collections", "OrderedDict"), ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                   *((f"numpy.{core}.{module}", name) for core in ("core", "_core") for module, name in _NUMPY)}
 
 
 class _Refused(pickle.UnpicklingError):
@@ -180,29 +173,24 @@ def weights_source(source):
         return path, f"{source} ({path})"
     try:
         os.makedirs(folder, exist_ok=True)
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise PermissionError("not writable")
-    except OSError as e:
-        raise WeightsError(f"torch's cache {folder!r} ($TORCH_HOME/hub/checkpoints) is not a folder this user can "
-                           f"write ({first_line(e)}), so {source} cannot be downloaded into it: set TORCH_HOME to "
-                           "one (e.g. TORCH_HOME=$HOME/.cache/torch)") from None
-    try:
         torch.hub.download_url_to_file(weights.url, path, prefix, progress=True)
     except Exception as e:
-        raise WeightsError(f"cannot download {source} from {weights.url} ({type(e).__name__}: {first_line(e)}); "
-                           f"offline, place that file at {path!r} and run again") from None
+        usable = os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)
+        raise WeightsError(f"cannot download {source} from {weights.url} ({type(e).__name__}: {first_line(e)}); " + (
+            f"offline, place that file at {path!r} and run again" if usable else f"torch's cache {folder!r} "
+            "($TORCH_HOME/hub/checkpoints) is not a folder this user can write: set TORCH_HOME to one (e.g. "
+            "TORCH_HOME=$HOME/.cache/torch)")) from None
     return path, f"{source} ({path})"
 
 
 def _spelling(models, name):
     """How to name torchvision's weights, for a name that names none (e.g. the builder's ``resnet50.IMAGENET1K_V1``)."""
     head, _, value = name.partition(".")
-    enum = getattr(models, head, None)
-    if not (isinstance(enum, type) and hasattr(enum, "__members__")):
-        try:
-            enum = models.get_model_weights(head)
-        except (ValueError, KeyError):
-            return "give ENUM.VALUE, e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1"
-    if value in enum.__members__ and enum.__name__ != head:
+    try:  # an enum's name (ResNet50_Weights), else a builder's (resnet50)
+        enum = getattr(models, head) if head[:1].isupper() else models.get_model_weights(head)
+        members = ", ".join(enum.__members__)
+    except (AttributeError, ValueError, KeyError):
+        return "give ENUM.VALUE, e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1"
+    if value in enum.__members__:
         return f"write torchvision:{enum.__name__}.{value}"
-    return f"give torchvision:{enum.__name__}.VALUE, VALUE one of {', '.join(enum.__members__)}"
+    return f"give torchvision:{enum.__name__}.VALUE, VALUE one of {members}"
