@@ -126,17 +126,14 @@ def state_dict_in(obj, path):
     Accepts the state dict itself or one under ``state_dict``/``model``; strips the
     ``module.`` prefix that (Distributed)DataParallel adds.
     """
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
+    inner = [obj[k] for k in ("state_dict", "model") if isinstance(obj, dict) and isinstance(obj.get(k), dict)]
+    obj = inner[0] if inner else obj
     if not isinstance(obj, dict) or not obj:
         raise WeightsError(f"{path!r} holds no state dict (found {type(obj).__name__})")
     not_tensors = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
         raise WeightsError(f"{path!r}: these entries are not tensors: {short_list(not_tensors)}")
-    return OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in obj.items())
+    return OrderedDict((k.removeprefix("module."), v) for k, v in obj.items())
 
 
 def weights_source(source):
