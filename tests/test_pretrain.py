@@ -263,12 +263,18 @@ def test_small_stem_checkpoints_are_refused_by_the_converter(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.serial
 def test_two_cpu_processes_agree_with_one(digits_run, tmp_path):
-    """torchrun with 2 gloo processes: same global batch, same recipe, accuracy within noise. --standalone: a free
-    port, so that another run of the suite on this machine is no obstacle."""
+    """torchrun with 2 gloo processes: same global batch, same recipe, accuracy within noise. On a free port, so
+    that another run of the suite on this machine is no obstacle (not --standalone: torch 2.3's torchrun crashes
+    in its rendezvous with it)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     two = tmp_path / "two"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-        "rgs_detectron.cli.train_classifier", *LEARN, "--output",
+        sys.executable, "-m", "torch.distributed.run", "--master_port",
+        str(port), "--nproc_per_node", "2", "-m", "rgs_detectron.cli.train_classifier", *LEARN, "--output",
         str(two)
     ]
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
