@@ -7,7 +7,8 @@ shortcuts, and ``fc`` when the class count matches) and leaves the layers the va
 adds at their stated initial values:
 
 * GroupNorms (``shortcut_norm`` of b-/d-/Res-RGS and GS, ``inner_norm``, ``output_norm``,
-  ``relu_norm1/2``): weight 1, bias 0, as when training from scratch;
+  ``relu_norm1/2``): weight 1, bias 0, as when training from scratch (with ``rg_init="zero"``
+  the RG shortcut's weight 0, as from scratch too); the report states the values they hold;
 * RBS's BatchNorm ``shortcut_norm``: weight 1, bias 0, running mean 0, running var 1;
 * squeeze-and-excitation ``se.fc1/fc2``: He-normal weights and zero biases, as every conv of
   the classifier (seeded).
@@ -28,10 +29,15 @@ __all__ = ["warm_start_from_resnet", "LABEL"]
 LABEL = "warm start from ResNet weights (not the paper's protocol)"
 
 
+def _constant(tensor):
+    first = tensor.flatten()[0].item()
+    return f"{first:g}" if bool((tensor == first).all()) else "varied"
+
+
 def _how(module):
     kind = type(module).__name__
-    if kind in ("GroupNorm", "ReLUGroupNorm"):
-        return "GroupNorm, weight 1, bias 0"
+    if kind in ("GroupNorm", "ReLUGroupNorm"):  # the values it holds (rg_init "zero" starts the RG weight at 0)
+        return "GroupNorm, " + ", ".join(f"{n} {_constant(getattr(module, n))}" for n in ("weight", "bias"))
     if "BatchNorm" in kind:
         return "BatchNorm, weight 1, bias 0, running mean 0, running var 1"
     if kind == "SqueezeExcitation":
