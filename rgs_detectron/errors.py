@@ -7,6 +7,8 @@ corrupt input file, incompatible weights, a full disk, a diverged run). Anything
 is a bug and keeps its traceback.
 """
 
+from reprlib import repr as shown  # a value in a message, cut short: one read from a file may be huge
+
 __all__ = ["UserError", "ConfigError", "InputError", "WeightsError", "DiskFullError", "first_line", "shown", "require"]
 
 
@@ -38,13 +40,6 @@ def first_line(error):
     """An exception's first line of text, or its type's name when it has none (for one-line messages)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def shown(value, limit=80):
-    """``repr(value)`` for a message, cut to ``limit`` characters: a value read from someone's file may be huge
-    (a forged record's 50 MB string made a 50 MB error line)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def require(module, what):

@@ -132,8 +132,8 @@ def test_strict_load_refuses_a_checkpoint_for_another_variant(tmp_path, record):
     with pytest.raises(IncompatibleCheckpointError) as err:
         RGSCheckpointer(model).load(path)
     if record:  # the recorded spec is compared first, before anything is loaded
-        assert "variant ('original' in the weights, 'Res-RGS' in the model); they were made for original-26, the " \
-            "model's backbone.bottom_up is Res-RGS-26" in str(err.value)
+        assert "variant ('original' in the weights, 'Res-RGS' in the model), gn_groups (0 in the weights, 8 in the " \
+            "model); they were made for original-26, the model's backbone.bottom_up is Res-RGS-26" in str(err.value)
     else:
         assert "missing (" in str(err.value) and "shortcut_norm" in str(err.value)
 

@@ -164,7 +164,8 @@ def test_a_record_of_another_shape_is_refused_by_our_loader(tmp_path, caplog):
     ("no variant", "rgsnet_spec: the recorded architecture lacks variant"),
     ("a wrong variant", "rgsnet_spec: the recorded architecture is invalid: variant (MODEL.RGSNET.VARIANT) = "
      "'e-RGS' is invalid"),
-    ("an unknown field", "rgsnet_spec: the recorded architecture has fields this version does not know: 'color'"),
+    ("an unknown field", "rgsnet_spec: the recorded architecture is invalid: RGSNetSpec.__init__() got an "
+     "unexpected keyword argument 'color'"),
 ])
 def test_a_malformed_record_is_refused_naming_the_file_and_the_field(tmp_path, record, words):
     """A record that is not a mapping was "no record"; a missing variant was filled with the default."""
@@ -229,10 +230,10 @@ def test_a_huge_string_in_a_forged_record_is_cut_in_every_message(tmp_path, caps
     torch.save({**torch.load(weights, weights_only=True), "rgsnet_spec": forged}, weights)
     with pytest.raises(WeightsError) as err:
         load_weights(build_model(tiny_detector_cfg("d-RGS")), weights)
-    assert len(str(err.value)) < 1000 and "(5000002 characters)" in str(err.value)
+    assert len(str(err.value)) < 1000 and "'xxxxxxxxxxxx...xxxxxxxxxxxxx'" in str(err.value)
     assert convert_tool.main([str(classifier_file(tmp_path, "d-RGS", record=forged)), str(tmp_path / "o.pth")]) == 1
     err = capsys.readouterr().err
-    assert len(err) < 1000 and "(5000002 characters)" in err
+    assert len(err) < 1000 and "'xxxxxxxxxxxx...xxxxxxxxxxxxx'" in err
 
 
 @pytest.mark.parametrize("case", ["another variant's record", "a partial backbone", "untrained heads"])

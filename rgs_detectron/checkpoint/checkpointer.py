@@ -192,11 +192,9 @@ class RGSCheckpointer(DetectionCheckpointer):
         if not isinstance(model, dict):
             raise WeightsError(f"{filename!r} holds no state dict; is it a checkpoint?")
         if "state_dict" in model or any(_CLASSIFIER_LAYOUT.match(str(k)) for k in model):
-            raise WeightsError(
-                f"{filename!r} is an ImageNet classifier checkpoint (train_classifier's or torchvision's "
-                f"layout), not Detectron2 weights: convert it, `{CONVERT_COMMAND} {filename} "
-                "CONVERTED.pth` (with --variant/--depth if it records no architecture), and give "
-                "CONVERTED.pth")
+            raise WeightsError(f"{filename!r} is an ImageNet classifier checkpoint, not Detectron2 weights: convert it "
+                               f"(`{CONVERT_COMMAND} {filename} CONVERTED.pth`, with --variant/--depth if it records "
+                               "no architecture) and give CONVERTED.pth")
         if self._heuristics:
             loaded["matching_heuristics"] = True
         return loaded
@@ -245,9 +243,8 @@ class RGSCheckpointer(DetectionCheckpointer):
         self._place_records(checkpoint)
         self._warn_caffe2_input(checkpoint)
         before = {k: v.to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        heuristic = bool(checkpoint.get("matching_heuristics", False))
-        try:
-            return self._refuse_partial(super()._load_model(checkpoint), heuristic)
+        try:  # Detectron2 reads matching_heuristics and leaves it
+            return self._refuse_partial(super()._load_model(checkpoint), checkpoint.get("matching_heuristics"))
         except Exception:
             self.model.load_state_dict(before)
             raise

@@ -20,6 +20,8 @@ far cheaper than 90 ImageNet epochs. Results from it must be labelled as such.
 """
 from collections import OrderedDict
 
+from torch import nn
+
 from ..errors import ConfigError, InputError
 from ..modeling.variants import all_added_layers
 from ..utils.names import short_list
@@ -35,16 +37,15 @@ def _constant(tensor):
 
 
 def _how(module):
-    kind = type(module).__name__
-    if kind in ("GroupNorm", "ReLUGroupNorm"):  # the values it holds (rg_init "zero" starts the RG weight at 0)
-        return "GroupNorm, " + ", ".join(f"{n} {_constant(getattr(module, n))}" for n in ("weight", "bias"))
-    if "BatchNorm" in kind:
-        return "BatchNorm, weight 1, bias 0, running mean 0, running var 1"
-    if kind == "SqueezeExcitation":
-        return "squeeze-and-excitation, He-normal convs with zero biases"
-    if kind == "Linear":
+    """What a layer the warm start did not copy starts at: a norm's values as it holds them (rg_init "zero" starts
+    the RG shortcut's weight at 0), how the others were drawn."""
+    if isinstance(module, (nn.GroupNorm, nn.BatchNorm2d)):
+        values = ", ".join(f"{n.replace('_', ' ')} {_constant(t)}" for n, t in module.state_dict().items()
+                           if n != "num_batches_tracked")
+        return f"{'GroupNorm' if isinstance(module, nn.GroupNorm) else 'BatchNorm'}, {values}"
+    if isinstance(module, nn.Linear):
         return "classifier, PyTorch's default initialisation (class count differs from the ResNet's)"
-    return f"{kind}, its default initialisation"
+    return "squeeze-and-excitation, He-normal convs with zero biases"
 
 
 def warm_start_from_resnet(model, resnet_state, source="the warm start"):
@@ -67,17 +68,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
                          "ResNet: convert it directly, without a warm start, or warm-start from a plain ResNet "
                          "(e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1)")
     target = model.state_dict()
-    modules = dict(model.named_modules())
     added = set(model.spec.variant.added_layers()) | {"se"}
-
-    def owner(name):  # the module a tensor belongs to, and whether the variant adds it
-        module_name = name.rsplit(".", 1)[0]
-        parts = module_name.split(".")
-        for i in range(len(parts), 0, -1):
-            if parts[i - 1] in added:
-                return ".".join(parts[:i]), True
-        return module_name, False
-
+    own = OrderedDict((n, m) for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in added)  # the variant's layers
     update, unknown, not_used = OrderedDict(), [], []
     for name, value in resnet_state.items():
         if name.endswith("num_batches_tracked"):
@@ -93,7 +85,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
             unknown.append(f"{name} {tuple(value.shape)} vs {tuple(target[name].shape)}")
     missing = [
         n for n in target
-        if n not in update and not n.endswith("num_batches_tracked") and not owner(n)[1] and not n.startswith("fc.")
+        if n not in update and not n.endswith("num_batches_tracked") and not n.startswith(("fc.", *(f"{name}."
+                                                                                                    for name in own)))
     ]
     if unknown or missing:
         raise InputError("the ResNet weights do not fit this RGSNet's shared layers (check depth and width): " +
@@ -101,11 +94,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
                          (f"missing: {short_list(missing, 8)}" if missing else ""))
     model.load_state_dict(update, strict=False)  # the rest is what the variant adds (and fc, if dropped)
     groups = OrderedDict()
-    for name in target:
-        if name in update or name.endswith("num_batches_tracked"):
-            continue
-        module_name, _ = owner(name)
-        groups.setdefault(_how(modules[module_name]), set()).add(module_name)
+    for name, module in [*own.items()] + ([("fc", model.fc)] if "fc.weight" not in update else []):
+        groups.setdefault(_how(module), []).append(name)
     initialised = "; ".join(f"{how} ({len(names)} modules: {short_list(sorted(names), 3)})"
                             for how, names in groups.items())
     return [
