@@ -217,7 +217,7 @@ class RGSCheckpointer(DetectionCheckpointer):
             best = max((k for k in found if k == key or (heuristic and key.endswith("." + k))), key=len, default=None)
             recorded = read_record(found[best], f"{source}: {best}") if best else legacy
             if recorded is not None:
-                refuse_other_spec(recorded, module.spec, name or "backbone", source)
+                refuse_other_spec(recorded, module.spec, f"the model's {name or 'backbone'}", source)
                 state[key] = encode_record(recorded)
 
     def _warn_caffe2_input(self, checkpoint):

@@ -31,7 +31,7 @@ import torch
 from ..errors import ConfigError, WeightsError
 from ..modeling.backbone import RGSNet
 from ..modeling.spec import RGSNetSpec
-from ..modeling.spec_record import RECORD_KEY, encode_record, read_record, spec_differences
+from ..modeling.spec_record import RECORD_KEY, encode_record, read_record, refuse_other_spec
 from ..modeling.variants import twin_of
 from ..utils.fileio import atomic_write
 from ..utils.torch_files import load_weights_only, state_dict_in, weights_source_path
@@ -222,12 +222,8 @@ def _target(spec, recorded, source, warm_start):
     if warm_start or recorded is None:  # a warm start's recorded plain ResNet describes its input, not the target
         return spec
     # The converter writes the stride in the 3x3 conv whatever a config says (a conflict is a note).
-    differences = spec_differences(recorded.replace(stride_in_1x1=False), spec.replace(stride_in_1x1=False))
-    if differences:
-        raise ConfigError(f"{source!r} records {recorded.variant}-{recorded.depth}, but the target given is "
-                          f"{spec.variant}-{spec.depth}; they differ in " +
-                          ", ".join(f"{f} ({a!r} recorded, {b!r} given)" for f, a, b in differences) +
-                          ". Leave out the target (the recorded architecture is used) or give the one recorded.")
+    refuse_other_spec(recorded.replace(stride_in_1x1=False), spec.replace(stride_in_1x1=False), "the target given",
+                      repr(source), "the target")
     return spec
 
 

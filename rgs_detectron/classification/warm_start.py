@@ -31,17 +31,12 @@ __all__ = ["warm_start_from_resnet", "LABEL"]
 LABEL = "warm start from ResNet weights (not the paper's protocol)"
 
 
-def _constant(tensor):
-    first = tensor.flatten()[0].item()
-    return f"{first:g}" if bool((tensor == first).all()) else "varied"
-
-
 def _how(module):
     """What a layer the warm start did not copy starts at: a norm's values as it holds them (rg_init "zero" starts
     the RG shortcut's weight at 0), how the others were drawn."""
     if isinstance(module, (nn.GroupNorm, nn.BatchNorm2d)):
-        values = ", ".join(f"{n.replace('_', ' ')} {_constant(t)}" for n, t in module.state_dict().items()
-                           if n != "num_batches_tracked")
+        values = ", ".join(f"{n.replace('_', ' ')} {t.flatten()[0].item():g}" for n, t in module.state_dict().items()
+                           if n != "num_batches_tracked")  # each a constant at initialisation
         return f"{'GroupNorm' if isinstance(module, nn.GroupNorm) else 'BatchNorm'}, {values}"
     if isinstance(module, nn.Linear):
         return "classifier, PyTorch's default initialisation (class count differs from the ResNet's)"

@@ -58,7 +58,7 @@ def encode_record(spec: RGSNetSpec):
 
 def _malformed(where, what):
     return WeightsError(f"{where}: the recorded architecture {what}. The file is damaged, forged or written by another "
-                        "version; nothing was loaded from it: make it again (convert, or the run that saved it)")
+                        "version: make it again (convert, or the run that saved it)")
 
 
 def read_record(value, where):
@@ -70,7 +70,7 @@ def read_record(value, where):
     """
     if value is None:
         return None
-    required = [f.name for f in dataclasses.fields(RGSNetSpec)]
+    required = RECORDED_FIELDS if isinstance(value, torch.Tensor) else [f.name for f in dataclasses.fields(RGSNetSpec)]
     if isinstance(value, torch.Tensor):
         if value.dtype != torch.uint8 or tuple(value.shape) != (RECORD_BYTES, ):
             raise _malformed(
@@ -80,7 +80,6 @@ def read_record(value, where):
             value = json.loads(bytes(value.tolist()).rstrip(b"\0"))
         except ValueError:
             raise _malformed(where, "is not the JSON text of a record") from None
-        required = RECORDED_FIELDS
     if not isinstance(value, dict):
         raise _malformed(where, f"is a {type(value).__name__}, not a mapping of RGSNetSpec fields")
     missing = [f for f in required if f not in value]
@@ -92,24 +91,18 @@ def read_record(value, where):
         raise _malformed(where, f"is invalid: {str(e)[:500]}") from None
 
 
-def spec_differences(recorded: RGSNetSpec, spec: RGSNetSpec):
-    """``[(field, recorded value, spec's value)]`` over :data:`RECORDED_FIELDS`."""
-    a, b = _recorded(recorded), _recorded(spec)
-    return [(f, a[f], b[f]) for f in RECORDED_FIELDS if a[f] != b[f]]
-
-
-def refuse_other_spec(recorded: RGSNetSpec, spec: RGSNetSpec, part, source=None):
+def refuse_other_spec(recorded: RGSNetSpec, spec: RGSNetSpec, what, source=None, holder="the model"):
     """Raise :class:`IncompatibleCheckpointError` naming what differs first, when weights recorded as ``recorded``
-    (read from the file ``source``, if known) do not fit the model's ``part`` built as ``spec``."""
-    differences = spec_differences(recorded, spec)
+    (read from the file ``source``, if known) do not fit ``what`` of ``holder`` (a model's part, a target)."""
+    a, b = _recorded(recorded), _recorded(spec)
+    differences = [(f, a[f], b[f]) for f in RECORDED_FIELDS if a[f] != b[f]]
     if differences:
         fix = " ".join(f"{CFG_KEYS.get(f, f)} {shown(a)}" for f, a, _ in differences)
         raise IncompatibleCheckpointError(
-            f"the weights{f' in {source}' if source else ''} do not fit the model's {part}: they differ in " +
-            ", ".join(f"{f} ({shown(a)} in the weights, {shown(b)} in the model)" for f, a, b in differences) +
-            f"; they were made for {recorded.variant}-{recorded.depth}, the model's {part} is "
-            f"{spec.variant}-{spec.depth}. Build the model the weights were made for ({fix}), or use weights made "
-            "for this model.")
+            f"the weights{f' in {source}' if source else ''} do not fit {what}: they differ in " +
+            ", ".join(f"{f} ({shown(a)} in the weights, {shown(b)} in {holder})" for f, a, b in differences) +
+            f"; they were made for {recorded.variant}-{recorded.depth}, {what} is {spec.variant}-{spec.depth}. "
+            f"Use the architecture the weights were made for ({fix}), or weights made for this one.")
 
 
 class CarriesSpec:
@@ -124,7 +117,7 @@ class CarriesSpec:
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, *args):
         key, part = prefix + RECORD_KEY, prefix[:-1] or type(self).__name__
         if key in state_dict:
-            refuse_other_spec(read_record(state_dict[key], f"the weights' {key}"), self.spec, part)
+            refuse_other_spec(read_record(state_dict[key], f"the weights' {key}"), self.spec, f"the model's {part}")
         elif any(k.startswith(prefix) for k in state_dict):
             twin = twin_of(self.spec.variant)
             logger.warning(f"{part}: the weights record no architecture (made elsewhere, or before records): loaded "
