@@ -94,8 +94,8 @@ def read_record(value, where):
 def refuse_other_spec(recorded: RGSNetSpec, spec: RGSNetSpec, what, source=None, holder="the model"):
     """Raise :class:`IncompatibleCheckpointError` naming what differs first, when weights recorded as ``recorded``
     (read from the file ``source``, if known) do not fit ``what`` of ``holder`` (a model's part, a target)."""
-    a, b = _recorded(recorded), _recorded(spec)
-    differences = [(f, a[f], b[f]) for f in RECORDED_FIELDS if a[f] != b[f]]
+    theirs, ours = _recorded(recorded), _recorded(spec)
+    differences = [(f, theirs[f], ours[f]) for f in RECORDED_FIELDS if theirs[f] != ours[f]]
     if differences:
         fix = " ".join(f"{CFG_KEYS.get(f, f)} {shown(a)}" for f, a, _ in differences)
         raise IncompatibleCheckpointError(
