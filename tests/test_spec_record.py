@@ -281,3 +281,19 @@ def test_the_no_record_note_reaches_a_command_user(tmp_path, capsys):
     ]) == 0
     printed = capsys.readouterr()
     assert "cannot tell d-RGS from Res-RGS" in printed.out + printed.err
+
+
+def test_a_backbone_cut_from_a_state_dict_by_hand_serves_a_c4_model_in_our_loader(tmp_path):
+    """One record, ``_extra_state``: Detectron2's heuristics cannot give it to both C4 parts; ours gives it to both."""
+    prefix = "backbone.bottom_up."
+    state = {
+        k[len(prefix):]: v
+        for k, v in build_model(tiny_detector_cfg("Res-RGS")).state_dict().items() if k.startswith(prefix)
+    }
+    torch.save({"model": state, "matching_heuristics": True}, tmp_path / "backbone.pth")
+    weights = str(tmp_path / "backbone.pth")
+    load_weights(build_model(tiny_detector_cfg("Res-RGS", "C4")), weights)
+    with pytest.raises(IncompatibleCheckpointError, match="do not fit the model's backbone: they differ in variant"):
+        load_weights(build_model(tiny_detector_cfg("d-RGS", "C4")), weights)
+    with pytest.raises(ValueError, match="Cannot match one checkpoint key to multiple keys"):
+        DetectionCheckpointer(build_model(tiny_detector_cfg("Res-RGS", "C4"))).load(weights)
