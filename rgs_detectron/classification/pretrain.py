@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from ..config import resolve_device
 from ..errors import ConfigError, InputError, UserError, WeightsError, first_line
-from ..modeling.spec import RGSNetSpec
+from ..modeling.spec_record import read_record
 from ..utils.fileio import atomic_write, check_room, remove_stale_temp_files
 from ..utils.output_lock import OutputDirLock
 from ..utils.torch_files import load_state_dict, load_weights_only, weights_source_path
@@ -181,11 +181,11 @@ class _Run:
             state = load_weights_only(path)
         except WeightsError as e:
             raise InputError(f"{e}; the run cannot resume from it: pass --overwrite to train again") from None
-        recorded = state.get("rgsnet_spec") if isinstance(state, dict) else None
-        if not isinstance(recorded, dict) or "optimizer" not in state:
+        recorded = read_record(state.get("rgsnet_spec"), f"{path}: rgsnet_spec") if isinstance(state, dict) else None
+        if recorded is None or "optimizer" not in state:
             raise InputError(f"{path} is not a train_classifier run: pass --overwrite to replace it, or choose "
                              "another --output")
-        ours, theirs = self.spec.to_dict(), RGSNetSpec.from_dict(recorded).to_dict()
+        ours, theirs = self.spec.to_dict(), recorded.to_dict()
         differ = [f"{k} {ours.get(k)} (the run: {v})" for k, v in theirs.items() if ours.get(k) != v]
         if state.get("num_classes") != self.num_classes:
             differ.append(f"{self.num_classes} classes (the run: {state.get('num_classes')})")
