@@ -23,7 +23,7 @@ from ..errors import UserError
 
 __all__ = [
     "run_tool", "user_message", "quiet_third_party_deprecations", "add_config_args", "probability", "positive_int",
-    "non_negative_int", "positive_float"
+    "non_negative_int", "positive_float", "output_folder", "output_file"
 ]
 
 # (category, the start of the message) of the known third-party deprecation notices about Detectron2's code.
@@ -98,6 +98,22 @@ def add_config_args(parser):
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, last on the line (e.g. MODEL.RGSNET.VARIANT b-RGS)")
     return parser
+
+
+def output_folder(text):
+    """argparse type: a folder to write into (made when missing), not an existing file."""
+    if os.path.lexists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder: give a folder to write into (it is "
+                                         "made when missing)")
+    return text
+
+
+def output_file(text):
+    """argparse type: a file to write, not an existing folder."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder: give the file to write, e.g. "
+                                         f"{os.path.join(text, 'converted.pth')}")
+    return text
 
 
 def probability(text):
