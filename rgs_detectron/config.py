@@ -130,13 +130,10 @@ def _check_option_order(overrides, kind):
                           "the overrides (e.g. --config-file F --no-progress MODEL.DEVICE cpu)")
 
 
-# Channels of an image in each INPUT.FORMAT Detectron2 reads (detectron2.data.detection_utils.read_image).
-FORMAT_CHANNELS = {"BGR": 3, "RGB": 3, "YUV-BT.601": 3, "L": 1}
-
-
 def _check_pixel_stats(cfg):
-    """One value per input channel in MODEL.PIXEL_MEAN and PIXEL_STD (a 468-line log and a traceback otherwise)."""
-    channels = FORMAT_CHANNELS.get(cfg.INPUT.FORMAT, len(cfg.MODEL.PIXEL_MEAN))
+    """One value per input channel in MODEL.PIXEL_MEAN and PIXEL_STD (a 468-line log and a traceback otherwise):
+    the channels of the INPUT.FORMATs Detectron2's ``read_image`` knows; for others, the mean's length."""
+    channels = {"BGR": 3, "RGB": 3, "YUV-BT.601": 3, "L": 1}.get(cfg.INPUT.FORMAT, len(cfg.MODEL.PIXEL_MEAN))
     for key in ("PIXEL_MEAN", "PIXEL_STD"):
         if len(cfg.MODEL[key]) != channels:
             raise ConfigError(f"MODEL.{key} has {len(cfg.MODEL[key])} values but INPUT.FORMAT {cfg.INPUT.FORMAT} "
@@ -229,10 +226,9 @@ def num_classes(cfg):
 
 
 def _yacs_message(e):
-    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    if "RGSNET" in text:
-        text += " (RGSNet keys need rgs_detectron.add_rgsnet_config(cfg) first)"
-    return text
+    """yacs's message (a KeyError's without the quotes repr adds). Here the RGSNet keys are always added, so an unknown
+    ``MODEL.RGSNET.*`` key is a typo, not a forgotten ``add_rgsnet_config``."""
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
 def resolve_device(requested):

@@ -199,8 +199,9 @@ def test_overwrite_then_kill_then_resume_never_continues_the_previous_run(datase
 
 HOLD_LOCK = """
 import sys, time
-from rgs_detectron.utils.output_lock import OutputDirLock
-OutputDirLock(sys.argv[1]).acquire()
+from rgs_detectron.utils.output_lock import output_dir_lock
+lock = output_dir_lock(sys.argv[1])  # kept: a collected generator would let go of the lock
+lock.__enter__()
 print("locked", flush=True)
 time.sleep(600)
 """

@@ -46,7 +46,7 @@ from ..config import resolve_device
 from ..errors import ConfigError, InputError, UserError, WeightsError, first_line
 from ..modeling.spec import RGSNetSpec
 from ..utils.fileio import atomic_write, check_room, remove_stale_temp_files
-from ..utils.output_lock import OutputDirLock
+from ..utils.output_lock import output_dir_lock
 from ..utils.previous_run import finish_interrupted_move, move_previous_run
 from ..utils.torch_files import load_state_dict, load_weights_only, weights_source_path
 from .classifier import RGSNetClassifier
@@ -357,7 +357,7 @@ def pretrain(spec, train_set, val_set, num_classes, options: PretrainOptions):
     check_room(options.output, 5 * weights + (16 << 20))
     log = logging.getLogger("rgs_detectron")
     finish_interrupted_move(options.output, "train_classifier")
-    with OutputDirLock(options.output):
+    with output_dir_lock(options.output):
         if options.overwrite:  # before the new log.txt opens
             move_previous_run(options.output, MOVED_ASIDE, "train_classifier")
         handler = _LogFile(os.path.join(options.output, "log.txt"))

@@ -45,8 +45,6 @@ def run(cfg, args):
 
 
 def _main(argv):
-    from omegaconf import OmegaConf
-
     from ..config import load_lazy_config
     from ..engine.launch import argument_parser, eval_only_output, launch_run
     from ..engine.preflight import lazy_preflight
@@ -54,7 +52,7 @@ def _main(argv):
 
     args = argument_parser(__doc__).parse_args(argv)
     cfg = load_lazy_config(args.config_file, args.opts)
-    finish_interrupted_move(OmegaConf.select(cfg, "train.output_dir", default=""), "lazy_train_net")
+    finish_interrupted_move(cfg.get("train", {}).get("output_dir", ""), "lazy_train_net")
     lazy_preflight(cfg, args)
     if args.eval_only:
         train = cfg.train

@@ -16,6 +16,7 @@
   parent as an exception (torch's spawn turns it into a traceback string), so the worker
   prints it as one line and exits with its status, which the parent returns.
 """
+import contextlib
 import functools
 import os
 import sys
@@ -28,7 +29,7 @@ from detectron2.utils import comm
 from ..checkpoint.checkpointer import RGSCheckpointer
 from ..errors import ConfigError, UserError
 from ..utils.commandline import quiet_third_party_deprecations, user_message
-from ..utils.output_lock import OutputDirLock
+from ..utils.output_lock import output_dir_lock
 from ..utils.previous_run import move_previous_run, new_subfolder, run_files
 
 __all__ = ["argument_parser", "check_output_dir", "eval_only_output", "launch_run", "resuming"]
@@ -99,15 +100,13 @@ def launch_run(run, args, payload, output_dir, prog, device):
     """``run(*payload)`` in every process of ``args``' launch, a new run in a clean folder; returns an exit status."""
     if str(device).startswith("cpu") and args.num_gpus * args.num_machines > 1:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the spawned processes then use gloo, as their tensors need
-    lock = OutputDirLock(output_dir).acquire() if args.machine_rank == 0 else None
-    try:
-        if lock and not args.eval_only and not resuming(output_dir, args):
+    writer = args.machine_rank == 0
+    with output_dir_lock(output_dir) if writer else contextlib.nullcontext():
+        if writer and not args.eval_only and not resuming(output_dir, args):
             move_previous_run(output_dir, RUN_FILES, prog)  # check_output_dir allowed it
-        launch(functools.partial(_worker, run, prog), args.num_gpus, num_machines=args.num_machines,
-               machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
-    except ProcessExitedException as e:  # a worker ended with the error printed above
-        return e.exit_code or 1
-    finally:
-        if lock:
-            lock.release()
+        try:
+            launch(functools.partial(_worker, run, prog), args.num_gpus, num_machines=args.num_machines,
+                   machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
+        except ProcessExitedException as e:  # a worker ended with the error printed above
+            return e.exit_code or 1
     return 0

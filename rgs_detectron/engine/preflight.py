@@ -24,7 +24,6 @@ from ..data.boxes import check_box_policy
 from ..data.checks import check_dataset_files
 from ..errors import ConfigError, UserError
 from ..utils.fileio import check_room
-from .guarded_run import check_resume_point
 from .launch import check_output_dir, resuming
 from .trainer import check_evaluator_type
 
@@ -142,8 +141,11 @@ def _check_run(problems, args, output_dir, output_key, max_iter, max_iter_key, w
     if not str(output_dir or "").strip():
         problems.add(f"{output_key} is empty: name the folder for the run's files")
     if resuming(output_dir, args) and not args.eval_only and isinstance(max_iter, int):
-        problems.check(lambda: check_resume_point(
-            RGSCheckpointer(None, output_dir).last_iteration(), max_iter, output_dir, max_iter_key))
+        last = RGSCheckpointer(None, output_dir).last_iteration()
+        if last + 1 > max_iter:  # exactly at the end is a resume that finishes an interrupted last save
+            problems.add(f"the last checkpoint in {output_dir!r} is at iteration {last}, past {max_iter_key} = "
+                         f"{max_iter}: that run is complete. Raise {max_iter_key} to train on, or evaluate it with "
+                         "--eval-only.")
     problems.check(check_output_dir, output_dir, args)
     size = os.path.getsize(weights) if weights and os.path.isfile(weights) else 0
     problems.check(check_room, output_dir, 3 * size + (64 << 20))

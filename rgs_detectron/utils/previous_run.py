@@ -21,7 +21,7 @@ import time
 
 from ..errors import InputError
 from .fileio import atomic_write
-from .output_lock import OutputDirLock
+from .output_lock import output_dir_lock
 
 __all__ = ["run_files", "new_subfolder", "move_previous_run", "finish_interrupted_move"]
 
@@ -90,7 +90,7 @@ def finish_interrupted_move(folder, prog):
     journals = glob.glob(os.path.join(glob.escape(folder), "previous_run_*", JOURNAL))
     if not journals:
         return
-    with OutputDirLock(folder):  # a run still moving holds it: then this is refused, naming that run
+    with output_dir_lock(folder):  # a run still moving holds it: then this is refused, naming that run
         for journal in journals:
             target = os.path.dirname(journal)
             with open(journal) as f:
