@@ -462,8 +462,7 @@ def test_an_output_that_is_a_folder_is_a_usage_error_naming_a_file_to_give(tmp_p
         convert_tool.main([str(small_checkpoint[0]), str(tmp_path), "--variant", "Res-RGS", "--depth", "26"])
     err = capsys.readouterr().err
     assert done.value.code == 2 and "--overwrite" not in err.splitlines()[-1]
-    assert f"convert: error: argument output: '{tmp_path}' is a folder: give the file to write, e.g. " \
-        f"{tmp_path / 'converted.pth'}" in err
+    assert f"convert: error: argument output: '{tmp_path}' is a folder, not a file: give the file to write" in err
 
 
 # --------------------------------------------------------------------------- warm start from a ResNet

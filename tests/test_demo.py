@@ -236,7 +236,7 @@ def test_an_output_path_that_is_a_file_is_one_line(tiny_model, images, tmp_path,
         main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert f"{tool}: error: argument --output: '{a_file}' is a file, not a folder: give a folder" in err
+    assert f"{tool}: error: argument --output: '{a_file}' is a file, not a folder: give the folder to write" in err
     assert "Traceback" not in err and a_file.read_text() == "mine"
 
 

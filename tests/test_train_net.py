@@ -107,10 +107,11 @@ def test_train_and_evaluate_coco_format(datasets_root, tmp_path):
     rows = [json.loads(line) for line in open(out / "metrics.json")]
     assert rows[-1]["iteration"] == 6 and "bbox/AP" in rows[-1]  # eval after the last step
 
-    # --eval-only on the saved checkpoint gives the same numbers.
+    # --eval-only on the saved checkpoint gives the same numbers (written into a folder of its own).
     assert train_net("MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(tmp_path / "eval"),
                      "TEST.COCO_EVAL_ENGINE", "pycocotools", flags=["--eval-only"]) == 0
-    assert _copypaste(_log(tmp_path / "eval")) == _copypaste(log)
+    (evaluation, ) = (tmp_path / "eval").glob("eval_*")
+    assert _copypaste(_log(evaluation)) == _copypaste(log)
 
 
 def test_train_and_evaluate_voc_format(datasets_root, tmp_path):

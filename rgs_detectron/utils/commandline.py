@@ -100,20 +100,18 @@ def add_config_args(parser):
     return parser
 
 
-def output_folder(text):
-    """argparse type: a folder to write into (made when missing), not an existing file."""
-    if os.path.lexists(text) and not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder: give a folder to write into (it is "
-                                         "made when missing)")
-    return text
+def _output_path(kind, other):
+    """argparse type: where to write a ``kind`` ("folder", made when missing, or "file"), not an existing ``other``."""
+
+    def parse(text):
+        if os.path.lexists(text) and os.path.isdir(text) == (kind == "file"):
+            raise argparse.ArgumentTypeError(f"{text!r} is a {other}, not a {kind}: give the {kind} to write")
+        return text
+
+    return parse
 
 
-def output_file(text):
-    """argparse type: a file to write, not an existing folder."""
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is a folder: give the file to write, e.g. "
-                                         f"{os.path.join(text, 'converted.pth')}")
-    return text
+output_folder, output_file = _output_path("folder", "file"), _output_path("file", "folder")
 
 
 def probability(text):
