@@ -260,10 +260,12 @@ def test_a_key_given_twice_is_refused_naming_the_file_and_the_key(tmp_path):
 LAUGHS = [f"&l{i} [{', '.join([f'*l{i - 1}' if i else '0'] * 9)}]" for i in range(9)]  # 9**9 values in the last
 
 
-@pytest.mark.parametrize("reader,text", [
-    ("get_rgsnet_cfg", f"MODEL:\n  PIXEL_MEAN: [{', '.join(LAUGHS)}]\n"),  # a key the config has: merged as it is
-    ("load_lazy_config", "".join(f"l{i}: {laugh}\n" for i, laugh in enumerate(LAUGHS))),  # OmegaConf expands it
-])
+@pytest.mark.parametrize(
+    "reader,text",
+    [
+        ("get_rgsnet_cfg", f"MODEL:\n  PIXEL_MEAN: [{', '.join(LAUGHS)}]\n"),  # a key the config has: merged as it is
+        ("load_lazy_config", "".join(f"l{i}: {laugh}\n" for i, laugh in enumerate(LAUGHS))),  # OmegaConf expands it
+    ])
 def test_a_billion_laughs_yaml_is_refused_at_once(tmp_path, reader, text):
     """Nested anchors (a few hundred bytes) expand to 387 million values: accepted by the yacs reader (then expanded
     when the model is built: 86 s and 1.7 GB), expanded by OmegaConf for a LazyConfig. Refused before anything is
