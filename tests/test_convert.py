@@ -455,6 +455,15 @@ def test_cli_failures_exit_with_status_and_one_line(tmp_path, small_checkpoint, 
     assert "VARIANT: Res-RGS" in capsys.readouterr().out and out.exists()
 
 
+def test_an_output_that_is_a_folder_is_a_usage_error_naming_a_file_to_give(tmp_path, small_checkpoint, capsys):
+    """Converting into a folder said to pass --overwrite, which cannot replace a folder."""
+    with pytest.raises(SystemExit) as done:
+        convert_tool.main([str(small_checkpoint[0]), str(tmp_path), "--variant", "Res-RGS", "--depth", "26"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "--overwrite" not in err.splitlines()[-1]
+    assert f"convert: error: argument output: '{tmp_path}' is a folder, not a file: give the file to write" in err
+
+
 # --------------------------------------------------------------------------- warm start from a ResNet
 
 
