@@ -204,8 +204,9 @@ def test_overwrite_killed_in_its_first_epoch_loses_no_finished_model(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         log = out / "log.txt"
-        if list(out.glob("previous_run_*")) and log.exists() and "evaluation images" in log.read_text():
-            break  # the new run's first epoch has begun (the old log went aside)
+        text = log.read_text() if log.exists() else ""
+        if "evaluation images" in text and "epoch 1/1:" not in text:
+            break  # the new run's log (opened after the move aside) says its first epoch has begun
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
