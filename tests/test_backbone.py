@@ -10,6 +10,7 @@ from detectron2.utils.events import EventStorage
 from rgs_detectron import VARIANTS
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.modeling import build_rgsnet_backbone
+from rgs_detectron.modeling.spec_record import RECORD_KEY
 
 from common import TINY_WIDTH, randomize_frozen_bn, rgs_cfg, tiny_batch, tiny_detector_cfg
 
@@ -25,10 +26,10 @@ def test_original_matches_detectron2_resnet(depth, stride_in_1x1):
                   ALL, "MODEL.RGSNET.VARIANT", "original")
     theirs = build_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
     ours = build_rgsnet_backbone(cfg, ShapeSpec(channels=3)).eval()
-    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert list(ours.state_dict()) == [RECORD_KEY] + list(theirs.state_dict())  # its record, then the same tensors
     with torch.no_grad():
         randomize_frozen_bn(theirs)
-        ours.load_state_dict(theirs.state_dict())
+        ours.load_state_dict(theirs.state_dict())  # strict: a state dict without a record loads
         x = torch.randn(2, 3, 96, 128)
         a, b = theirs(x), ours(x)
     for k in ALL:
