@@ -22,7 +22,7 @@ endif
 PY ?= $(VENV)/bin/python
 READY ?= $(SETUP_MARK)
 
-.PHONY: setup demo test test-fast lint check-python
+.PHONY: setup demo test test-fast lint check-python matrix
 
 $(SETUP_MARK): tools/setup_env.sh tools/env_plan.py tools/retag_wheel.py setup.py \
                requirements/base.txt requirements/test.txt requirements/constraints.txt
@@ -41,13 +41,28 @@ check-python:
 demo: $(READY)
 	$(PY) -m rgs_detectron.cli.digits_demo --output output/digits_demo
 
-# The whole test suite, slow cases included.
+# The whole test suite, slow cases included, on JOBS processes (pytest-xdist; default: the cores,
+# at most 4), then the cases marked serial on their own (several processes talking over ports).
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
+SUITE = $(PY) -m pytest tests -q -rs
+# Without pytest-xdist (a user's own pytest): one process.
+XDIST = $(shell "$(PY)" -c "import xdist" 2>/dev/null && echo "-n $(JOBS)")
+define run_suite
+	$(SUITE) $(XDIST) -m "not serial$(1)"; a=$$?; \
+	$(SUITE) -m "serial$(1)"; b=$$?; [ $$b -eq 5 ] && b=0; \
+	[ $$a -eq 0 ] && [ $$b -eq 0 ]
+endef
 test: $(READY)
-	$(PY) -m pytest tests -q -rs
+	$(call run_suite,)
 
 # Without the cases marked slow.
 test-fast: $(READY)
-	$(PY) -m pytest tests -q -m "not slow"
+	$(call run_suite, and not slow)
+
+# The CI matrix on this machine (.ci/run): the lock's .venv, the oldest torch the README promises
+# (Python 3.12), and Python 3.13 with the lock's torch, each set up the user's way under .matrix/.
+matrix:
+	bash .ci/run
 
 # The linter and the formatter, as CI runs them (ruff.toml; .style.yapf: apply with
 # `$(PY) -m yapf -i -r rgs_detectron tests tools`).

@@ -48,7 +48,7 @@ EXTRAS = {
     "opencv": ["opencv-python-headless>=4.8"],  # cv2.findContours's two results need OpenCV >= 4
     "export": ["onnx>=1.15", "onnxruntime>=1.17"],
     "fast-eval": ["faster-coco-eval>=1.6"],
-    "test": ["pytest>=8", "onnx>=1.15", "onnxruntime>=1.17", "faster-coco-eval>=1.6"],
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "onnx>=1.15", "onnxruntime>=1.17", "faster-coco-eval>=1.6"],
     "lint": ["ruff>=0.5", "yapf>=0.40"],  # make lint: the linter and the formatter CI runs
 }
 

@@ -21,6 +21,7 @@ with ``overwrite``. The model is ``load_trained_model``'s: strictly loaded, no r
 """
 import copy
 import io
+import sys
 import logging
 import os
 import warnings
@@ -59,6 +60,10 @@ TOLERANCES = {"torchscript": 1e-4, "onnx": 1e-3, BACKBONE_FORMAT: 1e-4}
 # The smallest image side the exported backbone takes (torch.export specialises any size of 1,
 # which the FPN's coarsest level would reach below it).
 PT2_MIN_SIDE = 96
+# torch.export traces with TorchDynamo, which supports each Python from a torch release on: the
+# torch each Python needs for pt2-backbone (3.11: any supported torch). tools/env_plan.py reads
+# this literal to name what a kept torch lacks, so it stays a plain dict.
+PT2_NEEDS_TORCH = {"3.12": "2.4", "3.13": "2.6"}
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +205,11 @@ def _trace_torchscript(adapter, image):
 def _trace_onnx(adapter, image, names):
     per_detection = {n: {0: "detections"} for n in names if n != "image_size"}
     buffer = io.BytesIO()
-    torch.onnx.export(adapter, (image, ), buffer, opset_version=ONNX_OPSET, dynamo=False, input_names=["image"],
-                      output_names=names, dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection})
+    # The TorchScript-based exporter: torch's default before 2.9, chosen with dynamo=False from 2.5 (torch 2.3 and
+    # 2.4 have no such argument).
+    legacy = {"dynamo": False} if torch.__version__ >= "2.5" else {}
+    torch.onnx.export(adapter, (image, ), buffer, opset_version=ONNX_OPSET, input_names=["image"], output_names=names,
+                      dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection}, **legacy)
     import onnx
     import onnxruntime
 
@@ -263,6 +271,11 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ConfigError(f"unknown export format(s) {sorted(unknown)}: choose from {', '.join(FORMATS)}")
+    python = "%d.%d" % sys.version_info[:2]
+    if BACKBONE_FORMAT in formats and torch.__version__ < PT2_NEEDS_TORCH.get(python, "0"):  # a TorchVersion
+        raise ConfigError(
+            f"--format {BACKBONE_FORMAT} needs torch >= {PT2_NEEDS_TORCH[python]} on Python {python} "
+            f"(torch.export); this is torch {torch.__version__}: upgrade torch, or export torchscript/onnx")
     paths = {fmt: os.path.join(output_dir, FILE_NAMES[fmt]) for fmt in formats}
     existing = [path for path in paths.values() if os.path.exists(path)]
     if existing and not overwrite:

@@ -3,8 +3,10 @@
 Every test detector is a shipped config plus overrides: ``configs/demo/digits_res_rgs.yaml``
 (FPN) or ``digits_res_rgs_c4.yaml`` (C4), made smaller still by ``TINY``.
 """
+import hashlib
 import importlib
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -110,3 +112,15 @@ def doc_section(doc, marker):
     """The text of ``doc`` (a path under the repository) between ``<!-- marker -->`` and ``<!-- /marker -->``."""
     text = (ROOT / doc).read_text()
     return text.split(f"<!-- {marker} -->\n", 1)[1].split(f"\n<!-- /{marker} -->", 1)[0]
+
+
+def as_torchvision_weights(monkeypatch, data, stem="resnet50"):
+    """torchvision's ResNet50_Weights.IMAGENET1K_V1 published as ``data``: its URL's file name carries the sha256
+    prefix of ``data``, as torch.hub's convention has it. Returns that file name."""
+    from torchvision import models
+
+    name = f"{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    real = models.get_weight
+    entry = types.SimpleNamespace(url=f"https://download.pytorch.org/models/{name}")
+    monkeypatch.setattr(models, "get_weight", lambda n: entry if n == "ResNet50_Weights.IMAGENET1K_V1" else real(n))
+    return name

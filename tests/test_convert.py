@@ -33,7 +33,7 @@ from rgs_detectron.checkpoint.convert import (
 from rgs_detectron.modeling import BLOCKS_PER_DEPTH, VARIANTS, RGSNet, RGSNetSpec
 from rgs_detectron.modeling.spec_record import RECORD_KEY, read_record
 
-from common import tiny_detector_cfg
+from common import as_torchvision_weights, tiny_detector_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 C4_RECORD = f"res5.{RECORD_KEY}"  # the record converted files hold for a C4 head's res5
@@ -540,12 +540,14 @@ def torch_cache(tmp_path, monkeypatch):
     return tmp_path / "torch_home" / "hub" / "checkpoints"
 
 
-def test_torchvision_source_is_read_from_torch_cache(tmp_path, torch_cache, capsys):
+def test_torchvision_source_is_read_from_torch_cache(tmp_path, torch_cache, capsys, monkeypatch):
     """`torchvision:ResNet50_Weights.IMAGENET1K_V1` is the file torchvision's get_state_dict() caches: placed
     there (here a small ResNet under V1's name), it converts with no network, warm start and plain."""
     torch_cache.mkdir(parents=True)
     resnet = randomize(RGSNetClassifier(RGSNetSpec.create("original", 26, 0.25)))
-    torch.save(resnet.state_dict(), torch_cache / "resnet50-0676ba61.pth")
+    torch.save(resnet.state_dict(), tmp_path / "resnet.pth")
+    data = (tmp_path / "resnet.pth").read_bytes()
+    (torch_cache / as_torchvision_weights(monkeypatch, data)).write_bytes(data)
     small = ["--depth", "26", "--width-mult", "0.25"]
     source = "torchvision:ResNet50_Weights.IMAGENET1K_V1"
     assert convert_tool.main(
@@ -561,12 +563,13 @@ def test_an_uncached_torchvision_source_offline_names_the_file_to_place(tmp_path
     assert convert_tool.main(["torchvision:ResNet18_Weights.IMAGENET1K_V1", out, "--variant", "original"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert f"place resnet18-f37072fd.pth in {torch_cache}" in err and "no network in the tests" in err
+    assert f"place that file at {str(torch_cache / 'resnet18-f37072fd.pth')!r}" in err
+    assert "no network in the tests" in err
     assert convert_tool.main(["torchvision:ResNet50_Weights.IMAGENET1K_V9", out, "--variant", "original"]) == 2
     assert "one of IMAGENET1K_V1, IMAGENET1K_V2" in capsys.readouterr().err
 
 
-def test_warm_start_refuses_an_rgsnet_classifier(tmp_path, small_checkpoint, torch_cache, capsys):
+def test_warm_start_refuses_an_rgsnet_classifier(tmp_path, small_checkpoint, torch_cache, capsys, monkeypatch):
     """Copying an RGSNet's own tensors would be labelled a warm start from a ResNet."""
     src, _ = small_checkpoint
     argv = ["--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25", "--warm-start-from-resnet"]
@@ -578,14 +581,15 @@ def test_warm_start_refuses_an_rgsnet_classifier(tmp_path, small_checkpoint, tor
     from rgs_detectron.cli import train_classifier
 
     torch_cache.mkdir(parents=True)
-    (torch_cache / "resnet50-0676ba61.pth").write_bytes(src.read_bytes())
+    cached = torch_cache / as_torchvision_weights(monkeypatch, src.read_bytes())
+    cached.write_bytes(src.read_bytes())
     argv = [
         "--dataset", "digits", "--depth", "26", "--width-mult", "0.25", "--variant", "b-RGS", "--workers", "0",
         "--device", "cpu", "--warm-start", "torchvision:ResNet50_Weights.IMAGENET1K_V1", "--output",
         str(tmp_path / "run")
     ]
     assert train_classifier.main(argv) == 1
-    assert "torchvision:ResNet50_Weights.IMAGENET1K_V1 is an RGSNet checkpoint" in capsys.readouterr().err
+    assert f"torchvision:ResNet50_Weights.IMAGENET1K_V1 ({cached}) is an RGSNet checkpoint" in capsys.readouterr().err
 
 
 def _recorded(tmp_path, variant):

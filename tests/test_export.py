@@ -1,6 +1,7 @@
 """TorchScript and ONNX exports of a tiny RGS Faster R-CNN, and torch.export's program of its backbone,
 reproduce eager PyTorch."""
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -67,6 +68,13 @@ def test_export_both_formats_match_eager(tiny, tmp_path, capsys):
         assert np.array_equal(onnx_out[1], eager[1].numpy())
 
 
+PYTHON = "%d.%d" % sys.version_info[:2]
+PT2_LACKING = torch.__version__ < rgs_export.PT2_NEEDS_TORCH.get(PYTHON, "0")
+
+
+@pytest.mark.skipif(
+    PT2_LACKING, reason=f"torch {torch.__version__} on Python {PYTHON} has no torch.export for it: "
+    "test_pt2_backbone_is_refused_in_one_line_where_torch_lacks_it checks the refusal")
 def test_backbone_program_matches_eager(tmp_path, capsys):
     """pt2-backbone: torch.export's program of the backbone, written only when verified, kept unless --overwrite."""
     config, weights, cfg = save_random_detector(tmp_path, "b-RGS", "C4", *TINY_EXPORT, "MODEL.RGSNET.BLOCKS_PER_STAGE",
@@ -88,6 +96,25 @@ def test_backbone_program_matches_eager(tmp_path, capsys):
     torch.testing.assert_close(got["res4"], eager["res4"], atol=rgs_export.TOLERANCES["pt2-backbone"], rtol=0)
 
     assert export_tool.main(argv) == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_pt2_backbone_is_refused_in_one_line_where_torch_lacks_it(tiny, tmp_path, monkeypatch, capsys):
+    """torch 2.3 on Python 3.12 (the matrix's floor) for real; elsewhere a torch this Python needs is pretended
+    newer than this one. Refused before any export: not even the TorchScript one asked for with it is written."""
+    config, weights, _ = tiny
+    if not PT2_LACKING:
+        monkeypatch.setitem(rgs_export.PT2_NEEDS_TORCH, PYTHON, "99.0")
+    out = tmp_path / "exported"
+    argv = [
+        "--config-file", config, "--weights", weights, "--output",
+        str(out), "--format", "torchscript", "pt2-backbone"
+    ]
+    assert export_tool.main(argv) == 2
+    err = capsys.readouterr().err
+    needed = rgs_export.PT2_NEEDS_TORCH[PYTHON]
+    assert f"--format pt2-backbone needs torch >= {needed} on Python {PYTHON} (torch.export); this is torch " \
+        f"{torch.__version__}" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() or not os.listdir(out)
 
 
 def test_failed_verification_writes_nothing(tiny, tmp_path, monkeypatch, capsys):

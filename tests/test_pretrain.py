@@ -292,12 +292,20 @@ def test_small_stem_checkpoints_are_refused_by_the_converter(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_two_cpu_processes_agree_with_one(digits_run, tmp_path):
-    """torchrun with 2 gloo processes: same global batch, same recipe, accuracy within noise."""
+    """torchrun with 2 gloo processes: same global batch, same recipe, accuracy within noise. On a free port, so
+    that another run of the suite on this machine is no obstacle (not --standalone: torch 2.3's torchrun crashes
+    in its rendezvous with it)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     two = tmp_path / "two"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m",
-        "rgs_detectron.cli.train_classifier", *LEARN, "--output",
+        sys.executable, "-m", "torch.distributed.run", "--master_port",
+        str(port), "--nproc_per_node", "2", "-m", "rgs_detectron.cli.train_classifier", *LEARN, "--output",
         str(two)
     ]
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
@@ -418,3 +426,59 @@ def test_study_summary_names_files_it_cannot_read_and_goes_on(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"cannot read {run / 'model_final.pth'}" in out and f"cannot read {detection / 'metrics.json'}" in out
     assert "Traceback" not in out and "PARTIAL" in (tmp_path / "summary.md").read_text()
+
+
+def _globals_in(path):
+    """Every global a torch.save archive's pickle asks for, read without unpickling it."""
+    import pickletools
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl")))
+    found, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "GLOBAL":
+            found.add(arg.replace(" ", "."))
+        elif op.name == "STACK_GLOBAL":
+            found.add(".".join(strings[-2:]))
+        elif isinstance(arg, str):
+            strings.append(arg)
+    return found
+
+
+def test_last_pth_holds_only_what_the_oldest_supported_torch_reads(tmp_path):
+    """torch 2.3's weights-only loader builds torch's own types and OrderedDict, nothing else (not the
+    collections.Counter of MultiStepLR's state); the matrix resumes a run on that torch for real."""
+    out = tmp_path / "run"
+    argv = [*TINY, "--epochs", "2", "--output", str(out)]
+    assert tool.main(argv) == 0
+    foreign = {g for g in _globals_in(out / "last.pth") if not g.startswith("torch.")} - {"collections.OrderedDict"}
+    assert not foreign
+    before = history(out)
+    (out / "model_final.pth").unlink()
+    state = torch.load(out / "last.pth", weights_only=True)
+    state["epoch"], state["history"] = 0, state["history"][:1]
+    torch.save(state, out / "last.pth")
+    assert tool.main([*argv, "--resume"]) == 0  # the milestones, a dict on disk, act again after the resume
+    assert [h["lr"] for h in history(out)] == [h["lr"] for h in before]
+
+
+def test_a_run_this_torch_cannot_read_is_never_advised_overwrite(tmp_path, capsys, monkeypatch):
+    """The run's own intact last.pth, refused by this torch's weights-only loader (as torch 2.3 refuses the
+    Counter older runs saved; here a Fraction stands in, as if a newer torch allowed it): --overwrite would
+    throw the run away, so the message says which torch reads it instead."""
+    import fractions
+
+    from rgs_detectron.utils import torch_files
+
+    out = tmp_path / "run"
+    argv = [*TINY, "--epochs", "2", "--output", str(out)]
+    assert tool.main(argv) == 0
+    state = torch.load(out / "last.pth", weights_only=True)
+    state["scheduler"]["milestones"] = fractions.Fraction(1, 3)
+    torch.save(state, out / "last.pth")
+    monkeypatch.setitem(torch_files._ALLOWED_FROM, "fractions.Fraction", "99.0")
+    assert tool.main([*argv, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'last.pth'}" in err and "refuses fractions.Fraction" in err and "torch >= 99.0 reads it" in err
+    assert "--overwrite" not in err and "corrupt" not in err and len(err.strip().splitlines()) == 1, err

@@ -28,8 +28,10 @@ def test_default_installs_the_pinned_torch_and_locks_the_rest():
     r = setup()
     assert r.returncode == 0, r.stderr
     commands = planned(r)
-    assert any("torch==2.14.1" in c and "torchvision==0.29.1" in c and "torch-constraints.txt" in c for c in commands)
-    assert any("requirements/base.txt" in c and "-c" in c and "constraints.txt" in c for c in commands)
+    lock = f"-c {ROOT}/requirements/constraints.txt -c {ROOT}/requirements/torch-constraints.txt"
+    assert any("torch==2.14.1 torchvision==0.29.1 " + lock in c for c in commands)
+    assert any(c.endswith("/pinned.txt " + lock) for c in commands)  # the plan's pins, under the same lock
+    assert "install numpy: tested 2.4.6" in r.stdout and "install pytest-xdist: tested 3.8.0" in r.stdout
     assert "NVIDIA driver >= 580" in r.stdout
 
 
@@ -77,7 +79,7 @@ def test_python_3_12_and_3_13_are_accepted(version, tmp_path):
         pytest.skip(f"no Python {version} runs on this machine")
     r = setup(PYTHON=python, VENV=str(tmp_path / "v"))
     assert r.returncode == 0, r.stderr
-    assert f"Python {version}: supported; the lock resolves for it, the suite runs on 3.11" in r.stdout
+    assert f"Python {version}: tested; CI runs the whole suite on it with " in r.stdout
     assert planned(r)[0] == f"{python} -m venv {tmp_path / 'v'}"
 
 
@@ -148,24 +150,29 @@ Requires-Dist: black==23.3.0; extra == "dev"
 """
 
 
-def _toy_wheel(folder):
-    """A tiny wheel shaped like sal-detectron2's: tagged cp310, numpy<2 and black required."""
+def _write_wheel(path, files):
+    """A wheel at ``path`` holding ``files`` ({name: bytes}, its dist-info included) and their RECORD."""
     import base64
     import hashlib
     import zipfile
 
-    files = {
-        "toy_d2/__init__.py": b"__version__ = '0.7.2'\n", "toy_d2-0.7.2.dist-info/METADATA": TOY_METADATA.encode(),
-        "toy_d2-0.7.2.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
-        b"Tag: cp310-cp310-linux_x86_64\n"
-    }
+    info = next(p.split("/")[0] for p in files if p.endswith(".dist-info/METADATA"))
     record = "".join(f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},"
-                     f"{len(d)}\n" for p, d in files.items()) + "toy_d2-0.7.2.dist-info/RECORD,,\n"
-    path = folder / "toy_d2-0.7.2-cp310-none-any.whl"
+                     f"{len(d)}\n" for p, d in files.items()) + f"{info}/RECORD,,\n"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for p, d in [*files.items(), ("toy_d2-0.7.2.dist-info/RECORD", record.encode())]:
+        for p, d in [*files.items(), (f"{info}/RECORD", record.encode())]:
             z.writestr(p, d)
     return path
+
+
+def _toy_wheel(folder):
+    """A tiny wheel shaped like sal-detectron2's: tagged cp310, numpy<2 and black required."""
+    return _write_wheel(
+        folder / "toy_d2-0.7.2-cp310-none-any.whl", {
+            "toy_d2/__init__.py": b"__version__ = '0.7.2'\n", "toy_d2-0.7.2.dist-info/METADATA": TOY_METADATA.encode(),
+            "toy_d2-0.7.2.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+            b"Tag: cp310-cp310-linux_x86_64\n"
+        })
 
 
 def _retag(*args):
@@ -282,7 +289,7 @@ def test_the_lock_files_agree_with_each_other():
     check_lock = tool_module("check_lock")
     lock = check_lock.read_lock([f"{check_lock.ROOT}/{p}" for p in check_lock.REQUIREMENTS + check_lock.CONSTRAINTS])
     assert lock["numpy"] == "2.4.6" and lock["torch"] == "2.14.1" and lock["fvcore"] == "0.1.5.post20221221"
-    assert len(lock) == 79
+    assert len(lock) == 81
 
 
 def test_a_package_locked_twice_differently_is_named(tmp_path):
@@ -315,8 +322,9 @@ def test_a_resolution_that_leaves_the_lock_is_reported():
 # Into a user's own environment (--no-venv): what the set-up keeps, installs and refuses. Each
 # environment is a real interpreter with pip and, as the test needs, distributions' metadata and
 # small stand-in modules (a fake torch and Detectron2 cost nothing to import).
-def fake_env(tmp_path, dists=(), files=None, with_project_venv=False):
-    """dists: (name, version, METADATA lines); files: {path under site-packages: text}."""
+def fake_env(tmp_path, dists=(), files=None, with_project_venv=False, tools=("pip", )):
+    """dists: (name, version, METADATA lines); files: {path under site-packages: text}; tools: the project's
+    packages it sees besides (pip, and setuptools to build an editable install without build isolation)."""
     import sysconfig
 
     venv = tmp_path / "env"
@@ -333,7 +341,8 @@ def fake_env(tmp_path, dists=(), files=None, with_project_venv=False):
         (site / "project.pth").write_text(f"{project_site}\n")
     else:  # pip only
         (tmp_path / "pip-only").mkdir()
-        (tmp_path / "pip-only" / "pip").symlink_to(project_site / "pip")
+        for tool in tools:
+            (tmp_path / "pip-only" / tool).symlink_to(project_site / tool)
         (site / "pip.pth").write_text(f"{tmp_path / 'pip-only'}\n")
     for name, version, *lines in dists:
         info = site / f"{name.replace('-', '_')}-{version}.dist-info"
@@ -341,7 +350,8 @@ def fake_env(tmp_path, dists=(), files=None, with_project_venv=False):
         (info /
          "METADATA").write_text("\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *lines]) +
                                 "\n")
-        (info / "top_level.txt").write_text("detectron2\n" if "detectron2" in name else name.replace("-", "_") + "\n")
+        top = "detectron2" if "detectron2" in name else "cv2" if name.startswith("opencv") else name.replace("-", "_")
+        (info / "top_level.txt").write_text(top + "\n")
     for path, text in (files or {}).items():
         (site / path).parent.mkdir(parents=True, exist_ok=True)
         (site / path).write_text(text)
@@ -405,10 +415,21 @@ def test_user_env_keeps_what_is_inside_the_ranges_and_replaces_only_what_is_outs
 
 @pytest.mark.slow
 def test_user_env_keeps_its_torch_and_detectron2(project_env):
+    """The environment's own torch and Detectron2, whatever their versions (the matrix runs this on several)."""
+    from importlib import metadata
+
+    import detectron2
+    import torch
+    import torchvision
+
     python = project_env
     r = setup("--no-venv", PYTHON=python)
     assert r.returncode == 0, r.stderr
-    assert "found torch 2.14.1" in r.stdout and "found Detectron2 0.7.2 (sal-detectron2)" in r.stdout
+    assert f"found torch {torch.__version__}, torchvision {torchvision.__version__}: kept" in r.stdout
+    (dist, ) = metadata.packages_distributions()["detectron2"]
+    assert f"found Detectron2 {detectron2.__version__} ({dist})" in r.stdout
+    lacks = tool_module("env_plan").lacking(torch.__version__, "%d.%d" % sys.version_info[:2])
+    assert ("what rgs_detectron cannot do with it: " + "; ".join(lacks) in r.stdout) == bool(lacks)
     commands = planned(r)
     assert not [c for c in commands if "torch==" in c or "sal-detectron2" in c or "retag_wheel" in c]
 
@@ -433,7 +454,7 @@ def test_user_env_with_a_broken_detectron2_is_refused_not_replaced(tmp_path, bar
     python = fake_env(tmp_path, dists=[("detectron2", "0.6")],
                       files={"detectron2/__init__.py": "raise OSError('libc10.so: cannot open shared object file')\n"})
     r = setup("--no-venv", PYTHON=python)
-    assert r.returncode == 1 and not [c for c in planned(r) if "sal-detectron2" in c or "uninstall" in c]
+    assert r.returncode == 1 and not planned(r)  # refused before any step that installs (here torch would be)
     assert "does not import (OSError: libc10.so: cannot open shared object file)" in r.stderr
     assert "--detectron2 bundled or --detectron2 official" in r.stderr
     keep = setup("--no-venv", "--detectron2", "keep", PYTHON=bare_env)
@@ -452,7 +473,9 @@ def test_user_env_with_an_unusable_torch_is_refused_not_replaced(tmp_path):
     assert "has torch 2.1.0, torchvision 0.16.0, which rgs_detectron cannot use (need torch >= 2.3" in r.stderr
     replaced = setup("--no-venv", "--torch", "2.9.1", "--torchvision", "0.24.1", PYTHON=python)
     assert replaced.returncode == 0, replaced.stderr
-    assert any(c.endswith("install torch==2.9.1 torchvision==0.24.1") for c in planned(replaced))
+    assert any(
+        c.endswith("install torch==2.9.1 torchvision==0.24.1 -c " + c.rsplit(" ", 1)[1]) and
+        c.endswith("/constraints.txt") for c in planned(replaced))  # the plan's constraints
 
 
 def test_the_bundled_wheel_installed_with_its_old_metadata_is_refreshed(tmp_path):
@@ -469,10 +492,27 @@ def test_user_env_pinned_gets_the_exact_tested_versions(bare_env):
     r = setup("--no-venv", "--pinned", PYTHON=python)
     assert r.returncode == 0, r.stderr
     commands = planned(r)
+    assert "install numpy: tested 2.4.6" in r.stdout and "install pytest" not in r.stdout  # without --with-tests
     assert any(
-        "-r" in c and "requirements/base.txt" in c and "requirements/constraints.txt" in c and "test.txt" not in c
+        c.endswith(f"/pinned.txt -c {ROOT}/requirements/constraints.txt -c {ROOT}/requirements/torch-constraints.txt")
         for c in commands)
     assert any(c.endswith(f"install --no-deps --no-build-isolation -e {ROOT}") for c in commands)
+
+
+def test_pinned_shows_its_plan_and_never_puts_headless_opencv_beside_the_users(tmp_path):
+    python = fake_env(tmp_path, dists=[("numpy", "9.0"), ("pillow", "13.0.0"), ("opencv-python", "4.9.0.80")],
+                      files={"cv2/__init__.py": ""})
+    r = setup("--no-venv", "--pinned", PYTHON=python)
+    assert r.returncode == 0, r.stderr
+    assert "replace numpy 9.0: tested 2.4.6" in r.stdout and "keep    pillow 13.0.0: the tested version" in r.stdout
+    assert "keep    cv2 (opencv-python 4.9.0.80): opencv-python-headless is not installed beside it" in r.stdout
+    out = tmp_path / "pinned.txt"  # what that install step gets: the plan's pins
+    plan = subprocess.run(
+        [python, ROOT / "tools/env_plan.py", "pinned", out, "--install", ROOT / "requirements/base.txt"],
+        capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr
+    pins = out.read_text().splitlines()
+    assert "numpy==2.4.6" in pins and "pillow==13.0.0" in pins and not [p for p in pins if p.startswith("opencv")]
 
 
 # make test / make demo: which Python runs them (`make -n` prints the commands without running them).
@@ -486,19 +526,32 @@ def make(*args, **env):
                           cwd=ROOT)
 
 
+def test_make_test_runs_on_every_core_then_the_serial_cases_alone():
+    """pytest-xdist on min(cores, 4) processes (JOBS=), then the cases marked serial in one process; both counted."""
+    python = sys.executable
+    r = make("-n", "test", f"PYTHON={python}", "JOBS=3")
+    assert r.returncode == 0, r.stderr
+    parallel, serial = r.stdout.splitlines()[-1].split("; a=$?; ")
+    import importlib.util
+
+    xdist = " -n 3" if importlib.util.find_spec("xdist") else ""  # without it, one process
+    assert " ".join(parallel.split()) == f'{python} -m pytest tests -q -rs{xdist} -m "not serial"'
+    assert serial.startswith(f'{python} -m pytest tests -q -rs -m "serial"; b=$?; [ $b -eq 5 ] && b=0')
+
+
 def test_make_uses_the_checkouts_venv_by_default():
     r = make("-n", "test")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[-1] == ".venv/bin/python -m pytest tests -q -rs"
+    assert r.stdout.splitlines()[-1].startswith(".venv/bin/python -m pytest tests -q -rs ")
 
 
 def test_make_runs_with_the_python_it_is_given_and_sets_nothing_up(bare_env):
     python = sys.executable  # the project's environment: it has Detectron2
-    for target, command in [("test", f"{python} -m pytest tests -q -rs"),
+    for target, command in [("test", f"{python} -m pytest tests -q -rs "),
                             ("demo", f"{python} -m rgs_detectron.cli.digits_demo --output output/digits_demo")]:
         r = make("-n", target, f"PYTHON={python}")
         assert r.returncode == 0, r.stderr
-        assert r.stdout.splitlines()[-1] == command and "VENV=.venv bash tools/setup_env.sh" not in r.stdout
+        assert r.stdout.splitlines()[-1].startswith(command) and "VENV=.venv bash tools/setup_env.sh" not in r.stdout
     bare = bare_env
     r = make("test", f"PYTHON={bare}")
     assert r.returncode == 2 and "pytest" not in r.stdout
@@ -514,7 +567,7 @@ def test_make_uses_an_active_environment_that_has_detectron2(project_env, bare_e
     assert "VENV=.venv bash tools/setup_env.sh" not in r.stdout
     without = Path(bare_env).parents[1]  # e.g. conda's base environment
     r = make("-n", "test", CONDA_PREFIX=str(without))
-    assert r.stdout.splitlines()[-1] == ".venv/bin/python -m pytest tests -q -rs"
+    assert r.stdout.splitlines()[-1].startswith(".venv/bin/python -m pytest tests -q -rs ")
 
 
 def test_the_readmes_bibtex_and_citation_cff_cite_the_same_paper():
@@ -531,3 +584,63 @@ def test_the_readmes_bibtex_and_citation_cff_cite_the_same_paper():
     assert field["author"].split(" and ") == [f"{a['family-names']}, {a['given-names']}" for a in paper["authors"]]
     license_head = (ROOT / "LICENSE").read_text()[:200]
     assert "Apache License" in license_head and "Version 2.0, January 2004" in license_head
+
+
+def _stand_in_wheel(folder, name, version, requires=(), files=None):
+    """A tiny pure-Python wheel of ``name`` ``version`` that requires ``requires``; files: {path: text}."""
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n"
+                                                                                      for r in requires)
+    contents = {path: text.encode() for path, text in files.items()}
+    contents[f"{name}-{version}.dist-info/METADATA"] = metadata.encode()
+    contents[f"{name}-{version}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    _write_wheel(folder / f"{name}-{version}-py3-none-any.whl", contents)
+
+
+@pytest.mark.slow
+def test_the_set_up_installs_what_its_plan_says(tmp_path):
+    """The real script and pip, no network: a stand-in project (setup.py needs numpy>=1.24, the lock pins numpy
+    2.4.6) and a stand-in index holding numpy 2.4.6 and 2.5.5 and a torchvision that takes any numpy. The plan
+    says numpy 2.4.6, and 2.4.6 is installed, torch's step included (torchvision alone would take 2.5.5)."""
+    project = tmp_path / "project"
+    for folder in ("tools", "requirements", "rgs_detectron"):
+        (project / folder).mkdir(parents=True)
+    for tool in ("setup_env.sh", "env_plan.py", "retag_wheel.py"):
+        shutil.copy(ROOT / "tools" / tool, project / "tools" / tool)
+    lock = {
+        "base.txt": "numpy==2.4.6\n", "test.txt": "", "constraints.txt": "numpy==2.4.6\n",
+        "torch.txt": "torch==2.14.1\ntorchvision==0.29.1\n", "torch-constraints.txt": ""
+    }
+    for name, text in lock.items():
+        (project / "requirements" / name).write_text(text)
+    (project / "setup.py").write_text(
+        "from setuptools import setup\nREQUIRES = ['numpy>=1.24']\n"
+        "EXTRAS = {'torch': ['torch>=2.3', 'torchvision>=0.18'], 'opencv': [], 'test': []}\n"
+        "setup(name='rgs_detectron', version='0.2.0', packages=['rgs_detectron'], install_requires=REQUIRES,"
+        " extras_require=EXTRAS)\n")
+    (project / "rgs_detectron" / "__init__.py").write_text("__version__ = '0.2.0'\n")
+    (project / "rgs_detectron" / "export.py").write_text("PT2_NEEDS_TORCH = {}\n")
+    index = tmp_path / "index"
+    index.mkdir()
+    for version in ("2.4.6", "2.5.5"):
+        _stand_in_wheel(index, "numpy", version, files={"numpy/__init__.py": f"__version__ = '{version}'\n"})
+    _stand_in_wheel(
+        index, "torch", "2.14.1", files={
+            "torch/__init__.py": "__version__ = '2.14.1'\nclass cuda:\n    is_available = staticmethod(lambda: False)\n"
+        })
+    _stand_in_wheel(index, "torchvision", "0.29.1", ["numpy", "torch==2.14.1"],
+                    files={"torchvision/__init__.py": "__version__ = '0.29.1'\n"})
+    from importlib.metadata import version
+
+    setuptools_version = version("setuptools")  # its dist-info too: setuptools finds its commands there
+    tools = ("pip", "setuptools", "_distutils_hack", "pkg_resources", f"setuptools-{setuptools_version}.dist-info")
+    python = fake_env(tmp_path, dists=[("detectron2", "0.6")], files=FAKE_D2, tools=tools)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k != "PYTHONPATH"}
+    env.update(PYTHON=python, PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(index),
+               PIP_NO_BUILD_ISOLATION="0")
+    r = subprocess.run(["bash", project / "tools/setup_env.sh", "--no-venv"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "    install numpy: missing (tested 2.4.6)" in r.stdout and "install torch==2.14.1" in r.stdout
+    installed = subprocess.run([python, "-c", "import numpy, torch, torchvision; print(numpy.__version__)"],
+                               capture_output=True, text=True, env=env)
+    assert installed.stdout.strip() == "2.4.6", installed.stderr

@@ -125,6 +125,7 @@ def test_train_and_evaluate_voc_format(datasets_root, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_two_process_launch_on_cpu_gathers_both_ranks(datasets_root, tmp_path):
     out = tmp_path / "ddp"
     r = train_net_process(datasets_root, "OUTPUT_DIR", str(out), "TEST.COCO_EVAL_ENGINE", "pycocotools",

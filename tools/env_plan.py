@@ -5,15 +5,17 @@ environment's packages), standard library only apart from packaging, which pip c
 
     python tools/env_plan.py probe --min-torch 2.3            # torch, Detectron2, cv2: shell assignments
     python tools/env_plan.py plan setup.py OUT LOCK... [--extra NAME]
+    python tools/env_plan.py pinned OUT --install REQUIREMENTS...
 
-declared() reads setup.py's requirement ranges (REQUIRES, EXTRAS) without running setup(),
-so setup.py stays the one place the ranges are written.
+literal() reads setup.py's requirement ranges (REQUIRES, EXTRAS) and rgs_detectron/export.py's
+PT2_NEEDS_TORCH without running them, so each stays the one place its facts are written.
 """
 import ast
 import os
 import re
 import sys
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")  # a `name==version` line of a lock file
 
 
@@ -22,18 +24,32 @@ def normalize(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def declared(setup_py):
-    """(REQUIRES, EXTRAS) as written in setup.py: a list of requirement strings and a dict of them."""
-    with open(setup_py) as f:
-        tree = ast.parse(f.read(), setup_py)
+def literal(path, *names):
+    """The values of the top-level assignments ``names`` in the Python file ``path``, read without running it."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
     found = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("REQUIRES", "EXTRAS"):
+            if node.targets[0].id in names:
                 found[node.targets[0].id] = ast.literal_eval(node.value)
-    if set(found) != {"REQUIRES", "EXTRAS"}:
-        raise ValueError(f"{setup_py} does not assign REQUIRES and EXTRAS as literals")
-    return found["REQUIRES"], found["EXTRAS"]
+    if set(found) != set(names):
+        raise ValueError(f"{path} does not assign {' and '.join(names)} as literals")
+    return [found[n] for n in names]
+
+
+def declared(setup_py):
+    """(REQUIRES, EXTRAS) as written in setup.py: a list of requirement strings and a dict of them."""
+    return tuple(literal(setup_py, "REQUIRES", "EXTRAS"))
+
+
+def lacking(torch_version, python, export_py=os.path.join(ROOT, "rgs_detectron", "export.py")):
+    """What rgs_detectron cannot do with this torch on this Python (``"3.12"``): a list of phrases."""
+    _, Version = _packaging()
+    (needs, ) = literal(export_py, "PT2_NEEDS_TORCH")
+    if python in needs and Version(torch_version.split("+")[0]) < Version(needs[python]):
+        return [f"export --format pt2-backbone (torch.export needs torch >= {needs[python]} on Python {python})"]
+    return []
 
 
 def _packaging():
@@ -100,6 +116,37 @@ def plan(setup_py, constraints_out, locks, extras=()):
           f"{len(pins)} packages; the other {len(pins) - len(constrained)} are kept as installed")
 
 
+def pinned(requirements_out, installs):
+    """Print what an exact install keeps, installs and replaces, and write the pins it installs.
+
+    Every `name==version` of the `installs` files gets that version, except opencv-python-headless
+    where another distribution already provides cv2 (opencv-python, conda's opencv): both write the
+    same cv2 package, each over the other's, so the one there is kept."""
+    import importlib.util
+
+    chosen = []
+    for name, version in read_pins(installs).items():
+        have = installed_version(name)
+        if name == "opencv-python-headless" and have is None and importlib.util.find_spec("cv2"):
+            print(f"    keep    cv2 ({_cv2_owner()}): opencv-python-headless is not installed beside it")
+            continue
+        chosen.append(f"{name}=={version}")
+        if have == version:
+            print(f"    keep    {name} {have}: the tested version")
+        else:
+            print(f"    {'install' if have is None else 'replace'} {name}" + (f" {have}" if have else "") +
+                  f": tested {version}")
+    with open(requirements_out, "w") as f:
+        f.write("".join(line + "\n" for line in chosen))
+
+
+def _cv2_owner():
+    from importlib import metadata
+
+    owners = metadata.packages_distributions().get("cv2", [])
+    return ", ".join(f"{d} {installed_version(d)}" for d in owners) or "no pip metadata, e.g. conda's opencv"
+
+
 def probe(min_torch):
     """Shell assignments describing this environment's torch, Detectron2 and cv2 (for `eval`)."""
     import importlib.util
@@ -118,6 +165,7 @@ def probe(min_torch):
             out["TORCH_FOUND"] = f"torch {torch.__version__}, torchvision {torchvision.__version__}"
             new_enough = Version(torch.__version__.split("+")[0]).release >= Version(min_torch).release
             out["TORCH"] = "fits" if new_enough else "old"
+            out["TORCH_LACKS"] = "; ".join(lacking(torch.__version__, "%d.%d" % sys.version_info[:2]))
         except Exception as e:  # any failure means: not usable as it is
             out["TORCH"], out["TORCH_FOUND"] = "broken", f"{type(e).__name__}: {e}".splitlines()[0]
     spec = importlib.util.find_spec("detectron2")
@@ -155,12 +203,17 @@ def main(argv=None):
     p.add_argument("constraints_out")
     p.add_argument("locks", nargs="+")
     p.add_argument("--extra", action="append", default=[])
+    p = sub.add_parser("pinned", help="print the plan of an exact install and write the pins it installs")
+    p.add_argument("requirements_out")
+    p.add_argument("--install", nargs="+", required=True, help="the requirements files to install")
     p = sub.add_parser("probe", help="describe torch, Detectron2 and cv2 as shell assignments")
     p.add_argument("--min-torch", required=True)
     args = parser.parse_args(argv)
     try:
         if args.command == "plan":
             plan(args.setup_py, args.constraints_out, args.locks, args.extra)
+        elif args.command == "pinned":
+            pinned(args.requirements_out, args.install)
         else:
             probe(args.min_torch)
     except (OSError, ValueError) as e:

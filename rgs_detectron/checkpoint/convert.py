@@ -34,7 +34,7 @@ from ..modeling.spec import RGSNetSpec
 from ..modeling.spec_record import RECORD_KEY, encode_record, read_record, refuse_other_spec
 from ..modeling.variants import twin_of
 from ..utils.fileio import atomic_write
-from ..utils.torch_files import load_weights_only, state_dict_in, weights_source_path
+from ..utils.torch_files import load_weights_only, state_dict_in, weights_source
 from ..classification.classifier import RGSNetClassifier
 from .conversion_report import (
     ConversionResult,
@@ -246,7 +246,7 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
         raise ConfigError(
             f"output {output_path!r}: .pkl weights are unpickled by Detectron2 with plain pickle, which can run "
             "code; write a .pth (read with torch.load(weights_only=True)) instead")
-    path = weights_source_path(input_path)
+    path, input_path = weights_source(input_path)  # messages name a torchvision source's cached file too
     if os.path.exists(output_path) and not overwrite:
         raise ConversionError(f"output {output_path!r} exists; pass --overwrite to replace it")
     if os.path.exists(output_path) and os.path.exists(path) and os.path.samefile(output_path, path):

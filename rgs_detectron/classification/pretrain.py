@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -48,7 +49,7 @@ from ..modeling.spec_record import read_record
 from ..utils.fileio import atomic_write, check_room, remove_stale_temp_files
 from ..utils.output_lock import output_dir_lock
 from ..utils.previous_run import finish_interrupted_move, move_previous_run
-from ..utils.torch_files import load_state_dict, load_weights_only, weights_source_path
+from ..utils.torch_files import RefusedByTorch, load_state_dict, load_weights_only, weights_source
 from .classifier import RGSNetClassifier
 from .recipes import Recipe
 from .warm_start import LABEL, warm_start_from_resnet
@@ -123,8 +124,8 @@ class _Run:
         self.model = RGSNetClassifier(spec, num_classes=num_classes)
         self.warm_start_lines = []
         if options.warm_start:
-            state = load_state_dict(weights_source_path(options.warm_start))
-            self.warm_start_lines = warm_start_from_resnet(self.model, state, options.warm_start)
+            path, source = weights_source(options.warm_start)
+            self.warm_start_lines = warm_start_from_resnet(self.model, load_state_dict(path), source)
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.model.to(self.dist.device, memory_format=self.memory_format)
         self.net = (DistributedDataParallel(
@@ -180,6 +181,8 @@ class _Run:
     def _resume(self, path):
         try:
             state = load_weights_only(path)
+        except RefusedByTorch as e:  # the run's own intact file: resumed with that torch, never thrown away
+            raise InputError(f"{e}: resume this run with it") from None
         except WeightsError as e:
             raise InputError(f"{e}; the run cannot resume from it: pass --overwrite to train again") from None
         recorded = read_record(state.get("rgsnet_spec"), f"{path}: rgsnet_spec") if isinstance(state, dict) else None
@@ -202,7 +205,7 @@ class _Run:
                               "with the run's options, pass --overwrite to start again, or choose another --output")
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.load_state_dict({**state["scheduler"], "milestones": Counter(state["scheduler"]["milestones"])})
         self.scaler.load_state_dict(state["scaler"])
         self.history = list(state["history"])
         self.start_epoch = state["epoch"] + 1
@@ -307,11 +310,13 @@ class _Run:
             if self.dist.main:
                 for key in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr"):
                     self.writer.add_scalar(key.replace("_", "/", 1), metrics[key], epoch + 1)
+                # MultiStepLR keeps its milestones in a collections.Counter, which the weights-only loader of
+                # torch < 2.4 refuses: saved as a dict (and made a Counter again on resume), every torch reads it.
                 self._save(
                     "last.pth", {
                         "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "epoch": epoch,
-                        "history": self.history, **self._record()
+                        "scheduler": {**self.scheduler.state_dict(), "milestones": dict(self.scheduler.milestones)},
+                        "scaler": self.scaler.state_dict(), "epoch": epoch, "history": self.history, **self._record()
                     })
                 atomic_write(os.path.join(o.output, "metrics.json"), lambda f: json.dump(self.history, f, indent=1),
                              mode="w")
