@@ -18,6 +18,8 @@ shape), and must reproduce eager outputs within ``TOLERANCES`` (same counts and 
 for detections). Only then is it written, with
 ``atomic_write``, so a failed export leaves nothing; an existing export is replaced only
 with ``overwrite``. The model is ``load_trained_model``'s: strictly loaded, no random head.
+Whatever ``MODEL.RGSNET.SHORTCUT_IMPL`` says, tracing and exporting record the RG shortcut's
+plain reference ops: ``ReLUGroupNorm.forward`` is the one place that decides.
 """
 import copy
 import io
@@ -38,14 +40,10 @@ from detectron2.export.flatten import InstancesSchema
 from detectron2.modeling import GeneralizedRCNN
 
 from .data.images import read_image
-from .engine.predictor import load_trained_model
 from .errors import ConfigError, UserError
 from .utils.fileio import atomic_write
 
-__all__ = [
-    "DETECTOR_FORMATS", "FORMATS", "TOLERANCES", "ExportVerificationError", "build_export_model", "export_model",
-    "sample_images"
-]
+__all__ = ["DETECTOR_FORMATS", "FORMATS", "TOLERANCES", "ExportVerificationError", "export_model", "sample_images"]
 
 # The first two hold the whole detector; torch.export's ExportedProgram holds its backbone only.
 DETECTOR_FORMATS = ("torchscript", "onnx")
@@ -73,15 +71,6 @@ class ExportVerificationError(UserError):
 
 
 ExportResult = namedtuple("ExportResult", "format path checks")  # checks: one dict per verified image
-
-
-def build_export_model(cfg):
-    """The trained detector in eval mode (``load_trained_model``).
-
-    Whatever ``MODEL.RGSNET.SHORTCUT_IMPL`` says, tracing and exporting record the RG
-    shortcut's plain reference ops: ``ReLUGroupNorm.forward`` is the one place that decides.
-    """
-    return load_trained_model(cfg)
 
 
 def _synthetic_image(height, width, seed=0):
@@ -121,23 +110,14 @@ def _rcnn_inference(model, inputs):
     return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
 
 
-def _adapter(model, image):
-    # eval(): a fresh nn.Module is in training mode, and torch.onnx.export restores the
-    # adapter's mode afterwards, which would switch the detector to training too.
-    inference = _rcnn_inference if isinstance(model, GeneralizedRCNN) else None
-    return TracingAdapter(model, [{"image": image}], inference).eval()
-
-
-def _output_names(adapter, image):
-    """Names of the flattened outputs: the Instances field names, then "image_size"."""
-    with torch.no_grad():
-        flat = adapter(image)
-    schema = adapter.outputs_schema
+def _output_names(schema, count):
+    """Names of the ``count`` flattened outputs of ``schema`` (an adapter's ``outputs_schema``, known once it has
+    run): the Instances field names, then "image_size"."""
     while not isinstance(schema, InstancesSchema) and getattr(schema, "schemas", None) and len(schema.schemas) == 1:
         schema = schema.schemas[0]
-    if isinstance(schema, InstancesSchema) and len(schema.keys) + 1 == len(flat):
+    if isinstance(schema, InstancesSchema) and len(schema.keys) + 1 == count:
         return list(schema.keys) + ["image_size"]
-    return [f"output_{i}" for i in range(len(flat))]
+    return [f"output_{i}" for i in range(count)]
 
 
 def _as_numpy(outputs):
@@ -188,32 +168,33 @@ def compare_outputs(names, reference, exported, atol):
             diffs[name] = d = _max_diff(a, b)
             if not d <= atol:
                 raise ExportVerificationError(f"output {name!r} differs from eager by up to {d:.3g} (allowed {atol:g})")
-    if "pred_boxes" not in ref:
-        return {"max_abs_diff": diffs}
-    return {"detections": len(ref["pred_boxes"]), "max_abs_diff": diffs}
+    summary = {"max_abs_diff": diffs}
+    return {"detections": len(ref["pred_boxes"]), **summary} if "pred_boxes" in ref else summary
+
+
+def _bytes(save, *args, **kwargs):
+    """What ``save(*args, file, **kwargs)`` writes: an export stays in memory until it is verified."""
+    buffer = io.BytesIO()
+    save(*args, buffer, **kwargs)
+    return buffer.getvalue()
 
 
 def _trace_torchscript(adapter, image):
     """(serialized bytes, a runner of the model loaded back from them)."""
-    traced = torch.jit.trace(adapter, (image, ), check_trace=False)  # we check ourselves
-    buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
-    data = buffer.getvalue()
+    data = _bytes(torch.jit.save, torch.jit.trace(adapter, (image, ), check_trace=False))  # we check ourselves
     return data, torch.jit.load(io.BytesIO(data), map_location=image.device)
 
 
 def _trace_onnx(adapter, image, names):
     per_detection = {n: {0: "detections"} for n in names if n != "image_size"}
-    buffer = io.BytesIO()
     # The TorchScript-based exporter: torch's default before 2.9, chosen with dynamo=False from 2.5 (torch 2.3 and
     # 2.4 have no such argument).
     legacy = {"dynamo": False} if torch.__version__ >= "2.5" else {}
-    torch.onnx.export(adapter, (image, ), buffer, opset_version=ONNX_OPSET, input_names=["image"], output_names=names,
-                      dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection}, **legacy)
+    data = _bytes(torch.onnx.export, adapter, (image, ), opset_version=ONNX_OPSET, input_names=["image"],
+                  output_names=names, dynamic_axes={"image": {1: "height", 2: "width"}, **per_detection}, **legacy)
     import onnx
     import onnxruntime
 
-    data = buffer.getvalue()
     onnx.checker.check_model(onnx.load_from_string(data))
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     return data, (lambda img: session.run(None, {"image": img.cpu().numpy()}))
@@ -221,11 +202,13 @@ def _trace_onnx(adapter, image, names):
 
 def _references(model, images):
     """(adapter, output names, images, eager outputs) for verifying exports of ``model``."""
-    adapter = _adapter(model, images[0])
-    names = _output_names(adapter, images[0])
+    # eval(): a fresh nn.Module is in training mode, and torch.onnx.export restores the
+    # adapter's mode afterwards, which would switch the detector to training too.
+    inference = _rcnn_inference if isinstance(model, GeneralizedRCNN) else None
+    adapter = TracingAdapter(model, [{"image": images[0]}], inference).eval()
     with torch.no_grad():
         eager = [adapter(img) for img in images]
-    return adapter, names, images, eager
+    return adapter, _output_names(adapter.outputs_schema, len(eager[0])), images, eager
 
 
 def _backbone_references(model, images):
@@ -249,9 +232,7 @@ def _export_program(backbone, x, names):
     dims = {0: Dim("batch", min=1), 2: step * Dim("height", min=least), 3: step * Dim("width", min=least)}
     with torch.no_grad():  # a batch of 2, so that the batch size is not specialised to 1
         program = torch.export.export(backbone, (torch.cat([x, x]), ), dynamic_shapes=(dims, ))
-    buffer = io.BytesIO()
-    torch.export.save(program, buffer)
-    data = buffer.getvalue()
+    data = _bytes(torch.export.save, program)
     loaded = torch.export.load(io.BytesIO(data)).module()
 
     def run(t):

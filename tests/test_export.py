@@ -9,6 +9,7 @@ import torch
 
 from rgs_detectron.cli import export as export_tool
 from rgs_detectron import export as rgs_export
+from rgs_detectron.engine.predictor import load_trained_model
 from common import save_random_detector
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -37,14 +38,13 @@ def test_export_both_formats_match_eager(tiny, tmp_path, capsys):
 
     # Independently of the tool's own check: reload both files and compare on the traced
     # size, the tool's second size and a third size never seen during export.
-    model = rgs_export.build_export_model(cfg)
+    model = load_trained_model(cfg)
     images = rgs_export.sample_images(cfg)
     third = torch.randint(0, 256, (3, 112, 150), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     images.append(third)
     assert len({tuple(i.shape) for i in images}) == 3
 
-    adapter = rgs_export._adapter(model, images[0])
-    names = rgs_export._output_names(adapter, images[0])
+    adapter, names, _, _ = rgs_export._references(model, images[:1])
     assert names == ["pred_boxes", "pred_classes", "scores", "image_size"]
     ts = torch.jit.load(str(out / "model.ts"))
     graph = str(ts.inlined_graph)
@@ -88,7 +88,7 @@ def test_backbone_program_matches_eager(tmp_path, capsys):
 
     # Independently of the tool's check: a batch of 2 at a size the tool never used.
     program = torch.export.load(str(out / "backbone.pt2")).module()
-    backbone = rgs_export.build_export_model(cfg).backbone
+    backbone = load_trained_model(cfg).backbone
     x = torch.randn(2, 3, 112, 136, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         eager, got = backbone(x), program(x)

@@ -40,12 +40,13 @@ def _main(argv):
     from detectron2.utils.logger import setup_logger
 
     from ..engine.defaults import load_cfg
-    from ..export import TOLERANCES, build_export_model, export_model, sample_images
+    from ..engine.predictor import load_trained_model
+    from ..export import TOLERANCES, export_model, sample_images
 
     setup_logger(name="detectron2")
     setup_logger(name="rgs_detectron")
     cfg = load_cfg(args, weights=args.weights)
-    model = build_export_model(cfg)
+    model = load_trained_model(cfg)
     images = sample_images(cfg, args.sample_image)
     for r in export_model(model, images, args.output, args.format, overwrite=args.overwrite):
         checks = "; ".join(
