@@ -17,10 +17,15 @@ build the user chose:
   no cv2 imports.
 - Detectron2: not on PyPI under its own name; the set-up installs it.
 """
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
-CLI = ("train_net", "lazy_train_net", "train_classifier", "convert", "demo", "export",
-       "make_digits", "make_coco_minival", "digits_demo")
+# Every module of rgs_detectron/cli is a command line: console script rgs-NAME runs NAME's main().
+CLI = sorted(p.stem for p in Path(__file__).resolve().parent.glob("rgs_detectron/cli/*.py") if p.stem != "__init__")
+# The Pythons rgs_detectron supports, each run by CI (.ci/run). tests/test_setup_script.py holds the other places
+# that name them (tools/setup_env.sh, tools/check_lock.py, the docs) equal to this one.
+PYTHONS = ("3.11", "3.12", "3.13")
 
 # Detectron2's run-time dependencies (its wheel is installed --no-deps) and ours.
 REQUIRES = [
@@ -58,8 +63,9 @@ setup(
     description="RGSNet backbones (ResNets with a nonlinear ReLU + GroupNorm shortcut) for Detectron2",
     packages=find_packages(include=["rgs_detectron", "rgs_detectron.*"]),
     # The configs ship inside the package (rgs_detectron.model_zoo finds them).
-    package_data={"rgs_detectron.model_zoo": ["configs/*.yaml", "configs/*/*.yaml", "configs/*/*.py",
-                                              "configs/*/*/*.py"]},
+    package_data={
+        "rgs_detectron.model_zoo": ["configs/*.yaml", "configs/*/*.yaml", "configs/*/*.py", "configs/*/*/*.py"]
+    },
     license="Apache-2.0",  # Detectron2's licence (an SPDX name: setuptools deprecates License classifiers)
     license_files=["LICENSE"],
     classifiers=[
@@ -67,13 +73,11 @@ setup(
         "Intended Audience :: Science/Research",
         "Operating System :: POSIX :: Linux",
         "Programming Language :: Python :: 3",
-        "Programming Language :: Python :: 3.11",
-        "Programming Language :: Python :: 3.12",
-        "Programming Language :: Python :: 3.13",
+        *(f"Programming Language :: Python :: {version}" for version in PYTHONS),
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
         "Topic :: Scientific/Engineering :: Image Recognition",
     ],
-    python_requires=">=3.11,<3.14",  # tested on 3.11; the lock resolves on 3.12 and 3.13 (README, "Install")
+    python_requires=f">={PYTHONS[0]},<3.{int(PYTHONS[-1].split('.')[1]) + 1}",  # README, "Install"
     install_requires=REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": [f"rgs-{n.replace('_', '-')}=rgs_detectron.cli.{n}:main" for n in CLI]},

@@ -125,6 +125,57 @@ def test_setup_py_ranges_admit_the_tested_pins():
         assert name in locked or name == "setuptools", f"{name} is not in the lock"
 
 
+def _setup_arguments():
+    """What setup.py passes to setuptools.setup (run with setup() recording instead of building)."""
+    import runpy
+    from unittest import mock
+
+    import setuptools
+
+    seen = {}
+    with mock.patch.object(setuptools, "setup", lambda **kwargs: seen.update(kwargs)):
+        runpy.run_path(str(ROOT / "setup.py"))
+    return seen
+
+
+def test_every_command_line_is_a_console_script_that_runs_its_main():
+    """setup.py derives the console scripts from rgs_detectron/cli/ (they were a tuple written by hand beside it)."""
+    import importlib
+
+    scripts = dict(s.split("=") for s in _setup_arguments()["entry_points"]["console_scripts"])
+    commands = sorted(p.stem for p in (ROOT / "rgs_detectron" / "cli").glob("*.py") if p.stem != "__init__")
+    assert len(commands) >= 9 and sorted(scripts) == [f"rgs-{c.replace('_', '-')}" for c in commands]
+    for target in scripts.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
+
+
+def test_the_supported_pythons_are_the_same_everywhere():
+    """setup.py's PYTHONS is the one list; each other place that names the supported Pythons says the same."""
+    (pythons, ) = tool_module("env_plan").literal(str(ROOT / "setup.py"), "PYTHONS")
+    first, last = pythons[0], pythons[-1]
+    kwargs = _setup_arguments()
+    assert kwargs["python_requires"] == f">={first},<3.{int(last.split('.')[1]) + 1}"
+    assert [c.rsplit(" ", 1)[1] for c in kwargs["classifiers"]
+            if c.startswith("Programming Language :: Python :: 3.")] == list(pythons)
+    listed = ", ".join(pythons[:-1]) + f" or {last}"
+    places = {
+        "tools/setup_env.sh": [
+            f"if v not in {pythons}:".replace("'", '"'), f"supports Python {first}-{last}",
+            "Set PYTHON=" + ", ".join(f"python{v}" for v in pythons[:-1]) + f" or python{last}"
+        ],
+        "tools/check_lock.py": [f"default={list(pythons)}".replace("'", '"')],
+        ".ci/run": [f"find_python {v})" for v in pythons[1:]],
+    }
+    for path, phrases in places.items():
+        text = (ROOT / path).read_text()
+        assert all(phrase in text for phrase in phrases), (path, [p for p in phrases if p not in text])
+    docs = "\n".join(p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+    assert f"needs Python {listed}," in " ".join(docs.split()) and f"Supported: {first}-{last}," in docs
+    (needs_torch, ) = tool_module("env_plan").literal(str(ROOT / "rgs_detectron/export.py"), "PT2_NEEDS_TORCH")
+    assert set(needs_torch) <= set(pythons)
+
+
 def test_a_plain_pip_install_never_replaces_the_users_torch_or_opencv():
     """torch, torchvision and opencv are extras: pip would otherwise swap a user's build for PyPI's."""
     from packaging.requirements import Requirement
