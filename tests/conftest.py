@@ -1,7 +1,8 @@
 """Test-session settings.
 
 One torch thread: the suite's tensors are tiny, and on a 2-core machine that also runs
-anything else, OpenMP threads waiting on each other made single ops up to 100x slower.
+anything else, OpenMP threads waiting on each other made single ops up to 100x slower
+(1.5 s instead of 15 ms for a depth-26 forward). Set here, once for every test file.
 """
 import logging
 

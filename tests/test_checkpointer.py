@@ -261,17 +261,26 @@ def test_full_checkpoint_round_trip(tmp_path):
 
 
 def test_an_imagenet_classifiers_head_in_a_backbone_file_is_allowed(tmp_path):
-    """Detectron2's own ImageNet .pkl files hold the classifier's fc1000 beside the backbone."""
+    """Detectron2's own ImageNet .pkl files hold the classifier's fc1000 beside the backbone: the backbone loads, every
+    tensor of it from the file, and the head is left out (not refused as a tensor the model does not have)."""
+    torch.manual_seed(0)
     model = build_model(tiny_detector_cfg("original"))
     backbone = {
         k[len("backbone.bottom_up."):]: v.numpy()
         for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")
     }
-    backbone.update({"fc1000_w": np.zeros((1000, 512), dtype=np.float32), "fc1000_b": np.zeros(1000, dtype=np.float32)})
+    head = {"fc1000_w": np.ones((1000, 512), dtype=np.float32), "fc1000_b": np.ones(1000, dtype=np.float32)}
     path = tmp_path / "R-26.pkl"
     with open(path, "wb") as f:
-        pickle.dump({"model": backbone, "__author__": "someone", "matching_heuristics": True}, f)
-    RGSCheckpointer(build_model(tiny_detector_cfg("original"))).load(str(path))
+        pickle.dump({"model": {**backbone, **head}, "__author__": "someone", "matching_heuristics": True}, f)
+    torch.manual_seed(1)
+    other = build_model(tiny_detector_cfg("original"))
+    state = other.state_dict()
+    assert not all(np.array_equal(state["backbone.bottom_up." + k].numpy(), v) for k, v in backbone.items())
+    RGSCheckpointer(other).load(str(path))
+    state = other.state_dict()
+    for k, v in backbone.items():
+        assert np.array_equal(state["backbone.bottom_up." + k].numpy(), v), k
 
 
 def test_bad_device_names_are_usage_errors():

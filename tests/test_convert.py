@@ -112,16 +112,6 @@ def round_trip(tmp_path, classifier, cfg, saved=None, out_name="d2.pth", **kwarg
     return result, out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions on a shared CPU: intra-op threads only add synchronization waits
-    (seen: 2 s per forward with 2 threads under load, 0.03 s with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small_cfg(variant, **extra):
     return RGSNetSpec.create(variant, **SMALL, **extra)
 

@@ -25,16 +25,6 @@ _saved_bytes = tool_module("benchmark").saved_activation_bytes
 EPS = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads; OpenMP spinning on a busy shared CPU made
-    them ~100x slower (1.5 s instead of 15 ms for a depth-26 forward)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _inputs(shape, dtype=torch.float32, seed=0):
     """Mixed-sign input with some exact zeros (the ReLU kink), random affine parameters."""
     g = torch.Generator().manual_seed(seed)
