@@ -1,6 +1,7 @@
 """Every shipped config loads and builds; the C4/FPN schedule twins agree; yaml never runs code."""
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -8,12 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_model
 
-from rgs_detectron import get_rgsnet_cfg
+from rgs_detectron import RGSNet, get_rgsnet_cfg
+from rgs_detectron.checkpoint.conversion_report import PYTORCH_INPUT_SETTINGS, config_conflicts
+from rgs_detectron.classification.datasets import IMAGENET_MEAN, IMAGENET_STD
+from rgs_detectron.config import num_classes
 from rgs_detectron.errors import ConfigError
-from rgs_detectron.model_zoo import get_config_file, list_configs
+from rgs_detectron.model_zoo import get_config, get_config_file, list_configs
 
 from common import rgs_cfg, tool_module
 
@@ -31,13 +36,23 @@ def test_configs_exist():
             assert f"{ds}_{v}_50.yaml" in names and f"{ds}_{v}_50_fpn.yaml" in names
 
 
+VARIANTS_IN_NAMES = {"original": "original", "b_rgs": "b-RGS", "d_rgs": "d-RGS", "res_rgs": "Res-RGS"}
+
+
 @pytest.mark.parametrize("path", CONFIGS)
 def test_config_loads_and_builds(path):
+    """Each builds the variant its name says, with the class count of the data it is tested on; the ones that
+    fine-tune ImageNet weights take the input and layout torchvision-style weights need (the ImageNet mean and std
+    held equal to the one place they are written, through the converter's settings)."""
     cfg = rgs_cfg(base=str(CONFIG_DIR / path))
     model = build_model(cfg)
-    assert model.backbone is not None
+    (backbone, ) = [m for m in model.modules() if isinstance(m, RGSNet)]
+    named = re.search(r"_(original|b_rgs|d_rgs|res_rgs)[_.]", os.path.basename(path)).group(1)
+    assert backbone.spec.variant.name == VARIANTS_IN_NAMES[named]
+    assert num_classes(cfg)[1] == len(MetadataCatalog.get(cfg.DATASETS.TEST[0]).thing_classes)
     if "demo" not in path:
-        assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False and cfg.INPUT.FORMAT == "RGB"
+        assert PYTORCH_INPUT_SETTINGS["MODEL.PIXEL_MEAN"] == [round(255 * v, 3) for v in IMAGENET_MEAN]
+        assert config_conflicts(cfg) == []  # INPUT.FORMAT, MODEL.PIXEL_MEAN/STD, STRIDE_IN_1X1, a BN-type norm
         assert cfg.MODEL.WEIGHTS.startswith("checkpoints/imagenet/")
         expected = {"coco": ("coco_2014_minival", ), "voc": ("voc_2007_test", )}[os.path.basename(path).split("_")[0]]
         if "mask_rcnn" in path or "retinanet" in path:  # Detectron2's 1x recipes, not the paper's experiments
@@ -54,9 +69,20 @@ def test_c4_and_fpn_share_data_and_schedule(ds):
     assert c4.MODEL.ROI_HEADS.NUM_CLASSES == fpn.MODEL.ROI_HEADS.NUM_CLASSES
 
 
+@pytest.mark.parametrize("name", [n for n in list_configs() if n.endswith(".py") and "lsj" not in n])
+def test_lazy_configs_take_the_input_torchvision_style_weights_need(name):
+    """The LazyConfig bases state the ImageNet mean and std again: held equal to the one place they are written (the
+    LSJ recipe trains from scratch with Detectron2's own input settings)."""
+    model = get_config(name).model
+    assert model.input_format == PYTORCH_INPUT_SETTINGS["INPUT.FORMAT"] == "RGB"
+    assert list(model.pixel_mean) == [round(255 * v, 3) for v in IMAGENET_MEAN]
+    assert list(model.pixel_std) == [round(255 * v, 3) for v in IMAGENET_STD]
+
+
 def test_the_checkout_configs_are_the_shipped_ones():
+    """configs/ is the package's folder, and list_configs lists every yaml config there but the Base- ones."""
     assert os.path.realpath(CONFIG_DIR) == os.path.realpath(os.path.dirname(get_config_file("coco_res_rgs_50.yaml")))
-    assert set(CONFIGS) <= set(list_configs())
+    assert sorted(CONFIGS) == [n for n in list_configs() if n.endswith(".yaml")]
 
 
 @pytest.mark.parametrize("config,epochs", [("coco_res_rgs_50.yaml", 5), ("coco_b_rgs_50_fpn.yaml", 5),

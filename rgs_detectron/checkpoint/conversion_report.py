@@ -12,6 +12,7 @@ from typing import Dict, List, Tuple
 
 import yaml
 
+from ..classification.datasets import IMAGENET_MEAN, IMAGENET_STD
 from ..modeling.spec import BATCH_NORMS, RGSNetSpec
 from ..modeling.variants import all_added_layers
 from ..utils.names import group_blocks, short_list
@@ -20,23 +21,23 @@ __all__ = [
     "ConversionResult", "required_settings", "config_conflicts", "settings_yaml", "settings_opts", "mismatch_message"
 ]
 
-# What torchvision-style training implies: RGB input in 0..255 normalized with ImageNet
-# statistics, stride in the 3x3 conv.
+# What torchvision-style training implies: RGB input in 0..255 normalized with the ImageNet statistics the
+# classifier was trained with (``classification/datasets.py``, in 0..1 units: the one place they are written;
+# the shipped configs repeat them, tests/test_configs.py holds them equal), stride in the 3x3 conv.
 PYTORCH_INPUT_SETTINGS = {
     "INPUT.FORMAT": "RGB",
-    "MODEL.PIXEL_MEAN": [123.675, 116.280, 103.530],
-    "MODEL.PIXEL_STD": [58.395, 57.120, 57.375],
+    "MODEL.PIXEL_MEAN": [round(255 * v, 3) for v in IMAGENET_MEAN],
+    "MODEL.PIXEL_STD": [round(255 * v, 3) for v in IMAGENET_STD],
     "MODEL.RESNETS.STRIDE_IN_1X1": False,
 }
 
 
 def _stage_layout(names):
+    """Blocks per stage res2..res5 that ``names`` hold."""
     counts = [0, 0, 0, 0]
-    for n in names:
-        m = re.match(r"^res(\d)\.(\d+)\.", n)
-        if m and 0 <= int(m.group(1)) - 2 < 4:
-            s = int(m.group(1)) - 2
-            counts[s] = max(counts[s], int(m.group(2)) + 1)
+    for m in filter(None, (re.match(r"^res([2-5])\.(\d+)\.", n) for n in names)):
+        s = int(m.group(1)) - 2
+        counts[s] = max(counts[s], int(m.group(2)) + 1)
     return counts
 
 

@@ -26,10 +26,10 @@ def list_configs():
     """Every shipped config, as the name ``get_config`` takes."""
     root, names = _root(), []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
-        names += [os.path.relpath(os.path.join(folder, f), root) for f in files if f.endswith((".yaml", ".py"))]
-    return sorted(n for n in names
-                  if not os.path.basename(n).startswith(("Base-", "_")) and "common" not in n.split(os.sep)[:-1])
+        dirs[:] = [d for d in dirs if not d.startswith(("_", ".")) and d != "common"]  # common/: a LazyConfig's parts
+        names += [os.path.relpath(os.path.join(folder, f), root) for f in files
+                  if f.endswith((".yaml", ".py")) and not f.startswith(("Base-", "_"))]
+    return sorted(names)
 
 
 def get_config_file(config_path):
