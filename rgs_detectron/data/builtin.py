@@ -8,8 +8,7 @@ this module is imported, as Detectron2 does for its own builtin datasets.
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json
-from detectron2.data.datasets.pascal_voc import load_voc_instances
+from detectron2.data.datasets import register_coco_instances, register_pascal_voc
 
 from .digits import CLASS_NAMES, SPLITS
 
@@ -21,21 +20,18 @@ def digits_root(datasets_root=None):
 
 
 def register_digits(datasets_root=None, prefix="rgs_digits"):
-    """Register the COCO and VOC views of the digits dataset found under ``datasets_root``."""
+    """Register the COCO and VOC views of the digits dataset found under ``datasets_root`` (with Detectron2's own
+    registration functions, as its builtin COCO and VOC sets are; names already registered are left as they are)."""
     root = digits_root(datasets_root)
-    image_root = os.path.join(root, "JPEGImages")
     for split in SPLITS:
-        name = f"{prefix}_{split}"
-        json_file = os.path.join(root, "annotations", f"instances_{split}.json")
-        if name not in DatasetCatalog.list():
-            DatasetCatalog.register(name, lambda j=json_file, n=name: load_coco_json(j, image_root, n))
-            MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco",
-                                          thing_classes=list(CLASS_NAMES), builtin_generator="digits")
-        voc_name = f"{prefix}_voc_{split}"
-        if voc_name not in DatasetCatalog.list():
-            DatasetCatalog.register(voc_name, lambda s=split: load_voc_instances(root, s, CLASS_NAMES))
-            MetadataCatalog.get(voc_name).set(thing_classes=list(CLASS_NAMES), dirname=root, year=2007, split=split,
-                                              evaluator_type="pascal_voc", builtin_generator="digits")
+        coco, voc = f"{prefix}_{split}", f"{prefix}_voc_{split}"
+        if coco not in DatasetCatalog.list():
+            register_coco_instances(coco, {"thing_classes": list(CLASS_NAMES)},
+                                    os.path.join(root, "annotations", f"instances_{split}.json"),
+                                    os.path.join(root, "JPEGImages"))
+        if voc not in DatasetCatalog.list():
+            register_pascal_voc(voc, root, split, 2007, CLASS_NAMES)
+            MetadataCatalog.get(voc).evaluator_type = "pascal_voc"
 
 
 register_digits()

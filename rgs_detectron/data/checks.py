@@ -9,6 +9,7 @@ message names the file and says how to get or fix it.
 import json
 import os
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -41,11 +42,8 @@ def dataset_files(name):
     if hasattr(meta, "json_file"):
         return [meta.json_file, meta.image_root]
     if hasattr(meta, "dirname"):
-        return [
-            os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.split}.txt"),
-            os.path.join(meta.dirname, "Annotations"),
-            os.path.join(meta.dirname, "JPEGImages")
-        ]
+        parts = (("ImageSets", "Main", f"{meta.split}.txt"), ("Annotations", ), ("JPEGImages", ))
+        return [os.path.join(meta.dirname, *part) for part in parts]
     return []
 
 
@@ -62,9 +60,7 @@ def _parse_problem(name, path):
         if missing:
             return f"{path} is not a COCO annotation file: it has no {', '.join(missing)}"
     elif hasattr(meta, "dirname") and path.endswith(f"{meta.split}.txt"):
-        with open(path) as f:
-            ids = [line.strip() for line in f if line.strip()]
-        for file_id in ids:
+        for file_id in Path(path).read_text().split():  # one image id a line
             xml = os.path.join(meta.dirname, "Annotations", file_id + ".xml")
             try:
                 ET.parse(xml)
