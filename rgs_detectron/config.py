@@ -208,10 +208,8 @@ def _target_parameters(target):
     """The keyword names ``target`` (a LazyCall's ``_target_``) takes: a set, None for any, empty for no target."""
     if target is None:
         return set()
-    if isinstance(target, str):
-        target = locate(target)
     try:
-        params = inspect.signature(target).parameters.values()
+        params = inspect.signature(locate(target) if isinstance(target, str) else target).parameters.values()
     except (TypeError, ValueError):
         return None
     if any(p.kind is p.VAR_KEYWORD for p in params):

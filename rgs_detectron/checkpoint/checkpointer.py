@@ -115,14 +115,12 @@ class RGSCheckpointer(DetectionCheckpointer):
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:
             return
-        data = {"model": self.model.state_dict()}  # with the records of its RGSNet parts
-        for key, obj in self.checkpointables.items():
-            data[key] = obj.state_dict()
-        data.update(kwargs)
+        # fvcore's save, written atomically; the model's state dict holds the records of its RGSNet parts
+        data = {"model": self.model.state_dict(), **{k: c.state_dict() for k, c in self.checkpointables.items()}}
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        atomic_write(save_file, lambda f: torch.save(data, f))
+        atomic_write(save_file, lambda f: torch.save({**data, **kwargs}, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
@@ -178,8 +176,8 @@ class RGSCheckpointer(DetectionCheckpointer):
                 raise WeightsError(f"{filename!r} holds a {type(data).__name__}, not a dict of arrays")
             if "model" in data and "__author__" in data:
                 return data  # Detectron2 model-zoo layout
-            data = data.get("blobs", data)  # Detectron (Caffe2) layout
-            data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+            # Detectron (Caffe2) layout
+            data = {k: v for k, v in data.get("blobs", data).items() if not k.endswith("_momentum")}
             return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
         if filename.endswith(".pyth"):  # pycls, which Detectron2 reads with a plain torch.load
             data = load_weights_only(filename)

@@ -92,12 +92,9 @@ def config_conflicts(cfg):
     notes = []
     for key, want in PYTORCH_INPUT_SETTINGS.items():
         have = functools.reduce(getattr, key.split("."), cfg)
-        if isinstance(want, list):
-            have = list(have)
-            same = len(have) == len(want) and all(abs(a - b) < 1e-3 for a, b in zip(have, want))
-        else:
-            same = have == want
-        if not same:
+        have = list(have) if isinstance(want, list) else have
+        close = isinstance(want, list) and len(have) == len(want) and all(abs(a - b) < 1e-3 for a, b in zip(have, want))
+        if not (close or have == want):
             notes.append(f"the config sets {key} = {have!r}; these weights need {want!r}")
     if cfg.MODEL.RESNETS.NORM not in BATCH_NORMS:
         notes.append(f"the config sets MODEL.RESNETS.NORM = {cfg.MODEL.RESNETS.NORM!r}; the weights hold BatchNorm "

@@ -67,8 +67,7 @@ def _rename_all(state_dict, rename, collision):
         elif new in out:
             raise ConversionError(collision.format(origin[new], name, new))
         else:
-            out[new] = value
-            origin[new] = name
+            out[new], origin[new] = value, name
     return out, origin, dropped
 
 
@@ -131,16 +130,9 @@ def classifier_to_d2_name(name, preact=False):
     m = _BLOCK.match(name)
     if not m:
         return name, None
-    prefix = f"res{int(m.group('stage')) + 1}.{m.group('idx')}."
-    rest = m.group("rest")
-    bn = re.match(r"^bn([1-3])\.(.+)$", rest)
-    if bn:
-        rest = f"norm{bn.group(1)}.{bn.group(2)}" if preact else f"conv{bn.group(1)}.norm.{bn.group(2)}"
-    elif rest.startswith("downsample.0."):
-        rest = "shortcut." + rest[len("downsample.0."):]
-    elif rest.startswith("downsample.1."):
-        rest = "shortcut.norm." + rest[len("downsample.1."):]
-    return prefix + rest, None
+    rest = re.sub(r"^bn([1-3])\.", r"norm\1." if preact else r"conv\1.norm.", m.group("rest"))
+    rest = re.sub(r"^downsample\.0\.", "shortcut.", re.sub(r"^downsample\.1\.", "shortcut.norm.", rest))
+    return f"res{int(m.group('stage')) + 1}.{m.group('idx')}.{rest}", None
 
 
 def map_names(state_dict, spec: RGSNetSpec):

@@ -80,12 +80,8 @@ def _main(argv):
     result = convert_checkpoint(args.input, args.output, spec, cfg=cfg, renames=args.rename,
                                 allow_partial=args.allow_partial, overwrite=args.overwrite,
                                 warm_start=args.warm_start_from_resnet)
-    print("\n".join(result.summary()))
-    print("\nFine-tune with these settings (yaml):\n")
-    print(settings_yaml(result.settings))
-    print("\nor as command-line overrides:\n")
-    print(settings_opts(result.settings))
-    return 0
+    print("\n".join(result.summary()), "Fine-tune with these settings (yaml):", settings_yaml(result.settings),
+          "or as command-line overrides:", settings_opts(result.settings), sep="\n\n")
 
 
 def main(argv=None):

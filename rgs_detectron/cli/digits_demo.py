@@ -65,9 +65,9 @@ def draw_predictions(cfg, out_dir, num_images=4, score_threshold=0.5):
     for record in DatasetCatalog.get(cfg.DATASETS.TEST[0])[:num_images]:
         image = read_image(record["file_name"], format="BGR")  # RGSPredictor takes BGR, like DefaultPredictor
         instances = predictor(image)["instances"].to("cpu")
-        big = np.asarray(Image.fromarray(image[:, :, ::-1]).resize((image.shape[1] * 3, image.shape[0] * 3)))
+        big = np.asarray(Image.fromarray(image).resize((image.shape[1] * 3, image.shape[0] * 3)))  # still BGR
         instances.pred_boxes.scale(3.0, 3.0)
-        drawn = draw_detections(np.ascontiguousarray(big[:, :, ::-1]), instances, metadata)
+        drawn = draw_detections(big, instances, metadata)
         path = os.path.join(out_dir, os.path.splitext(os.path.basename(record["file_name"]))[0] + "_pred.png")
         atomic_write(path, lambda f, d=drawn: Image.fromarray(d).save(f, format="PNG"))
         written.append(path)
@@ -119,7 +119,6 @@ def _main(argv):
         print("[digits demo] no usable GPU: training on the CPU", flush=True)
     generate_digits_dataset(digits_root())
     run_one(args, device)
-    return 0
 
 
 def main(argv=None):

@@ -26,8 +26,6 @@ import sys
 
 from ..utils.commandline import run_tool
 
-__all__ = ["main"]
-
 
 def run(cfg, args):
     from detectron2.engine import default_setup

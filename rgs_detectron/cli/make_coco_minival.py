@@ -26,7 +26,6 @@ def _main(argv):
                                   overwrite=a.overwrite)
     for k, v in summary.items():
         print(f"{k}: {v}")
-    return 0
 
 
 def main(argv=None):

@@ -29,11 +29,9 @@ def _main(argv):
     a = p.parse_args(argv)
     from ..data.builtin import digits_root
 
-    root = generate_digits_dataset(a.root or digits_root(), overwrite=a.overwrite,
-                                   **{name: getattr(a, name)
-                                      for name in DEFAULTS})
+    params = {name: getattr(a, name) for name in DEFAULTS}
+    root = generate_digits_dataset(a.root or digits_root(), overwrite=a.overwrite, **params)
     print(f"digits dataset ready at {root}")
-    return 0
 
 
 def main(argv=None):

@@ -20,8 +20,6 @@ import sys
 
 from ..utils.commandline import run_tool
 
-__all__ = ["main", "setup", "run"]
-
 
 def setup(args):
     """The frozen config of ``args``."""

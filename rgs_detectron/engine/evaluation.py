@@ -147,12 +147,10 @@ class RGSCOCOEvaluator(COCOEvaluator):
         tasks = self._tasks or self._tasks_from_predictions(coco_results)
         for task in sorted(tasks):
             assert task in {"bbox", "segm", "keypoints"}, f"Got unknown task: {task}!"
-            coco_eval = None  # no predictions: Detectron2 reports NaN for every metric
-            if coco_results:
-                # New dicts: loadRes writes into them.
-                coco_eval = evaluate_on_coco(self._faster_coco_gt, [dict(r) for r in coco_results], task, self.engine,
-                                             kpt_oks_sigmas=self._kpt_oks_sigmas, img_ids=img_ids,
-                                             max_dets_per_image=self._max_dets_per_image)
+            # New dicts: loadRes writes into them. No predictions: Detectron2 reports NaN for every metric.
+            coco_eval = evaluate_on_coco(self._faster_coco_gt, [dict(r) for r in coco_results], task, self.engine,
+                                         kpt_oks_sigmas=self._kpt_oks_sigmas, img_ids=img_ids,
+                                         max_dets_per_image=self._max_dets_per_image) if coco_results else None
             self._results[task] = self._derive_coco_results(coco_eval, task,
                                                             class_names=self._metadata.get("thing_classes"))
 

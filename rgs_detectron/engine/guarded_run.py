@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(UserError):
-    pass
+    """The loss became NaN or infinite; the message names the settings to lower."""
 
 
 def run_guarded(train, checkpointer, output_dir, max_iter, fix):

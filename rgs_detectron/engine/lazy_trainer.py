@@ -30,9 +30,7 @@ logger = logging.getLogger("detectron2")
 
 def lazy_model(cfg):
     """The config's model on ``train.device``."""
-    model = instantiate(cfg.model)
-    model.to(cfg.train.device)
-    return model
+    return instantiate(cfg.model).to(cfg.train.device)
 
 
 def lazy_test(cfg, model):

@@ -114,19 +114,8 @@ def _output_path(kind, other):
 output_folder, output_file = _output_path("folder", "file"), _output_path("file", "folder")
 
 
-def probability(text):
-    """argparse type: a float in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
-    return value
-
-
-def _bounded(kind, low, inclusive):
-    """argparse type: a finite ``kind`` number above ``low`` (or equal to it when ``inclusive``)."""
+def _bounded(kind, low, inclusive, high=None):
+    """argparse type: a finite ``kind`` number above ``low`` (or equal to it when ``inclusive``), at most ``high``."""
     what = f"{'an integer' if kind is int else 'a number'} {'>=' if inclusive else '>'} {low:g}"
 
     def parse(text):
@@ -134,6 +123,8 @@ def _bounded(kind, low, inclusive):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside [{low:g}, {high:g}]")
         if not math.isfinite(value) or value < low or (value == low and not inclusive):
             raise argparse.ArgumentTypeError(f"{text} is invalid: give {what}")
         return value
@@ -141,5 +132,5 @@ def _bounded(kind, low, inclusive):
     return parse
 
 
-positive_int, non_negative_int, positive_float = (_bounded(int, 0, False), _bounded(int, 0,
-                                                                                    True), _bounded(float, 0, False))
+positive_int, non_negative_int = _bounded(int, 0, False), _bounded(int, 0, True)
+positive_float, probability = _bounded(float, 0, False), _bounded(float, 0, True, high=1)  # probability: in [0, 1]

@@ -57,9 +57,8 @@ def _is_disk_full(e):
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(e) or "file write failed" in str(e):
+        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e) \
+                or "file write failed" in str(e):
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -68,9 +67,7 @@ def _is_disk_full(e):
 def remove_stale_temp_files(folder):
     """Remove this module's temporary files in ``folder`` whose writing process is gone."""
     removed = []
-    if not os.path.isdir(folder):
-        return removed
-    for entry in os.listdir(folder):
+    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
         m = _TEMP.match(entry)
         if m and not _alive(int(m.group("pid"))):
             with contextlib.suppress(OSError):  # gone already, or not ours to remove

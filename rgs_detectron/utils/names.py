@@ -1,6 +1,5 @@
 """Shortening long lists of tensor names for error messages and reports."""
 import re
-from collections import OrderedDict
 
 __all__ = ["short_list", "group_blocks"]
 
@@ -16,26 +15,21 @@ def group_blocks(names, universe):
 
     ``prefix.resN.i.*`` blocks are recognised at any depth of the name (``backbone.bottom_up.res2.0.``).
     """
-    names = sorted(names)
     by_block = {}
-    for n in universe:
-        m = re.match(r"^(.*?res\d\.\d+)\.", n)
-        if m:
-            by_block.setdefault(m.group(1), set()).add(n)
+    for m in filter(None, (re.match(r"^(.*?res\d\.\d+)\.", n) for n in universe)):
+        by_block.setdefault(m.group(1), set()).add(m.string)
     listed, out = set(names), []
     for block, members in sorted(by_block.items()):
         if members <= listed:
             out.append(f"{block}.* (whole block)")
             listed -= members
-    by_module = OrderedDict()
+    by_module = {}
     for n in sorted(listed):
         module, _, leaf = n.rpartition(".")
         by_module.setdefault(module, []).append(leaf)
     for module, leaves in by_module.items():
         if not module:
             out += leaves
-        elif len(leaves) == 1:
-            out.append(f"{module}.{leaves[0]}")
         else:
-            out.append(f"{module}.{{{','.join(leaves)}}}")
+            out.append(f"{module}.{leaves[0]}" if len(leaves) == 1 else f"{module}.{{{','.join(leaves)}}}")
     return out

@@ -41,7 +41,7 @@ _PICKLE_ALLOWED = {("collections", "OrderedDict"), ("numpy", "ndarray"), ("numpy
 
 
 class _Refused(pickle.UnpicklingError):
-    pass
+    """A pickle asked for a global that is not on the list; refused before anything ran."""
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
