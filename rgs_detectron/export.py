@@ -91,11 +91,8 @@ def sample_images(cfg, image_path=None):
     second is the same content at about 3/4 of the height and 9/10 of the width, sizes
     that are not multiples of the backbone stride, so padding is exercised too.
     """
-    if image_path:
-        image = read_image(image_path, format=cfg.INPUT.FORMAT)
-    else:
-        short = cfg.INPUT.MIN_SIZE_TEST
-        image = _synthetic_image(short, int(round(short * 4 / 3)))
+    short = cfg.INPUT.MIN_SIZE_TEST
+    image = read_image(image_path, cfg.INPUT.FORMAT) if image_path else _synthetic_image(short, round(short * 4 / 3))
     image = build_augmentation(cfg, is_train=False)[0].get_transform(image).apply_image(image)  # the test-time resize
     first = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
     h, w = first.shape[1:]

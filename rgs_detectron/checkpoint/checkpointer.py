@@ -283,11 +283,10 @@ class RGSCheckpointer(DetectionCheckpointer):
                 "\nGive the model_final.pth of a detector trained with this config: ImageNet weights hold only "
                 "the backbone, and heads trained for another class count do not fit MODEL.ROI_HEADS.NUM_CLASSES "
                 "(or the config's other class-count key).")
-        skipped = [k for k, _, _ in incompatible.incorrect_shapes]
-        if skipped:
-            self.logger.warning(
-                "Head tensors shaped for another model (e.g. another class count) were skipped and start "
-                "from their initialization: " + ", ".join(skipped))
+        if incompatible.incorrect_shapes:
+            self.logger.warning("Head tensors shaped for another model (e.g. another class count) were skipped and "
+                                "start from their initialization: " +
+                                ", ".join(k for k, _, _ in incompatible.incorrect_shapes))
         return incompatible
 
 
