@@ -83,6 +83,15 @@ def _projection(in_channels, out_channels, stride):
     return ConvLayout(in_channels, out_channels, 1, stride) if in_channels != out_channels else None
 
 
+def _fill_as_detectron2(block):
+    """MSRA-fill the convs in Detectron2's order. Its blocks create every conv first (each drawing
+    PyTorch's default init), then fill ``conv1..3`` and ``shortcut``: the same order gives the same
+    random draws, so under one seed ``original`` starts from Detectron2's very weights."""
+    for conv in (block.conv1, block.conv2, block.conv3, block.shortcut):
+        if conv is not None:
+            weight_init.c2_msra_fill(conv)
+
+
 class RGSBlock(CNNBlockBase):
     """A bottleneck or basic block (``spec.block``) of any non-preactivation variant of ``spec``."""
 
@@ -95,14 +104,13 @@ class RGSBlock(CNNBlockBase):
         self._add_variant_layers(spec, convs, identity_shape=projection is None)
 
     def _add_units(self, spec, convs, projection):
-        """``shortcut`` and ``conv1..3``, Detectron2's convs that carry their norm."""
+        """``shortcut`` and ``conv1..3``, Detectron2's convs that carry their norm, drawn as Detectron2 draws them."""
         self.shortcut = None
         if projection is not None:
             self.shortcut = projection.make(Conv2d, norm=get_norm(spec.norm, projection.out_channels))
-            weight_init.c2_msra_fill(self.shortcut)
         for k, conv in enumerate(convs, 1):
             setattr(self, f"conv{k}", conv.make(Conv2d, norm=get_norm(spec.norm, conv.out_channels)))
-            weight_init.c2_msra_fill(getattr(self, f"conv{k}"))
+        _fill_as_detectron2(self)
 
     def _add_variant_layers(self, spec, convs, identity_shape):
         """The layers the row adds (``Variant.layers``), and the row's decisions as plain attributes."""
@@ -192,13 +200,11 @@ class PreactBlock(CNNBlockBase):
 
     def _add_units(self, spec, convs, projection, preactivate_input):
         """``norm_k`` + ``conv_k`` (Detectron2's names), and ``shortcut``, a conv without norm."""
+        self.shortcut = None if projection is None else projection.make(Conv2d)
         for k, conv in enumerate(convs, 1):
             setattr(self, f"norm{k}", get_norm(spec.norm, conv.in_channels) if k > 1 or preactivate_input else None)
             setattr(self, f"conv{k}", conv.make(Conv2d))
-            weight_init.c2_msra_fill(getattr(self, f"conv{k}"))
-        self.shortcut = None if projection is None else projection.make(Conv2d)
-        if self.shortcut is not None:
-            weight_init.c2_msra_fill(self.shortcut)
+        _fill_as_detectron2(self)
 
     # The pre-activations and the projection, by Detectron2's names (the classifier overrides them).
     def preactivate(self, x):
