@@ -37,7 +37,7 @@ def test_original_matches_detectron2_resnet(depth, stride_in_1x1):
 
 
 @pytest.mark.parametrize("depth", [18, 34, 50, 101])
-@pytest.mark.parametrize("out_features", [ALL])
+@pytest.mark.parametrize("out_features", [["res4"], ALL])
 def test_original_backbone_draws_detectron2s_initial_weights(depth, out_features):
     """Under one seed, ``original`` starts from Detectron2's very weights (any depth, bottleneck and basic),
     and leaves the random generator where Detectron2 leaves it (res5 is drawn even when only res4 is kept)."""
@@ -68,7 +68,8 @@ def test_every_variant_draws_its_convs_as_original_does(variant, se_reduction, d
     assert len(convs) > 10 and [k for k in convs if not torch.equal(states[0][k], states[1][k])] == []
 
 
-@pytest.mark.parametrize("head,detectron2_names", [("FPN", ("build_resnet_fpn_backbone", "StandardROIHeads"))])
+@pytest.mark.parametrize("head,detectron2_names", [("FPN", ("build_resnet_fpn_backbone", "StandardROIHeads")),
+                                                   ("C4", ("build_resnet_backbone", "Res5ROIHeads"))])
 def test_original_detector_draws_detectron2s_initial_weights(head, detectron2_names):
     """The shipped ``original`` detector and the same config on Detectron2's ResNet, each built under seed 0:
     every tensor equal, the RPN and the heads (drawn after the backbone, res5 head included) too."""
