@@ -153,7 +153,7 @@ class RGSBlock(CNNBlockBase):
             a = self.relu_norm1(a)
         f = self.conv_bn2(a)
         if self.inner_norm is not None:
-            f = f + self.inner_norm(a)
+            f = self.inner_norm(a, False, f)  # f + GN(ReLU(a)), into f; GN(ReLU(a)) = GN(a)
         if self.conv3 is not None:  # bottleneck
             f = F.relu_(f)
             if self.relu_norm2 is not None:
@@ -161,23 +161,23 @@ class RGSBlock(CNNBlockBase):
             f = self.conv_bn3(f)
         if self.se is not None:
             f = self.se(f)
-        out = f + self.shortcut_term(x)
+        out = self.add_shortcut(f, x)
         if self.output_norm is not None:
             return self.output_norm(out)
         return F.relu_(out) if self.post_relu else out
 
-    def shortcut_term(self, x):
-        """``h(x)``: the projection, the row's shortcut (beside ``x`` for Res-RGS), or ``x``."""
+    def add_shortcut(self, f, x):
+        """``f + h(x)``, written into ``f`` (the branch's fresh output; Detectron2 adds in place too):
+        ``h`` is the projection, the row's shortcut (RG: beside ``x`` for Res-RGS), or ``x``."""
         projected = self.project(x)
         if projected is not None:
-            return projected
+            return f.add_(projected)
         norm = self.shortcut_norm
         if norm is None:
-            return x
+            return f.add_(x)
         if isinstance(norm, ReLUGroupNorm):
-            return norm(x, self.keep_identity)  # the lean implementation fuses the identity in
-        h = norm(F.relu(x) if self.shortcut_relu else x)
-        return h + x if self.keep_identity else h
+            return norm(x, self.keep_identity, f)
+        return f.add_(norm(F.relu(x) if self.shortcut_relu else x))
 
 
 class PreactBlock(CNNBlockBase):
@@ -227,4 +227,4 @@ class PreactBlock(CNNBlockBase):
         if self.se is not None:
             out = self.se(out)
         projected = self.project(pre)
-        return out + (x if projected is None else projected)
+        return out.add_(x if projected is None else projected)
