@@ -9,6 +9,7 @@ and every parameter and buffer must come from the file) and puts it in eval mode
 demo, the export, ``train_net``/``lazy_train_net --eval-only`` and ``analyze --weights``
 use it; fine-tuning to a new class count stays a training matter.
 """
+import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
@@ -19,7 +20,9 @@ from ..checkpoint.checkpointer import RGSCheckpointer, check_weights_file
 from ..errors import ConfigError
 from .lazy_trainer import lazy_model
 
-__all__ = ["RGSPredictor", "load_trained_model"]
+__all__ = ["RGSPredictor", "compile_backbone", "load_trained_model"]
+# Inductor settings of compile_backbone: frozen weights (folded and pre-packed for the CPU's convolutions).
+COMPILE_OPTIONS = {"freezing": True}
 
 
 def load_trained_model(cfg, *, resume=False):
@@ -39,6 +42,12 @@ def load_trained_model(cfg, *, resume=False):
     return model.eval()
 
 
+def compile_backbone(backbone):
+    """``backbone`` compiled by ``torch.compile`` (inductor) for inference: the fastest path docs/BENCHMARK.md
+    measures. The first image, and each new image size, costs a compilation (minutes on a CPU)."""
+    return torch.compile(backbone, options=COMPILE_OPTIONS)
+
+
 class RGSPredictor(DefaultPredictor):
     """``DefaultPredictor`` whose model comes from :func:`load_trained_model`.
 
@@ -46,10 +55,13 @@ class RGSPredictor(DefaultPredictor):
     output dict. Test-time resize and ``INPUT.FORMAT`` are ``DefaultPredictor``'s.
     """
 
-    def __init__(self, cfg):
-        # DefaultPredictor.__init__ of Detectron2 0.7.2, except where the model comes from.
+    def __init__(self, cfg, compile=False):
+        # DefaultPredictor.__init__ of Detectron2 0.7.2, except where the model comes from; ``compile``: see
+        # compile_backbone.
         self.cfg = cfg.clone()
         self.model = load_trained_model(self.cfg)
+        if compile:
+            self.model.backbone = compile_backbone(self.model.backbone)
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)

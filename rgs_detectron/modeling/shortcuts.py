@@ -27,9 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = [
-    "ReLUGroupNorm", "rg_shortcut_reference", "rg_shortcut_fused", "rg_shortcut_lean", "SHORTCUT_IMPLS", "CHUNK_BYTES"
-]
+__all__ = ["ReLUGroupNorm", "rg_shortcut_reference", "rg_shortcut_fused", "rg_shortcut_lean", "SHORTCUT_IMPLS"]
 
 SHORTCUT_IMPLS = ("auto", "reference", "lean")
 # The fused forward's piece of x: within a core's L2 cache (1 MiB here; 0.5-2 MiB on current x86), from the
@@ -87,12 +85,8 @@ def rg_shortcut_fused(x, num_groups, weight, bias, eps, add_identity=False, resi
 
 
 class _LeanRGShortcut(torch.autograd.Function):
-    """Saves (x, weight, mean, rstd); ReLU(x) is recomputed in backward.
-
-    The arithmetic is PyTorch's own fused group-norm kernels (``native_group_norm`` and its
-    backward), so the lean path costs about what the reference ops cost, minus one stored
-    activation.
-    """
+    """The fused forward; saves (x, weight, mean, rstd) and recomputes ReLU(x) in backward, which is
+    PyTorch's own ``native_group_norm_backward``: the reference's cost, minus one stored activation."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, num_groups, eps, add_identity):
@@ -109,25 +103,15 @@ class _LeanRGShortcut(torch.autograd.Function):
         acc = _stats_dtype(x)
         n, c, hxw = _dims(x)
         gy = grad_out.to(acc).contiguous()
-        gx, gw, gb = torch.ops.aten.native_group_norm_backward(
-            gy,
-            torch.relu(x).to(acc).contiguous(),
-            mean,
-            rstd,
-            weight.to(acc),
-            n,
-            c,
-            hxw,
-            ctx.num_groups,
-            list(ctx.needs_input_grad[:3]),
-        )
+        relu = torch.relu(x).to(acc).contiguous()
+        gx, gw, gb = torch.ops.aten.native_group_norm_backward(gy, relu, mean, rstd, weight.to(acc), n, c, hxw,
+                                                               ctx.num_groups, list(ctx.needs_input_grad[:3]))
         if gx is not None:
             gx = torch.ops.aten.threshold_backward(gx, x.to(acc), 0)  # ReLU's backward
             if ctx.add_identity:
                 gx = gx.add_(gy)
             gx = gx.to(x.dtype)
-        gw = gw.to(weight.dtype) if gw is not None else None
-        gb = gb.to(weight.dtype) if gb is not None else None
+        gw, gb = (g if g is None else g.to(weight.dtype) for g in (gw, gb))
         return gx, gw, gb, None, None, None
 
 
