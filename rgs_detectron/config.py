@@ -9,10 +9,8 @@ here, so importing this module registers the backbones, the C4 head and the digi
 import difflib
 import inspect
 import os
-import re
 
 import torch
-import yaml
 from omegaconf import OmegaConf
 
 from detectron2.config import CfgNode as CN
@@ -22,6 +20,7 @@ from detectron2.utils.registry import locate
 from . import modeling  # noqa: F401  (registers the backbones and the C4 head)
 from .data import builtin  # noqa: F401  (registers the digits datasets)
 from .errors import ConfigError, UserError, first_line
+from .utils.plain_yaml import read_yaml
 
 __all__ = ["add_rgsnet_config", "get_rgsnet_cfg", "load_lazy_config", "resolve_device", "check_cuda", "num_classes"]
 
@@ -62,51 +61,108 @@ def add_rgsnet_config(cfg):
     return cfg
 
 
+class PlainYamlCfgNode(CN):
+    """Detectron2's ``CfgNode`` whose files are read by ``utils/plain_yaml.read_yaml`` (plain data: no code, no key
+    given twice, no endless anchors), each ``_BASE_`` checked: a cycle or a base that is not a config is one line."""
+
+    @classmethod
+    def load_yaml_with_base(cls, filename, allow_unsafe=False, inherited_by=None, chain=()):
+        chain = (*chain, os.path.realpath(filename))
+        if chain[-1] in chain[:-1]:
+            raise ConfigError(f"config files inherit each other in a cycle: {' -> _BASE_ '.join(chain)}; remove a "
+                              "_BASE_ line")
+        cfg = read_yaml(filename, inherited_by)
+        bases = cfg.pop("_BASE_", [])
+        merged = {}
+        for base in bases if isinstance(bases, list) else [bases]:
+            path = os.path.join(os.path.dirname(filename), os.path.expanduser(str(base)))
+            if not os.path.isfile(path):
+                raise ConfigError(f"config file {filename}: its _BASE_ {path} does not exist")
+            _merge_into(merged, cls.load_yaml_with_base(path, inherited_by=filename, chain=chain))
+        return _merge_into(merged, cfg)
+
+
+def _merge_into(base, cfg):
+    """``cfg``'s keys into ``base``, node by node (``_BASE_`` inheritance); returns ``base``."""
+    for key, value in cfg.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_into(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
 def get_rgsnet_cfg(config_file=None, opts=()):
     """Detectron2's defaults + the RGSNet keys + ``config_file`` + ``opts`` (KEY VALUE ...).
 
     The config is returned unfrozen. A missing file, an unknown key or a bad value raises
     a ConfigError naming the file or key. The file and every ``_BASE_`` it inherits are read
-    as plain yaml: Detectron2 falls back to ``yaml.unsafe_load``, which runs any Python a
-    ``!!python/...`` tag names; here such a tag is refused, naming the file and the tag.
+    as plain data (``PlainYamlCfgNode``): Detectron2 falls back to ``yaml.unsafe_load``, which
+    runs any Python a ``!!python/...`` tag names; here such a tag is refused, naming the file and the tag.
     """
-    cfg = add_rgsnet_config(get_cfg())
+    cfg = PlainYamlCfgNode(add_rgsnet_config(get_cfg()))
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f"config file {config_file!r} does not exist")
         try:
-            cfg.merge_from_file(config_file, allow_unsafe=False)
-        except yaml.constructor.ConstructorError as e:
-            raise ConfigError(_refused_tag_message(config_file, e)) from None
+            cfg.merge_from_file(config_file)
+        except ConfigError:
+            raise
         except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
             raise ConfigError(f"cannot merge config file {config_file!r}: {_yacs_message(e)}") from None
-        except Exception as e:  # yaml syntax errors and the like
-            raise ConfigError(f"cannot read config file {config_file!r}: {type(e).__name__}: {e}") from None
     opts = list(opts or [])
+    _check_option_order(opts, "KEY VALUE")
     if len(opts) % 2:
         raise ConfigError(f"config overrides must be KEY VALUE pairs; got {len(opts)} words: {opts}")
     try:
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
         raise ConfigError(f"bad config override: {_yacs_message(e)}") from None
+    _check_pixel_stats(cfg)
     return cfg
+
+
+def _check_option_order(overrides, kind):
+    """An option among the overrides was given after them: argparse took it for an override."""
+    option = next((word for word in overrides if str(word).startswith("--")), None)
+    if option:
+        raise ConfigError(f"{option} comes after the {kind} overrides, where it is read as one: options go before "
+                          "the overrides (e.g. --config-file F --no-progress MODEL.DEVICE cpu)")
+
+
+def _check_pixel_stats(cfg):
+    """One value per input channel in MODEL.PIXEL_MEAN and PIXEL_STD (a 468-line log and a traceback otherwise):
+    the channels of the INPUT.FORMATs Detectron2's ``read_image`` knows; for others, the mean's length."""
+    channels = {"BGR": 3, "RGB": 3, "YUV-BT.601": 3, "L": 1}.get(cfg.INPUT.FORMAT, len(cfg.MODEL.PIXEL_MEAN))
+    for key in ("PIXEL_MEAN", "PIXEL_STD"):
+        if len(cfg.MODEL[key]) != channels:
+            raise ConfigError(f"MODEL.{key} has {len(cfg.MODEL[key])} values but INPUT.FORMAT {cfg.INPUT.FORMAT} "
+                              f"images have {channels} channels: give one value per channel")
 
 
 def load_lazy_config(path, overrides=()):
     """The LazyConfig of ``path`` with ``key=value`` overrides, or a ConfigError naming the problem.
 
-    A LazyConfig is a Python file, run as it is loaded: treat it like code you run. An override
-    must name a key the config has (or a parameter its ``_target_`` takes): a typo such as
+    A ``.py`` LazyConfig is a Python file, run as it is loaded: treat it like code you run. A
+    ``.yaml`` one (such as the ``config.yaml`` a run saves) is read as plain data (``read_yaml``,
+    then OmegaConf, as Detectron2 builds it), never with Detectron2's ``yaml.unsafe_load``. An
+    override must name a key the config has (or a parameter its ``_target_`` takes): a typo such as
     ``train.max_itr=5`` would otherwise be added and never read. Hydra's ``+key=value`` adds a
     key on purpose.
     """
     try:
-        cfg = LazyConfig.load(path)
+        if str(path).endswith((".yaml", ".yml")):
+            cfg = OmegaConf.create(read_yaml(path), flags={"allow_objects": True})
+        else:
+            cfg = LazyConfig.load(path)
+    except ConfigError:
+        raise
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} does not exist") from None
     except Exception as e:
         raise ConfigError(f"cannot load LazyConfig {path!r}: {type(e).__name__}: {e}") from None
     overrides = list(overrides)
+    _check_option_order(overrides, "key=value")
     for i, override in enumerate(overrides):
         if "=" not in override:
             value = overrides[i + 1] if i + 1 < len(overrides) and "=" not in overrides[i + 1] else "VALUE"
@@ -169,22 +225,10 @@ def num_classes(cfg):
     return f"MODEL.{head}.NUM_CLASSES", cfg.MODEL[head].NUM_CLASSES
 
 
-def _refused_tag_message(config_file, error):
-    tag = re.search(r"tag '([^']*)'", str(error.problem))
-    tag = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else str(error.problem)
-    mark = error.problem_mark
-    where = f"{mark.name}, line {mark.line + 1}" if mark else config_file
-    inherited = mark and os.path.abspath(mark.name) != os.path.abspath(config_file)
-    via = f" (inherited by {config_file} through _BASE_)" if inherited else ""
-    return (f"config file {where}{via}: the yaml tag {tag} is refused: config files are read as plain yaml, and "
-            "this tag would build a Python object (run code). Write the value as a plain number, string or list.")
-
-
 def _yacs_message(e):
-    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    if "RGSNET" in text:
-        text += " (RGSNet keys need rgs_detectron.add_rgsnet_config(cfg) first)"
-    return text
+    """yacs's message (a KeyError's without the quotes repr adds). Here the RGSNet keys are always added, so an unknown
+    ``MODEL.RGSNET.*`` key is a typo, not a forgotten ``add_rgsnet_config``."""
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
 def resolve_device(requested):

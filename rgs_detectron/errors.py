@@ -7,7 +7,9 @@ corrupt input file, incompatible weights, a full disk, a diverged run). Anything
 is a bug and keeps its traceback.
 """
 
-__all__ = ["UserError", "ConfigError", "InputError", "WeightsError", "DiskFullError", "first_line", "require"]
+from reprlib import repr as shown  # a value in a message, cut short: one read from a file may be huge
+
+__all__ = ["UserError", "ConfigError", "InputError", "WeightsError", "DiskFullError", "first_line", "shown", "require"]
 
 
 class UserError(Exception):

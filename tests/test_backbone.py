@@ -11,6 +11,7 @@ from rgs_detectron import VARIANTS
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.model_zoo import get_config_file
 from rgs_detectron.modeling import RGSNet, RGSNetSpec, build_rgsnet_backbone
+from rgs_detectron.modeling.spec_record import RECORD_KEY
 
 from common import TINY_WIDTH, randomize_frozen_bn, rgs_cfg, tiny_batch, tiny_detector_cfg
 
@@ -26,10 +27,10 @@ def test_original_matches_detectron2_resnet(depth, stride_in_1x1):
                   ALL, "MODEL.RGSNET.VARIANT", "original")
     theirs = build_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
     ours = build_rgsnet_backbone(cfg, ShapeSpec(channels=3)).eval()
-    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert list(ours.state_dict()) == [RECORD_KEY] + list(theirs.state_dict())  # its record, then the same tensors
     with torch.no_grad():
         randomize_frozen_bn(theirs)
-        ours.load_state_dict(theirs.state_dict())
+        ours.load_state_dict(theirs.state_dict())  # strict: a state dict without a record loads
         x = torch.randn(2, 3, 96, 128)
         a, b = theirs(x), ours(x)
     for k in ALL:
@@ -41,7 +42,8 @@ def test_original_matches_detectron2_resnet(depth, stride_in_1x1):
 def test_original_backbone_draws_detectron2s_initial_weights(depth, out_features):
     """Under one seed, ``original`` starts from Detectron2's very weights (any depth, bottleneck and basic),
     and leaves the random generator where Detectron2 leaves it (res5 is drawn even when only res4 is kept)."""
-    width = ["MODEL.RESNETS.RES2_OUT_CHANNELS", 64] if depth in (18, 34) else TINY_WIDTH  # Detectron2's basic blocks
+    basic = ["MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.STRIDE_IN_1X1", False]  # as Detectron2 R18/R34
+    width = basic if depth in (18, 34) else TINY_WIDTH
     cfg = rgs_cfg("MODEL.RESNETS.DEPTH", depth, *width, "MODEL.RESNETS.OUT_FEATURES", out_features,
                   "MODEL.RGSNET.VARIANT", "original")
     states, next_draws = [], []
@@ -49,7 +51,7 @@ def test_original_backbone_draws_detectron2s_initial_weights(depth, out_features
         torch.manual_seed(0)
         states.append(build(cfg, ShapeSpec(channels=3)).state_dict())
         next_draws.append(torch.rand(4))
-    assert list(states[0]) == list(states[1])
+    assert list(states[1]) == [RECORD_KEY] + list(states[0])  # its record, then the same tensors
     assert [k for k, v in states[0].items() if not torch.equal(v, states[1][k])] == []
     assert torch.equal(*next_draws)
 
@@ -80,7 +82,8 @@ def test_original_detector_draws_detectron2s_initial_weights(head, detectron2_na
     for cfg in (theirs, ours):
         torch.manual_seed(0)
         states.append(build_model(cfg).state_dict())
-    assert list(states[0]) == list(states[1])
+    records = [k for k in states[1] if k.endswith(RECORD_KEY)]  # the backbone's, and res5's in C4
+    assert [k for k in states[1] if k not in records] == list(states[0]) and records
     assert [k for k, v in states[0].items() if not torch.equal(v, states[1][k])] == []
 
 

@@ -10,10 +10,12 @@ import torchvision
 
 from detectron2.checkpoint import DetectionCheckpointer
 
+from rgs_detectron.checkpoint import IncompatibleCheckpointError, RGSCheckpointer
 from rgs_detectron.checkpoint.convert import convert_checkpoint
 from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.modeling import RGSNet, RGSNetSpec
+from rgs_detectron.modeling.spec_record import encode_record, read_record
 
 from common import randomize_frozen_bn, rgs_cfg
 
@@ -69,6 +71,12 @@ def test_converter_maps_torchvision_resnet18_onto_the_r18_backbone(tmp_path):
     (["MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.NUM_GROUPS", 32
       ], "num_groups (MODEL.RESNETS.NUM_GROUPS) = 32 is invalid: basic blocks (MODEL.RESNETS.DEPTH 18 or 34) have no "
      "grouped conv: set it to 1"),
+    (["MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.WIDTH_PER_GROUP", 48, "MODEL.RESNETS.STRIDE_IN_1X1", False
+      ], "width_per_group (MODEL.RESNETS.WIDTH_PER_GROUP) = 48 is invalid: basic blocks (MODEL.RESNETS.DEPTH 18 or 34) "
+     "have no bottleneck width"),
+    (["MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.STRIDE_IN_1X1", True
+      ], "stride_in_1x1 (MODEL.RESNETS.STRIDE_IN_1X1) = True is invalid: basic blocks (MODEL.RESNETS.DEPTH 18 or 34) "
+     "have no 1x1 conv to put the stride in: set it to False"),
 ])
 def test_what_a_basic_block_cannot_vary_is_refused_naming_the_key(opts, words):
     with pytest.raises(ConfigError) as err:
@@ -80,4 +88,18 @@ def test_basic_spec_round_trips_through_its_settings():
     for spec in (RGSNetSpec.create("b-RGS", 34, 0.5), RGSNetSpec.create("Res-RGS", 18, blocks_per_stage=[1, 1, 2, 1])):
         opts = [x for kv in spec.architecture_settings().items() for x in kv]
         assert RGSNetSpec.from_cfg(rgs_cfg(*opts, "MODEL.RESNETS.NORM", spec.norm)) == spec
-        assert RGSNetSpec.from_dict(spec.to_dict()) == spec
+        assert read_record(spec.to_dict(), "a mapping") == read_record(encode_record(spec), "a record") == spec
+
+
+def test_a_width_difference_at_depth_18_names_what_differs_before_the_names(tmp_path):
+    """Both are "Res-RGS-18": the refusal led with that ("made for Res-RGS-18 but the model is Res-RGS-18")."""
+    half = RGSNet(spec=RGSNetSpec.create("Res-RGS", 18, 0.5, norm="FrozenBN"), out_features=ALL)
+    RGSCheckpointer(half, str(tmp_path)).save("half")
+    full = RGSNet(spec=RGSNetSpec.create("Res-RGS", 18, norm="FrozenBN"), out_features=ALL)
+    with pytest.raises(IncompatibleCheckpointError) as err:
+        RGSCheckpointer(full).load(str(tmp_path / "half.pth"))
+    message = str(err.value)
+    assert "do not fit the model's backbone: they differ in stem_channels (32 in the weights, 64 in the model), " \
+        "res2_out_channels (32 in the weights, 64 in the model), gn_groups (4 in the weights, 8 in the model); they " \
+        "were made for Res-RGS-18" in message
+    assert message.index("res2_out_channels") < message.index("Res-RGS-18")

@@ -17,6 +17,7 @@ from detectron2.modeling import build_model
 
 from rgs_detectron.checkpoint import IncompatibleCheckpointError, RGSCheckpointer
 from rgs_detectron.errors import ConfigError, DiskFullError, WeightsError
+from rgs_detectron.modeling.spec_record import RECORD_KEY
 from rgs_detectron.utils.fileio import atomic_write, remove_stale_temp_files
 
 from common import save_random_detector, tiny_detector_cfg
@@ -119,7 +120,7 @@ def _saved(tmp_path, variant, head="FPN", *opts, record=True):
     path = str(tmp_path / "m.pth")
     if not record:
         state = torch.load(path, weights_only=True)
-        del state["rgsnet_spec"]
+        state["model"] = {k: v for k, v in state["model"].items() if not k.endswith(RECORD_KEY)}
         torch.save(state, path)
     return path
 
@@ -131,7 +132,8 @@ def test_strict_load_refuses_a_checkpoint_for_another_variant(tmp_path, record):
     with pytest.raises(IncompatibleCheckpointError) as err:
         RGSCheckpointer(model).load(path)
     if record:  # the recorded spec is compared first, before anything is loaded
-        assert "made for original-26 but the model's backbone.bottom_up is Res-RGS-26" in str(err.value)
+        assert "variant ('original' in the weights, 'Res-RGS' in the model), gn_groups (0 in the weights, 8 in the " \
+            "model); they were made for original-26, the model's backbone.bottom_up is Res-RGS-26" in str(err.value)
     else:
         assert "missing (" in str(err.value) and "shortcut_norm" in str(err.value)
 
@@ -291,8 +293,9 @@ def test_twin_variants_never_load_into_each_other(tmp_path):
         with pytest.raises(IncompatibleCheckpointError) as err:
             RGSCheckpointer(build_model(tiny_detector_cfg(twin))).load(path)
         message = str(err.value)
-        assert f"made for {variant}-26 but the model's backbone.bottom_up is {twin}-26" in message
-        assert f"variant ({variant!r} in the checkpoint, {twin!r} in the model)" in message
+        assert f"they were made for {variant}-26, the model's backbone.bottom_up is {twin}-26" in message
+        assert f"do not fit the model's backbone.bottom_up: they differ in variant ({variant!r} in the weights, " \
+            f"{twin!r} in the model)" in message
         assert f"MODEL.RGSNET.VARIANT {variant!r}" in message
 
 
@@ -301,14 +304,14 @@ def test_only_what_decides_the_function_is_compared(tmp_path):
     (same tensor shapes) and the stride's place do not."""
     path = _saved(tmp_path, "Res-RGS", "FPN", "MODEL.RESNETS.NORM", "BN", "MODEL.RGSNET.SHORTCUT_IMPL", "lean",
                   "MODEL.RGSNET.RG_INIT", "zero")
-    from rgs_detectron.checkpoint.checkpointer import spec_differences
+    from rgs_detectron.modeling.spec_record import refuse_other_spec
     from rgs_detectron.modeling import RGSNetSpec
 
     RGSCheckpointer(build_model(tiny_detector_cfg("Res-RGS", "FPN", "MODEL.RESNETS.NORM", "FrozenBN"))).load(path)
     spec = RGSNetSpec.create("Res-RGS")
-    assert spec_differences(spec, spec.replace(res5_dilation=2, norm="FrozenBN", shortcut_impl="lean")) == []
-    for opts, field in ((["MODEL.RGSNET.GN_GROUPS", 4], "gn_groups (8 in the checkpoint, 4 in the model)"),
-                        (["MODEL.RESNETS.STRIDE_IN_1X1", True], "stride_in_1x1 (False in the checkpoint, True")):
+    refuse_other_spec(spec, spec.replace(res5_dilation=2, norm="FrozenBN", shortcut_impl="lean"), "the model")
+    for opts, field in ((["MODEL.RGSNET.GN_GROUPS", 4], "gn_groups (8 in the weights, 4 in the model)"),
+                        (["MODEL.RESNETS.STRIDE_IN_1X1", True], "stride_in_1x1 (False in the weights, True")):
         with pytest.raises(IncompatibleCheckpointError, match=re.escape(field)):
             RGSCheckpointer(build_model(tiny_detector_cfg("Res-RGS", "FPN", *opts))).load(path)
 
@@ -327,7 +330,7 @@ def test_a_file_without_a_record_loads_with_a_note(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     path = _saved(tmp_path, "Res-RGS", record=False)
     RGSCheckpointer(build_model(tiny_detector_cfg("Res-RGS"))).load(path)
-    assert "records no RGSNet architecture" in caplog.text
+    assert "record no architecture" in caplog.text and "cannot tell Res-RGS from d-RGS" in caplog.text
 
 
 # --------------------------------------------------------------------------- MSRA (Caffe2) ImageNet weights
@@ -343,7 +346,7 @@ def _msra_r50_layout(tmp_path):
     d2 = {
         k[len(prefix):]: v
         for k, v in model.state_dict().items()
-        if k.startswith(prefix) and not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        if k.startswith(prefix) and not k.endswith(("running_mean", "running_var", "num_batches_tracked", RECORD_KEY))
     }
     c2 = {}
     for name, value in d2.items():
@@ -400,9 +403,9 @@ def test_load_weights_is_the_strict_one_liner_for_a_plain_detectron2_trainer(tmp
             return itertools.repeat(tiny_batch())
 
     original = build_model(tiny_detector_cfg("original"))
-    resnet = {
+    resnet = {  # a ResNet made elsewhere: no record
         k[len("backbone.bottom_up."):]: v
-        for k, v in original.state_dict().items() if k.startswith("backbone.bottom_up.")
+        for k, v in original.state_dict().items() if k.startswith("backbone.bottom_up.") and not k.endswith(RECORD_KEY)
     }
     plain = tmp_path / "resnet.pth"
     torch.save({"model": resnet, "__author__": "someone", "matching_heuristics": True}, plain)
@@ -569,3 +572,66 @@ def test_a_poisoned_file_never_runs_through_model_weights_resume_or_the_converte
 
     assert convert_tool.main([weights, str(tmp_path / "converted.pth"), "--variant", "Res-RGS"]) == 1
     assert_refused_cleanly(capsys.readouterr().err)
+
+
+# --------------------------------------------------------------------------- converted weights under every BN kind
+
+
+@pytest.fixture(scope="module")
+def converted_res_rgs(tmp_path_factory):
+    """Converted ImageNet weights (as the converter writes them: no BatchNorm step counters) for the tiny detectors."""
+    from rgs_detectron.checkpoint import convert_checkpoint
+    from rgs_detectron.classification import RGSNetClassifier
+    from rgs_detectron.modeling import RGSNetSpec
+
+    folder = tmp_path_factory.mktemp("converted")
+    spec = RGSNetSpec.create("Res-RGS", 26, 0.25)
+    torch.save({"state_dict": RGSNetClassifier(spec).state_dict(), "rgsnet_spec": spec.to_dict()}, folder / "c.pth")
+    convert_checkpoint(str(folder / "c.pth"), str(folder / "Res-RGS.pth"))
+    return str(folder / "Res-RGS.pth")
+
+
+@pytest.mark.parametrize("norm", ["FrozenBN", "BN", "SyncBN", "nnSyncBN", "naiveSyncBN"])
+def test_converted_weights_load_under_every_batch_norm_and_freeze_at(converted_res_rgs, norm, caplog):
+    """CONVERT.md names FrozenBN and SyncBN for fine-tuning (the code takes every BatchNorm kind) and FREEZE_AT is
+    0-5: BatchNorm's step counters are not weights, so converted files (which hold none) load in every case."""
+    for head, freeze_at in [("FPN", f) for f in range(6)] + [("C4", 2)]:
+        model = build_model(
+            tiny_detector_cfg("Res-RGS", head, "MODEL.RESNETS.NORM", norm, "MODEL.BACKBONE.FREEZE_AT", freeze_at))
+        caplog.clear()
+        RGSCheckpointer(model).load(converted_res_rgs)
+        assert "num_batches_tracked" not in caplog.text, (head, freeze_at)  # nothing "not found" about counters
+        state, saved = model.state_dict(), torch.load(converted_res_rgs, weights_only=True)["model"]
+        prefix = "backbone.bottom_up." if head == "FPN" else "backbone."
+        assert torch.equal(state[prefix + "res3.1.conv2.norm.running_var"], saved["res3.1.conv2.norm.running_var"])
+
+
+# --------------------------------------------------------------------------- a classifier checkpoint as weights
+
+
+@pytest.mark.parametrize("layout", ["train_classifier", "torchvision"])
+def test_an_unconverted_classifier_checkpoint_is_one_line_with_the_convert_command(tmp_path, layout, capsys):
+    from PIL import Image
+
+    from rgs_detectron.classification import RGSNetClassifier
+    from rgs_detectron.cli import demo, train_net
+    from rgs_detectron.modeling import RGSNetSpec
+
+    spec = RGSNetSpec.create("Res-RGS", 26, 0.25)
+    state = RGSNetClassifier(spec).state_dict()
+    weights = tmp_path / "model_final.pth"
+    torch.save({"state_dict": state, "rgsnet_spec": spec.to_dict()} if layout == "train_classifier" else state, weights)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(tiny_detector_cfg("Res-RGS").dump())
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    for command in (train_net.main, demo.main):
+        argv = ["--config-file", str(config), "MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", "cpu"]
+        argv = [*argv[:2], "--eval-only", *argv[2:], "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "eval")] \
+            if command is train_net.main else [*argv[:2], "--input", str(tmp_path / "a.png"), "--output",
+                                               str(tmp_path / "demo"), *argv[2:]]
+        assert command(argv) == 1
+        err = capsys.readouterr().err
+        message = err[err.index("error: "):]
+        assert message.count("\n") == 1 and "Traceback" not in err
+        assert f"{str(weights)!r} is an ImageNet classifier checkpoint" in message
+        assert f"python -m rgs_detectron.cli.convert {weights} CONVERTED.pth" in message

@@ -3,6 +3,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,127 @@ def test_the_fx_tracing_notice_detectron2s_pooler_draws_is_silenced_in_commands_
             assert bool(seen) != quiet, seen
     finally:
         logger.removeHandler(handler)
+
+
+# --------------------------------------------------------------------------- every yaml is read as plain data
+
+
+def test_a_lazyconfig_yaml_never_runs_code(tmp_path, capsys):
+    """Detectron2's LazyConfig.load reads .yaml with yaml.unsafe_load: a !!python tag ran, also from a run's own
+    config.yaml re-evaluated with --eval-only (exit 0). Read as plain data, it is refused in one line."""
+    from rgs_detectron.cli import lazy_train_net
+    from rgs_detectron.config import load_lazy_config
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "config.yaml"
+    evil.write_text(f'train: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(ConfigError, match=r"config.yaml, line 1: the yaml tag !!python/object/apply:os.system is ref"):
+        load_lazy_config(str(evil))
+    assert lazy_train_net.main(["--config-file", str(evil), "--eval-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lazy_train_net: error: config file ") and len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", [n for n in list_configs() if n.endswith(".py") and "lsj" not in n])
+def test_the_config_yaml_a_lazy_run_saves_reads_back_as_data(tmp_path, name):
+    """What a run of each shipped LazyConfig saves (Detectron2's LazyConfig.save) is plain data the safe reader takes
+    back, the same config (the FPN heads' input shapes were ShapeSpec objects: !!python tags). The LSJ Mask R-CNN
+    config holds a lambda, which Detectron2 itself cannot save as yaml."""
+    from detectron2.config import LazyConfig
+
+    from rgs_detectron.config import load_lazy_config
+    from rgs_detectron.model_zoo import get_config
+
+    saved, again = tmp_path / "config.yaml", tmp_path / "again.yaml"
+    LazyConfig.save(get_config(name), str(saved))
+    assert "!!python" not in saved.read_text()
+    LazyConfig.save(load_lazy_config(str(saved)), str(again))
+    assert again.read_text() == saved.read_text()
+
+
+def test_a_key_given_twice_is_refused_naming_the_file_and_the_key(tmp_path):
+    """yaml keeps the last of two MODEL: blocks without a word: the variant set in the first was dropped."""
+    from rgs_detectron.config import load_lazy_config
+
+    config = tmp_path / "twice.yaml"
+    config.write_text("MODEL:\n  RGSNET:\n    VARIANT: b-RGS\nSOLVER:\n  MAX_ITER: 5\nMODEL:\n  DEVICE: cpu\n")
+    with pytest.raises(ConfigError) as err:
+        get_rgsnet_cfg(str(config))
+    assert str(err.value).startswith(f"config file {config}, line 6: the key 'MODEL' is given twice in one mapping")
+    config.write_text("train:\n  max_iter: 5\n  output_dir: out\n  max_iter: 10\n")
+    with pytest.raises(ConfigError, match="twice.yaml, line 4: the key 'max_iter' is given twice"):
+        load_lazy_config(str(config))
+    config.write_text("base: &base {DEVICE: cpu}\nMODEL:\n  <<: *base\n  DEVICE: cuda\n")  # a merge key may override
+    with pytest.raises(ConfigError, match="Non-existent config key: base"):
+        get_rgsnet_cfg(str(config))
+
+
+LAUGHS = [f"&l{i} [{', '.join([f'*l{i - 1}' if i else '0'] * 9)}]" for i in range(9)]  # 9**9 values in the last
+
+
+@pytest.mark.parametrize(
+    "reader,text",
+    [
+        ("get_rgsnet_cfg", f"MODEL:\n  PIXEL_MEAN: [{', '.join(LAUGHS)}]\n"),  # a key the config has: merged as it is
+        ("load_lazy_config", "".join(f"l{i}: {laugh}\n" for i, laugh in enumerate(LAUGHS))),  # OmegaConf expands it
+    ])
+def test_a_billion_laughs_yaml_is_refused_at_once(tmp_path, reader, text):
+    """Nested anchors (a few hundred bytes) expand to 387 million values: accepted by the yacs reader (then expanded
+    when the model is built: 86 s and 1.7 GB), expanded by OmegaConf for a LazyConfig. Refused before anything is
+    built, in a second; a process of its own, so a regression cannot eat the test machine's memory."""
+    config = tmp_path / "laughs.yaml"
+    config.write_text(text)
+    code = f"from rgs_detectron.config import {reader}\n{reader}({str(config)!r})"
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("still expanding the anchors after 60 s")
+    assert "expand to more than 100,000 values: refused before building them" in done.stderr, done.stderr[-2000:]
+    assert time.perf_counter() - start < 30
+
+
+@pytest.mark.parametrize("files,words", [
+    ({"config.yaml": "_BASE_: config.yaml\n"}, "inherit each other in a cycle: {d}/config.yaml -> _BASE_ "
+     "{d}/config.yaml"),
+    ({"config.yaml": "_BASE_: b.yaml\n", "b.yaml": "_BASE_: config.yaml\n"}, "in a cycle: {d}/config.yaml -> "
+     "_BASE_ {d}/b.yaml -> _BASE_ {d}/config.yaml; remove a _BASE_ line"),
+    ({"config.yaml": "_BASE_: notes.txt\n", "notes.txt": "my notes\n"}, "config file {d}/notes.txt (inherited by "
+     "{d}/config.yaml through _BASE_) holds a value of type str ('my notes'), not a mapping of config keys"),
+    ({"config.yaml": "_BASE_: model.pth\n", "model.pth": b"PK\x03\x04\xff\xfe binary"}, "config file {d}/model.pth "
+     "(inherited by {d}/config.yaml through _BASE_): not a plain yaml config"),
+    ({"config.yaml": "_BASE_: gone.yaml\n"}, "config file {d}/config.yaml: its _BASE_ {d}/gone.yaml does not exist"),
+    ({"config.yaml": "- MODEL\n- DEVICE\n"}, "config file {d}/config.yaml holds a value of type list (['MODEL', "
+     "'DEVICE']), not a mapping of config keys (KEY: value lines)"),
+    ({"config.yaml": "5\n"}, "config file {d}/config.yaml holds a value of type int (5), not a mapping"),
+    ({"config.yaml": ""}, "config file {d}/config.yaml holds nothing, not a mapping of config keys"),
+    ({"config.yaml": "MODEL:\n  PIXEL_MEAN: [103.5, 116.3]\n"}, "MODEL.PIXEL_MEAN has 2 values but INPUT.FORMAT BGR "
+     "images have 3 channels: give one value per channel"),
+    ({"config.yaml": "MODEL:\n  PIXEL_STD: [1.0, 1.0, 1.0, 1.0]\n"}, "MODEL.PIXEL_STD has 4 values"),
+])
+def test_configs_that_cannot_be_one_are_one_line(tmp_path, capsys, files, words):
+    """A _BASE_ cycle (RecursionError), a _BASE_ that is no config, a config that is a list, a scalar or empty, pixel
+    statistics of the wrong length (a 468-line log and a traceback): train_net says which file or key, in one line."""
+    from rgs_detectron.cli import train_net
+
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert train_net.main(["--config-file", str(tmp_path / "config.yaml"), "OUTPUT_DIR", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train_net: error: ") and len(err.strip().splitlines()) == 1, err[-3000:]
+    assert words.format(d=tmp_path) in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_option_after_the_overrides_says_that_options_go_first(tmp_path, capsys):
+    """argparse gives whatever follows the first override to the overrides: '--resume' became a key."""
+    from rgs_detectron.cli import lazy_train_net, train_net
+
+    config = str(CONFIG_DIR / "demo" / "digits_res_rgs.yaml")
+    assert train_net.main(["--config-file", config, "MODEL.DEVICE", "cpu", "--resume"]) == 2
+    assert "train_net: error: --resume comes after the KEY VALUE overrides, where it is read as one: options go " \
+        "before the overrides" in capsys.readouterr().err
+    lazy = str(CONFIG_DIR / "lazy" / "coco_res_rgs_50_fpn.py")
+    assert lazy_train_net.main(["--config-file", lazy, "train.device=cpu", "--eval-only"]) == 2
+    assert "--eval-only comes after the key=value overrides" in capsys.readouterr().err

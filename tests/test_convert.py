@@ -31,10 +31,12 @@ from rgs_detectron.checkpoint.convert import (
     map_names,
 )
 from rgs_detectron.modeling import BLOCKS_PER_DEPTH, VARIANTS, RGSNet, RGSNetSpec
+from rgs_detectron.modeling.spec_record import RECORD_KEY, read_record
 
 from common import tiny_detector_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
+C4_RECORD = f"res5.{RECORD_KEY}"  # the record converted files hold for a C4 head's res5
 TOOL = ROOT / "tools" / "convert_rgsnet_to_d2.py"
 SMALL = dict(depth=26, width_mult=0.25)  # stem 16, res2 64, 16 channels per group, GN groups 8
 
@@ -103,7 +105,7 @@ def round_trip(tmp_path, classifier, cfg, saved=None, out_name="d2.pth", **kwarg
     backbone = d2_backbone(cfg)
     incompatible = load_d2(backbone, out)
     assert not incompatible.missing_keys
-    assert not incompatible.unexpected_keys
+    assert incompatible.unexpected_keys == [C4_RECORD]  # a C4 head's res5 has a place for it
     assert not incompatible.incorrect_shapes
     assert_same_features(classifier, backbone)
     src.unlink()
@@ -229,8 +231,9 @@ def test_pth_output_loads_with_weights_only(tmp_path, small_checkpoint):
     out = tmp_path / "d2.pth"
     convert_checkpoint(str(src), str(out), small_cfg("Res-RGS"))
     data = torch.load(out, weights_only=True)
-    assert set(data) == {"model", "__author__", "matching_heuristics", "rgsnet_spec"}
-    assert RGSNetSpec.from_dict(data["rgsnet_spec"]) == small_cfg("Res-RGS")
+    assert set(data) == {"model", "__author__", "matching_heuristics"}
+    for key in (RECORD_KEY, C4_RECORD):  # the record: what decides the tensors and their function
+        assert read_record(data["model"][key], key) == small_cfg("Res-RGS")
     assert all(isinstance(v, torch.Tensor) for v in data["model"].values())
     assert not any(k.endswith("num_batches_tracked") or k.startswith("fc.") for k in data["model"])
 
@@ -272,7 +275,7 @@ def test_loads_into_faster_rcnn(tmp_path, small_checkpoint, arch):
     prefixes = ("backbone.bottom_up.", ) if arch == "FPN" else ("backbone.", "roi_heads.res5.")
     model = build_model(cfg)
     incompatible = load_d2(model, cfg.MODEL.WEIGHTS)
-    assert not incompatible.unexpected_keys
+    assert incompatible.unexpected_keys == ([C4_RECORD] if arch == "FPN" else [])
     assert not incompatible.incorrect_shapes
     assert not [k for k in incompatible.missing_keys if k.startswith(prefixes)]
     state = model.state_dict()
@@ -307,11 +310,7 @@ def test_wrong_variant_fails_with_a_hint(tmp_path, small_checkpoint):
 def test_converted_file_is_not_converted_twice(tmp_path, small_checkpoint):
     out = tmp_path / "d2.pth"
     convert_checkpoint(str(small_checkpoint[0]), str(out), small_cfg("Res-RGS"))
-    # Its names are Detectron2's already; when they do not fit (here: an older output, without the
-    # record that would refuse the target outright), the error says what the file is.
-    data = torch.load(out, weights_only=True)
-    del data["rgsnet_spec"]
-    torch.save(data, out)
+    # Its names are Detectron2's already; when they do not fit, the error says what the file is.
     assert_fails(tmp_path, out, small_cfg("original"), r"converted already", out_name="again.pth")
 
 
@@ -342,7 +341,7 @@ def test_allow_partial_writes_what_matches(tmp_path, small_checkpoint):
     incompatible = load_d2(d2_backbone(small_cfg("Res-RGS")), out)
     # FrozenBN fills absent running stats itself, so Detectron2 reports only the rest.
     assert incompatible.missing_keys and set(incompatible.missing_keys) <= set(result.missing)
-    assert not incompatible.unexpected_keys
+    assert incompatible.unexpected_keys == [C4_RECORD]
 
 
 def test_truncated_file_fails(tmp_path, small_checkpoint):
@@ -454,6 +453,15 @@ def test_cli_failures_exit_with_status_and_one_line(tmp_path, small_checkpoint, 
         "8"
     ]) == 0
     assert "VARIANT: Res-RGS" in capsys.readouterr().out and out.exists()
+
+
+def test_an_output_that_is_a_folder_is_a_usage_error_naming_a_file_to_give(tmp_path, small_checkpoint, capsys):
+    """Converting into a folder said to pass --overwrite, which cannot replace a folder."""
+    with pytest.raises(SystemExit) as done:
+        convert_tool.main([str(small_checkpoint[0]), str(tmp_path), "--variant", "Res-RGS", "--depth", "26"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "--overwrite" not in err.splitlines()[-1]
+    assert f"convert: error: argument output: '{tmp_path}' is a folder, not a file: give the file to write" in err
 
 
 # --------------------------------------------------------------------------- warm start from a ResNet
@@ -593,9 +601,10 @@ def test_a_target_that_contradicts_the_recorded_spec_is_refused(tmp_path, capsys
     src = _recorded(tmp_path, "Res-RGS")
     out = tmp_path / "o.pth"
     argv = [str(src), str(out), "--variant", "d-RGS", "--depth", "26", "--width-mult", "0.25"]
-    assert convert_tool.main(argv) == 2
+    assert convert_tool.main(argv) == 1  # the same refusal, words and status as a detector's loader
     err = capsys.readouterr().err
-    assert "records Res-RGS-26, but the target given is d-RGS-26" in err and "variant ('Res-RGS' recorded" in err
+    assert f"the weights in {str(src)!r} do not fit the target given: they differ in variant ('Res-RGS' in the " \
+        "weights, 'd-RGS' in the target); they were made for Res-RGS-26, the target given is d-RGS-26" in err
     assert not out.exists()
     assert convert_tool.main(argv[:2] + ["--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25"]) == 0
 
@@ -616,5 +625,29 @@ def test_converted_weights_never_load_into_their_twin(tmp_path, variant, twin, c
     assert convert_tool.main([str(src), str(out)]) == 0
     assert f"Note: architecture recorded in {src}: {variant}-26" in capsys.readouterr().out
     RGSCheckpointer(build_model(tiny_detector_cfg(variant))).load(str(out))
-    with pytest.raises(WeightsError, match=f"made for {variant}-26 but the model's backbone.bottom_up is {twin}-26"):
+    with pytest.raises(WeightsError, match=f"made for {variant}-26, the model's backbone.bottom_up is {twin}-26"):
         RGSCheckpointer(build_model(tiny_detector_cfg(twin))).load(str(out))
+
+
+def test_the_warm_start_report_says_what_the_rg_norms_start_at_and_claims_no_training(tmp_path, capsys):
+    """With --rg-init zero the RG shortcut's GroupNorm weight starts at 0 (the report said 1), and a warm start
+    was never trained as its variant (the twin note said it "must have been trained as" Res-RGS)."""
+    resnet = randomize(RGSNetClassifier(RGSNetSpec.create("original", 26, 0.25), num_classes=10))
+    src = tmp_path / "resnet26.pth"
+    torch.save(resnet.state_dict(), src)
+    small = ["--variant", "Res-RGS", "--depth", "26", "--width-mult", "0.25"]
+    assert convert_tool.main(
+        [str(src), str(tmp_path / "w.pth"), *small, "--rg-init", "zero", "--warm-start-from-resnet"]) == 0
+    printed = capsys.readouterr().out
+    assert "GroupNorm, weight 0, bias 0 (4 modules: layer1.1.shortcut_norm" in printed  # the identity blocks' RG
+    assert "GroupNorm, weight 1, bias 0 (" in printed  # inner_norm, as from scratch
+    assert "trained as" not in printed and "cannot tell" not in printed
+    assert not re.search(r"GroupNorm, weight 1, bias 0 \([^)]*shortcut_norm", printed)
+    # Without a warm start and without a record, the twin note says what the output records, and why.
+    plain = _recorded(tmp_path, "d-RGS")
+    torch.save(torch.load(plain, weights_only=True)["state_dict"], plain)
+    assert convert_tool.main([str(plain), str(tmp_path / "p.pth"), *small]) == 0
+    printed = capsys.readouterr().out
+    assert "Note: Res-RGS and d-RGS have exactly the same tensors, so nothing in the input tells which one it was " \
+        "trained as: the output records Res-RGS, as the target says; if it was trained as d-RGS, convert it " \
+        "again for d-RGS" in printed and "must have been" not in printed

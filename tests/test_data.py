@@ -251,6 +251,21 @@ def test_invalid_boxes_are_reported_and_dropped_never_rewritten(caplog):
     assert check_boxes([_record(good)], "x", policy="fail")[0]["annotations"][0]["bbox"] == list(good)
 
 
+def test_boxes_that_are_not_four_numbers_are_reported_and_dropped(caplog):
+    """A box of strings or of 3 numbers crashed the check (TypeError, ValueError): counted, reported as the others."""
+    from rgs_detectron.data.boxes import check_boxes
+
+    caplog.set_level("INFO", logger="rgs_detectron")
+    good = (10, 10, 20, 20)
+    bad = [["10", "10", "20", "20"], [10, 10, 20], None, 7]
+    records = [{**_record(good), "annotations": [*_record(good)["annotations"], *({"bbox": b} for b in bad)]}]
+    out = check_boxes(records, "DATASETS.TRAIN ['x']")
+    assert [a["bbox"] for a in out[0]["annotations"]] == [list(good)]
+    assert "dropped 4 invalid boxes: 4 not four numbers (e.g. img.jpg bbox ['10', '10', '20', '20'])" in caplog.text
+    with pytest.raises(InputError, match=r"1 invalid boxes: 1 not four numbers \(e.g. img.jpg bbox \[10, 10, 20\]\)"):
+        check_boxes([{**_record(), "annotations": [{"bbox": [10, 10, 20]}]}], "x", policy="fail")
+
+
 def test_nan_and_infinite_boxes_are_reported_and_dropped(caplog):
     from rgs_detectron.data.boxes import check_boxes
 

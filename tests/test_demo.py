@@ -148,7 +148,7 @@ def test_weights_of_another_variant_are_refused(tiny_model, images, tmp_path, ca
     assert rc == 1
     err = capsys.readouterr().err
     message = err[err.index("demo: error:"):]  # one message, no traceback, after the log lines
-    assert "made for original-26 but the model's backbone.bottom_up is Res-RGS-26" in message
+    assert "made for original-26, the model's backbone.bottom_up is Res-RGS-26" in message
     assert "Traceback" not in message
     assert not (tmp_path / "out").exists()
 
@@ -222,6 +222,8 @@ def test_digits_demo_pictures_show_the_model_rgb(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("tool", ["demo", "export"])
 def test_an_output_path_that_is_a_file_is_one_line(tiny_model, images, tmp_path, capsys, tool):
+    """--output naming a file is a usage error saying to give a folder, before any model is built (it was an
+    OSError's 'File exists' after building one)."""
     from rgs_detectron.cli import export as export_tool
 
     config, weights = tiny_model
@@ -230,11 +232,39 @@ def test_an_output_path_that_is_a_file_is_one_line(tiny_model, images, tmp_path,
     main = demo_tool.main if tool == "demo" else export_tool.main
     argv = ["--config-file", config, "--weights", weights, "--output", str(a_file), "--device", "cpu"]
     argv += ["--input", str(images)] if tool == "demo" else ["--format", "torchscript"]
-    assert main(argv) == 1
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
     err = capsys.readouterr().err
-    message = err[err.index(f"{tool}: error:"):]  # after the log lines (pytest closes their captured stream)
-    assert "not_a_folder" in message and "Traceback" not in message
-    assert a_file.read_text() == "mine"
+    assert f"{tool}: error: argument --output: '{a_file}' is a file, not a folder: give the folder to write" in err
+    assert "Traceback" not in err and a_file.read_text() == "mine"
+
+
+def test_the_demo_replaces_files_in_its_output_folder_only_when_asked(tiny_model, images, tmp_path, capsys):
+    """A summary.json or <stem>.png already in --output is refused, untouched, without --overwrite (the demo wrote
+    over them without a word); with it, they are replaced."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("the user's own")
+    (out / "a.png").write_text("the user's picture")
+    assert run_demo(tiny_model, "--input", images, "--output", out) == 2
+    err = capsys.readouterr().err
+    assert "already holds a.png, summary.json, which this run would write: pass --overwrite" in err
+    assert (out / "summary.json").read_text() == "the user's own" and (out /
+                                                                       "a.png").read_text() == "the user's picture"
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "summary.json"]
+    assert run_demo(tiny_model, "--input", images, "--output", out, "--overwrite") == 0
+    assert json.loads((out / "summary.json").read_text())["complete"]
+    assert Image.open(out / "a.png").size == (128, 96)
+
+
+def test_an_option_after_the_overrides_says_where_options_go(tiny_model, images, tmp_path, capsys):
+    """argparse hands an option placed after the KEY VALUE overrides to them: say that options go before."""
+    out = tmp_path / "out"
+    assert run_demo(tiny_model, "--input", images, "--output", out, "MODEL.DEVICE", "cpu", "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "demo: error: --no-progress comes after the KEY VALUE overrides" in err and "options go before" in err
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- no random heads outside training
@@ -251,8 +281,8 @@ def untrained_heads(tmp_path_factory, tiny_model):
     torch.save(
         {
             "model": {k[len(prefix):]: v
-                      for k, v in data["model"].items() if k.startswith(prefix)}, "__author__": "x",
-            "matching_heuristics": True, "rgsnet_spec": data["rgsnet_spec"]
+                      for k, v in data["model"].items()
+                      if k.startswith(prefix)}, "__author__": "x", "matching_heuristics": True
         }, imagenet)
     _, other_classes, _ = save_random_detector(folder, "Res-RGS", "FPN", *SMALL_TEST, "MODEL.ROI_HEADS.NUM_CLASSES", 5)
     return {

@@ -128,7 +128,7 @@ def test_weights_of_another_depth_are_refused_not_exported(tiny, tmp_path, capsy
     _, other, _ = save_random_detector(tmp_path, "Res-RGS", "FPN", *TINY_EXPORT, "MODEL.RESNETS.DEPTH", 38)
     out = tmp_path / "exported"
     assert export_tool.main(["--config-file", config, "--weights", other, "--output", str(out)]) == 1
-    assert "made for Res-RGS-38 but the model's backbone.bottom_up is Res-RGS-26" in capsys.readouterr().err
+    assert "made for Res-RGS-38, the model's backbone.bottom_up is Res-RGS-26" in capsys.readouterr().err
     assert not out.exists() or os.listdir(out) == []
 
 

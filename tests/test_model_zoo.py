@@ -49,8 +49,10 @@ def test_get_config_file_and_get_config():
     assert "lazy/common/data.py" not in model_zoo.list_configs()
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "../../config.py", "../__init__.py", "demo/../../__init__.py"])
+@pytest.mark.parametrize("path",
+                         ["/etc/passwd", "../../config.py", "../__init__.py", "demo/../../__init__.py", None, 5])
 def test_get_config_file_refuses_paths_outside_the_shipped_configs(path):
+    """None or a number was a TypeError from os.path.join."""
     with pytest.raises(ConfigError, match="is not a shipped config"):
         model_zoo.get_config_file(path)
 
@@ -224,27 +226,34 @@ def test_lazy_train_net_command_line_trains_resumes_and_evaluates(digits, tmp_pa
     assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 1
     capsys.readouterr()
 
+    # Evaluated again from the config.yaml it saved (read as plain data) and its last checkpoint, by the real entry
+    # point, into eval_<time>/: the run's config.yaml and log stay its own (they were replaced and appended to).
+    record = {name: (tmp_path / name).read_bytes() for name in ("config.yaml", "log.txt")}
     cmd = [
         sys.executable,
         str(ROOT / "tools/lazyconfig_train_net.py"),
-        *config,
+        "--config-file",
+        str(tmp_path / "config.yaml"),
         "--eval-only",
-        *opts,
-        "dataloader.test.dataset.names=rgs_digits_val",  # the builtin name, found under DETECTRON2_DATASETS
-        f"train.init_checkpoint={tmp_path}/model_final.pth",
-        f"train.output_dir={tmp_path}/eval"
+        "--resume",
+        "dataloader.test.dataset.names=rgs_digits_val"  # the builtin name, found under DETECTRON2_DATASETS
     ]
     env = dict(os.environ, DETECTRON2_DATASETS=digits, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     ev = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert ev.returncode == 0 and "copypaste: AP,AP50" in ev.stdout + ev.stderr, ev.stderr[-3000:]
+    assert {name: (tmp_path / name).read_bytes() for name in record} == record
+    (evaluation, ) = tmp_path.glob("eval_*")
+    assert "copypaste: AP,AP50" in (evaluation / "log.txt").read_text() and (evaluation / "config.yaml").exists()
 
 
 def test_lazy_train_net_help_says_a_lazyconfig_is_code(capsys):
     with pytest.raises(SystemExit) as done:
         lazy_train_net.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert done.value.code == 0 and "A LazyConfig is a Python file, and loading it runs it" in text
-    assert "treat a .py config like code you run" in text and "Change some config options" not in text  # yacs epilog
+    assert done.value.code == 0 and "A ``.py`` LazyConfig is a Python file, and loading it runs it" in text
+    assert "treat it like code you run" in text and "Change some config options" not in text  # yacs epilog
+    assert "``.yaml`` LazyConfig (the ``config.yaml`` a run saves) is read as plain data" in text
+    assert "``_target_`` keys still name the functions that build the model" in text
 
 
 def test_lazy_config_mistakes_are_one_line(tmp_path, capsys):
@@ -308,6 +317,27 @@ def test_lazy_overrides_name_keys_the_config_has(tmp_path, capsys, overrides, wo
     err = capsys.readouterr().err
     assert err.startswith("lazy_train_net: error: bad override") and words in err, err
     assert not list(tmp_path.iterdir())  # nothing was started
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["train.max_iter=abc"], "train.max_iter = 'abc' is invalid: give a whole number of 1 or more"),
+    (["dataloader.train.total_batch_size=0"], "dataloader.train.total_batch_size = 0 is invalid: give a whole number"),
+    (["train.checkpointer.period=0"], "train.checkpointer.period = 0 is invalid: give a whole number of 1 or more"),
+    (["train.eval_period=-1"], "train.eval_period = -1 is invalid: give a whole number of 0 or more"),
+    (["train.output_dir="], "train.output_dir is empty: name the folder for the run's files"),
+    (["dataloader.train.total_batch_size=3", "--num-gpus", "2"], "total_batch_size = 3 does not divide among 2"),
+])
+def test_lazy_train_values_are_refused_before_anything_is_built(digits, tmp_path, capsys, overrides, words):
+    """The LazyConfig counterparts of the yacs trainer's SOLVER checks (a TypeError, an AssertionError in the loader, a
+    ZeroDivisionError in the checkpointer's hook, or a run into the current folder): one line naming the key."""
+    flags = overrides[1:] if len(overrides) > 1 and overrides[1].startswith("--") else []
+    overrides = overrides[:len(overrides) - len(flags)]
+    output = [] if overrides[0].startswith("train.output_dir") else [f"train.output_dir={tmp_path / 'o'}"]
+    argv = ["--config-file", LAZY_FPN, *flags, *TINY_LAZY, "model.roi_heads.num_classes=10", *output, *overrides]
+    assert lazy_train_net.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lazy_train_net: error: ") and words in err and "Traceback" not in err, err[-3000:]
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
 def test_lazy_overrides_may_set_what_the_target_takes_or_add_on_purpose():

@@ -154,6 +154,9 @@ def test_bad_dataset_folders_are_explained(tmp_path, monkeypatch):
     # The file is named, and deleting it helps (torchvision never fetches a file that exists).
     with pytest.raises(InputError, match=r"train-images-idx3-ubyte is truncated .*header says 47040016\): delete it"):
         build_datasets("fashion_mnist", str(tmp_path / "fm"), download=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(header[:10])  # cut inside its header: numpy's ValueError before
+    with pytest.raises(InputError, match=r"train-images-idx3-ubyte is truncated or not a Fashion-MNIST file \(10 b"):
+        build_datasets("fashion_mnist", str(tmp_path / "fm"), download=True)
     with pytest.raises(InputError, match="cannot read the cifar10 dataset.*--download fetches it"):
         build_datasets("cifar10", str(tmp_path / "nothing"))
 
@@ -173,16 +176,44 @@ def test_a_run_or_a_finished_model_is_replaced_only_when_asked(tmp_path, capsys)
     assert tool.main(argv) == 0
     before = (out / "model_final.pth").read_bytes()
     assert tool.main(argv) == 2
-    assert "pass --resume to continue it, --overwrite to replace it" in capsys.readouterr().err
+    assert "pass --resume to continue it, --overwrite to start a new run there" in capsys.readouterr().err
     # A finished model whose last.pth is gone is kept as well (it was silently replaced).
     (out / "last.pth").unlink()
-    assert tool.main(argv) == 2 and "--overwrite to replace it" in capsys.readouterr().err
+    assert tool.main(argv) == 2 and "--overwrite to start a new run there" in capsys.readouterr().err
     assert tool.main([*argv, "--resume"]) == 2 and "no last.pth to resume from" in capsys.readouterr().err
     assert (out / "model_final.pth").read_bytes() == before and not (out / "last.pth").exists()
     assert tool.main([*argv, "--overwrite"]) == 0 and (out / "last.pth").exists()
-    assert "--overwrite: removed the previous run's model_final.pth, metrics.json" in (out / "log.txt").read_text()
+    (previous, ) = out.glob("previous_run_*")  # the old run, moved aside whole: never deleted
+    assert (previous / "model_final.pth").read_bytes() == before and (previous / "metrics.json").exists()
     assert len(list((out / "tensorboard").iterdir())) == 1  # the old run's events went with it
     assert "not allowed with argument --resume" in usage_error([*argv, "--resume", "--overwrite"], capsys)
+
+
+@pytest.mark.slow
+def test_overwrite_killed_in_its_first_epoch_loses_no_finished_model(tmp_path):
+    """--overwrite deleted the finished model before the new run had produced anything: a kill in epoch 1 left
+    nothing. The previous run is moved aside first, whole (as train_net --overwrite does)."""
+    out = tmp_path / "run"
+    assert tool.main([*TINY, "--epochs", "1", "--output", str(out)]) == 0
+    before = {name: (out / name).read_bytes() for name in ("model_final.pth", "last.pth", "metrics.json", "log.txt")}
+    cmd = [
+        sys.executable, "-m", "rgs_detectron.cli.train_classifier", *TINY, "--epochs", "50", "--overwrite", "--output",
+        str(out)
+    ]
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        log = out / "log.txt"
+        text = log.read_text() if log.exists() else ""
+        if "evaluation images" in text and "epoch 1/1:" not in text:
+            break  # the new run's log (opened after the move aside) says its first epoch has begun
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (out / "model_final.pth").exists()
+    (previous, ) = out.glob("previous_run_*")
+    assert {name: (previous / name).read_bytes() for name in before} == before
 
 
 def test_resume_refuses_options_that_differ_from_the_run(tmp_path, capsys):

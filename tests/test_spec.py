@@ -8,6 +8,7 @@ from detectron2.layers import ShapeSpec
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.modeling import VARIANTS, RGSNet, RGSNetSpec, build_rgsnet_backbone, make_rgsnet_stages
+from rgs_detectron.modeling.spec_record import read_record
 from rgs_detectron.modeling.variants import twin_of
 
 from common import TINY_WIDTH, rgs_cfg
@@ -31,7 +32,7 @@ def test_spec_holds_the_variants_row():
     """``spec.variant`` is the table's row; its name is what users write and what files record."""
     spec = RGSNetSpec.create("res-rgs", 26, 0.25)
     assert spec.variant is VARIANTS["Res-RGS"] and str(spec.variant) == "Res-RGS" and f"{spec.variant}" == "Res-RGS"
-    assert spec.to_dict()["variant"] == "Res-RGS" and RGSNetSpec.from_dict(spec.to_dict()) == spec
+    assert spec.to_dict()["variant"] == "Res-RGS" and read_record(spec.to_dict(), "a record") == spec
     assert spec.replace(variant="B-rgs").variant is VARIANTS["b-RGS"]
     assert RGSNet(variant="b-RGS", depth=26, width_mult=0.25).spec.variant is VARIANTS["b-RGS"]
     assert not hasattr(spec, "rule")

@@ -107,10 +107,11 @@ def test_train_and_evaluate_coco_format(datasets_root, tmp_path):
     rows = [json.loads(line) for line in open(out / "metrics.json")]
     assert rows[-1]["iteration"] == 6 and "bbox/AP" in rows[-1]  # eval after the last step
 
-    # --eval-only on the saved checkpoint gives the same numbers.
+    # --eval-only on the saved checkpoint gives the same numbers (written into a folder of its own).
     assert train_net("MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(tmp_path / "eval"),
                      "TEST.COCO_EVAL_ENGINE", "pycocotools", flags=["--eval-only"]) == 0
-    assert _copypaste(_log(tmp_path / "eval")) == _copypaste(log)
+    (evaluation, ) = (tmp_path / "eval").glob("eval_*")
+    assert _copypaste(_log(evaluation)) == _copypaste(log)
 
 
 def test_train_and_evaluate_voc_format(datasets_root, tmp_path):
@@ -199,8 +200,9 @@ def test_overwrite_then_kill_then_resume_never_continues_the_previous_run(datase
 
 HOLD_LOCK = """
 import sys, time
-from rgs_detectron.utils.output_lock import OutputDirLock
-OutputDirLock(sys.argv[1]).acquire()
+from rgs_detectron.utils.output_lock import output_dir_lock
+lock = output_dir_lock(sys.argv[1])  # kept: a collected generator would let go of the lock
+lock.__enter__()
 print("locked", flush=True)
 time.sleep(600)
 """
@@ -552,3 +554,122 @@ def test_a_yaml_config_never_runs_code_in_train_net(tmp_path, capsys):
     assert not marker.exists()
     assert err.startswith("train_net: error: config file ") and "base.yaml, line 1 (inherited by" in err
     assert "!!python/object/apply:os.system is refused" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ a run's record is never written over
+
+
+def _finished_run(out, *opts):
+    """A finished run in ``out`` as train_net leaves it: model_final.pth (and last_checkpoint) saved by the trainer, and
+    the run's record (config, log, metrics, evaluation results), each with a text of its own. Returns that record."""
+    from rgs_detectron import get_rgsnet_cfg
+    from rgs_detectron.engine import RGSTrainer
+
+    out.mkdir()
+    trainer = RGSTrainer(get_rgsnet_cfg(CONFIG, [*TINY, *IN_PROCESS_DATA, *opts, "OUTPUT_DIR", str(out)]))
+    trainer.iter = trainer._trainer.iter = 5
+    trainer.checkpointer.save("model_final")
+    (out / "inference").mkdir()
+    record = {
+        "config.yaml": "the run's config", "log.txt": "the run's log", "metrics.json": "the run's metrics",
+        "inference/coco_instances_results.json": "the run's results"
+    }
+    for name, text in record.items():
+        (out / name).write_text(text)
+    return {**record, "model_final.pth": (out / "model_final.pth").read_bytes(), "last_checkpoint": "model_final.pth"}
+
+
+def _unchanged(out, record):
+    return all((out / name).read_bytes() == (text if isinstance(text, bytes) else text.encode())
+               for name, text in record.items())
+
+
+def test_eval_only_writes_into_a_folder_of_its_own_never_over_the_run(datasets_root, tmp_path, capsys):
+    """--eval-only into a training run's folder (the README's own example) replaced its config.yaml and final
+    inference/ results and appended to its log: it writes into OUTPUT_DIR/eval_<time>/, the run stays whole."""
+    out = tmp_path / "run"
+    record = _finished_run(out)
+    assert train_net("OUTPUT_DIR", str(out), "MODEL.WEIGHTS", str(out / "model_final.pth"), flags=["--eval-only"]) == 0
+    assert train_net("OUTPUT_DIR", str(out), flags=["--eval-only", "--resume"]) == 0  # the run's last checkpoint
+    assert _unchanged(out, record)
+    first, second = sorted(out.glob("eval_*"))
+    for evaluation in (first, second):
+        assert "copypaste: AP,AP50" in _log(evaluation)
+        assert (evaluation / "inference" / "coco_instances_results.json").exists()
+        assert f"WEIGHTS: {out / 'model_final.pth'}" in (evaluation / "config.yaml").read_text()
+    assert _copypaste(_log(first)) == _copypaste(_log(second))
+
+
+def _chattr(flag, *paths):
+    if subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True).returncode:
+        pytest.skip("chattr +i (an entry no rename can move, also as root) is not available here")
+
+
+@pytest.mark.parametrize("immutable,words", [
+    ("inference", "inference cannot move (it is a folder that cannot be written"),
+    ("metrics.json", "metrics.json cannot move (Operation not permitted); every file is where it was"),
+])
+def test_a_move_aside_that_cannot_finish_moves_nothing(datasets_root, tmp_path, capsys, immutable, words):
+    """--overwrite moved what it could and stopped at an entry it could not move: the folder was split between
+    previous_run_* and itself. A folder that cannot move is found before anything moves; a file the check cannot
+    foresee (immutable) makes the move undo itself. Either way: one line naming it, the folder as it was."""
+    out = tmp_path / "run"
+    record = _finished_run(out)
+    _chattr("+i", out / immutable)
+    try:
+        assert train_net("OUTPUT_DIR", str(out), flags=["--overwrite"]) == 1
+    finally:
+        _chattr("-i", out / immutable)
+    err = capsys.readouterr().err
+    assert f"train_net: error: cannot move the previous run in {out} aside: {out / immutable}" in err
+    assert words in err and "Traceback" not in err
+    assert _unchanged(out, record) and not list(out.glob("previous_run_*"))
+
+
+KILL_WHILE_MOVING = """
+import os, sys, time
+from rgs_detectron.utils import previous_run
+
+replace, moved = os.replace, []
+def slow_replace(src, dst):  # the list of what to move (written atomically), then the files
+    replace(src, dst)
+    moved.append(dst)
+    if len(moved) == 3:
+        open(sys.argv[2], "w").close()
+        time.sleep(600)
+os.replace = slow_replace
+previous_run.move_previous_run(sys.argv[1], ("*",), "test")
+"""
+
+
+@pytest.mark.slow
+def test_a_move_aside_killed_half_way_is_finished_by_the_next_run(datasets_root, tmp_path, capsys):
+    """SIGKILL after two of the previous run's files moved: the next run (--resume) finishes the move before it looks
+    at the folder, so it starts over as after a whole move (it gave a self-contradictory refusal), and the previous
+    run is whole in previous_run_*."""
+    out = tmp_path / "run"
+    record = _finished_run(out)
+    moved_two = tmp_path / "moved_two"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_WHILE_MOVING, str(out), str(moved_two)], start_new_session=True)
+    _kill_when(proc, moved_two.exists, "the move")
+    (previous, ) = out.glob("previous_run_*")
+    assert len(list(previous.iterdir())) == 3  # two files and the list of what to move: a split folder
+
+    assert train_net("OUTPUT_DIR", str(out), flags=["--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "killed while it moved the previous run aside; that move is now finished: the previous run's files are " \
+        f"in {previous}" in err
+    assert _unchanged(previous, record) and not (previous / ".moving").exists()
+    assert "Starting training from iteration 0" in _log(out)
+    assert torch.load(out / "model_final.pth", weights_only=True)["iteration"] == 5  # the new run's, all 6 steps
+
+
+@pytest.mark.slow
+def test_the_digits_demo_names_a_log_only_when_there_is_one(builtin_digits_here, tmp_path, capsys):
+    """A train_net refused before it starts writes no log.txt: digits_demo pointed at one that did not exist."""
+    from rgs_detectron.cli import digits_demo
+
+    assert digits_demo.main(["--device", "cpu", "--output", str(tmp_path / "o"), "SOLVER.MAX_ITER", "-5"]) == 1
+    err = capsys.readouterr().err
+    assert "digits_demo: error: training failed (exit status 2): train_net's message is above" in err
+    assert "log.txt" not in err and not (tmp_path / "o" / "log.txt").exists()

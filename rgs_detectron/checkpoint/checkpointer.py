@@ -6,15 +6,16 @@
 2. No silent partial loads of the backbone: every tensor of the ResNet-style backbone
    (``backbone.bottom_up.*`` in FPN models, ``backbone.*`` in C4 models, the C4 head's
    ``roi_heads.res5.*``) must be in the checkpoint with its shape, and the checkpoint may
-   hold nothing the backbone lacks. Heads are Detectron2's business in training: a head
-   that is missing (ImageNet weights) or shaped for another class count is skipped with a
-   note and starts from its initialization. Outside training (``complete=True``: demo,
-   export, evaluation) every tensor of the model must come from the checkpoint.
-3. Weights know what they are: a checkpoint records the ``RGSNetSpec`` of the model that
-   saved it (``rgsnet_spec``, as the converter's files do), and a load refuses a record
-   that differs from the model's RGSNet backbone or C4 res5 head in :data:`COMPARED_FIELDS`,
-   so twin variants with the same tensors (d-RGS and Res-RGS, b-RGS and GS) never load into
-   each other. Files without a record load by names and shapes, with a note.
+   hold nothing the backbone lacks; BatchNorm's step counters are not weights and keep the
+   model's. Heads are Detectron2's business in training: a head that is missing (ImageNet
+   weights) or shaped for another class count is skipped with a note and starts from its
+   initialization. Outside training (``complete=True``: demo, export, evaluation) every
+   tensor of the model must come from the checkpoint. A refused load leaves the model as
+   it was.
+3. Weights know what they are: the record each RGSNet part carries in its state dict
+   (``modeling/spec_record.py``) is read before anything loads, naming the file, and placed
+   as Detectron2 places the tensors; the ``rgsnet_spec`` mapping of files written before
+   records travelled with the tensors counts for every part.
 4. No code from someone's weights file: every format is read through ``utils/torch_files``
    (``torch.load(weights_only=True)`` passed explicitly; ``.pkl`` through a restricted
    unpickler), whatever torch's default or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` say.
@@ -33,28 +34,20 @@ from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
 from ..errors import ConfigError, WeightsError, first_line
-from ..modeling.spec import CFG_KEYS, RGSNetSpec
+from ..modeling.spec_record import (RECORD_KEY, CarriesSpec, IncompatibleCheckpointError, encode_record, read_record,
+                                    refuse_other_spec)
 from ..utils.fileio import atomic_write, remove_stale_temp_files
 from ..utils.names import group_blocks, short_list
 from ..utils.torch_files import CONVERT_COMMAND, check_file, load_pickle_safely, load_weights_only
 
-__all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_weights", "spec_differences"]
+__all__ = ["RGSCheckpointer", "IncompatibleCheckpointError", "check_weights_file", "load_weights"]
 
 _CLASSIFIER_HEAD = re.compile(r"^(fc1000|fc|linear|head)([._]|$)")
-# The spec fields that decide an RGSNet's tensors or the function they compute. Not compared:
-# norm (FrozenBN after BN pretraining is the normal fine-tuning), shortcut_impl (the same
-# function computed another way), rg_init (only where training starts), res5_dilation (a
-# fine-tuning choice, as Detectron2 makes it for ImageNet weights).
-COMPARED_FIELDS = ("variant", "block", "blocks_per_stage", "stem_channels", "res2_out_channels", "num_groups",
-                   "width_per_group", "gn_groups", "se_reduction", "stride_in_1x1", "stem", "in_channels")
-_NOT_IN_RES5 = ("stem_channels", "stem", "in_channels")  # a C4 head's res5 has no stem
+# A classifier's names (torchvision's, train_classifier's), never those of weights for Detectron2's ResNets.
+_CLASSIFIER_LAYOUT = re.compile(r"^(module\.)?layer[1-4]\.\d+\.")
 # What Caffe2 (MSRA) ImageNet ResNets were trained with; Detectron2's defaults.
 _CAFFE2_INPUT = "INPUT.FORMAT BGR, MODEL.PIXEL_MEAN [103.53, 116.28, 123.675], MODEL.PIXEL_STD [1, 1, 1], " \
                 "MODEL.RESNETS.STRIDE_IN_1X1 True"
-
-
-class IncompatibleCheckpointError(WeightsError):
-    """The checkpoint does not fit the model; nothing was loaded into a run."""
 
 
 def _weights_location(path):
@@ -90,43 +83,15 @@ def check_weights_file(path, what="MODEL.WEIGHTS"):
     check_file(path, f"{what} = {path!r}")
 
 
-# ----------------------------------------------------------------------------- recorded specs
-
-
-def spec_differences(recorded: RGSNetSpec, spec: RGSNetSpec, res5_only=False):
-    """``[(field, recorded value, spec's value)]`` over :data:`COMPARED_FIELDS`; ``res5_only``
-    compares what a C4 head's res5 is made of (its block count, no stem)."""
-    out = []
-    for name in COMPARED_FIELDS:
-        a, b = getattr(recorded, name), getattr(spec, name)
-        if name == "variant":
-            a, b = str(a), str(b)
-        elif name == "gn_groups" and not (recorded.variant.uses_group_norm and spec.variant.uses_group_norm):
-            continue  # unused by a variant without GroupNorm; a variant difference is reported anyway
-        elif res5_only and name == "blocks_per_stage":
-            a, b = a[3], b[3]
-        elif res5_only and name in _NOT_IN_RES5:
-            continue
-        if a != b:
-            out.append((name, a, b))
-    return out
-
-
 def _strict_parts(model):
-    """``[(module name, spec, res5_only)]`` of the model's ResNet backbones and C4 res5 heads, the parts
-    that load strictly; ``spec`` is an RGSNet's ``RGSNetSpec``, None for Detectron2's own ResNet."""
-    found = []
-    for name, module in model.named_modules():
-        if isinstance(module, ResNet):
-            found.append((name, getattr(module, "spec", None), False))
-        elif isinstance(module, Res5ROIHeads):
-            found.append((f"{name}.res5" if name else "res5", getattr(module.res5, "spec", None), True))
-    return found
+    """``[(module name, module)]`` of the parts that load strictly: ResNet backbones and C4 res5 heads."""
+    heads = {f"{name}.res5" if name else "res5" for name, m in model.named_modules() if isinstance(m, Res5ROIHeads)}
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, ResNet) or name in heads]
 
 
-def _model_specs(model):
-    """The ``_strict_parts`` that are RGSNets, whose spec a recorded one must match."""
-    return [part for part in _strict_parts(model) if isinstance(part[1], RGSNetSpec)]
+def _carriers(model):
+    """The RGSNet parts, which carry the record of their spec: ``[(module name, module)]``."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, CarriesSpec)]
 
 
 # ----------------------------------------------------------------------------- checkpointer
@@ -150,10 +115,7 @@ class RGSCheckpointer(DetectionCheckpointer):
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:
             return
-        data = {"model": self.model.state_dict()}
-        specs = _model_specs(self.model)
-        if specs:
-            data["rgsnet_spec"] = specs[0][1].to_dict()
+        data = {"model": self.model.state_dict()}  # with the records of its RGSNet parts
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
@@ -202,6 +164,7 @@ class RGSCheckpointer(DetectionCheckpointer):
                     raise WeightsError(f"cannot download the weights {path} ({type(e).__name__}: {first_line(e)}); "
                                        "download the file yourself and give its local path") from None
             check_weights_file(path, what="checkpoint")
+        self._source = path
         try:
             return super().load(path, *args, **kwargs)
         finally:  # Detectron2 resets its URL only after a load that succeeded; a refused one must not block the next
@@ -225,8 +188,13 @@ class RGSCheckpointer(DetectionCheckpointer):
             state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
             return {"model": state, "__author__": "pycls", "matching_heuristics": True}
         loaded = super()._load_file(filename)
-        if not isinstance(loaded.get("model"), dict):
+        model = loaded.get("model")
+        if not isinstance(model, dict):
             raise WeightsError(f"{filename!r} holds no state dict; is it a checkpoint?")
+        if "state_dict" in model or any(_CLASSIFIER_LAYOUT.match(str(k)) for k in model):
+            raise WeightsError(f"{filename!r} is an ImageNet classifier checkpoint, not Detectron2 weights: convert it "
+                               f"(`{CONVERT_COMMAND} {filename} CONVERTED.pth`, with --variant/--depth if it records "
+                               "no architecture) and give CONVERTED.pth")
         if self._heuristics:
             loaded["matching_heuristics"] = True
         return loaded
@@ -234,29 +202,23 @@ class RGSCheckpointer(DetectionCheckpointer):
     def _torch_load(self, f):
         return load_weights_only(f)
 
-    def _check_recorded_spec(self, checkpoint):
-        record = checkpoint.pop("rgsnet_spec", None)
-        specs = _model_specs(self.model)
-        if not specs:
-            return
-        if not isinstance(record, dict):
-            self.logger.info("The checkpoint records no RGSNet architecture (a file made elsewhere?): loading it by "
-                             "tensor names and shapes, which cannot tell twin variants (b-RGS/GS, d-RGS/Res-RGS) apart")
-            return
-        try:
-            recorded = RGSNetSpec.from_dict(record)
-        except ConfigError as e:
-            raise WeightsError(f"the checkpoint records an RGSNet this version cannot build ({e})") from None
-        for name, spec, res5_only in specs:
-            differences = spec_differences(recorded, spec, res5_only)
-            if differences:
-                fix = " ".join(f"{CFG_KEYS.get(f, f)} {a!r}" for f, a, _ in differences)
-                raise IncompatibleCheckpointError(
-                    f"the checkpoint was made for {recorded.variant}-{recorded.depth} but the model's "
-                    f"{name or 'backbone'} is {spec.variant}-{spec.depth}; they differ in " +
-                    ", ".join(f"{f} ({a!r} in the checkpoint, {b!r} in the model)" for f, a, b in differences) +
-                    f". Nothing was loaded. Build the model the weights were made for ({fix}), or use weights "
-                    "made for this model.")
+    def _place_records(self, checkpoint):
+        """Read each RGSNet part's record (naming the file) and refuse one that differs, before anything loads;
+        then give the part its record under its own key. The file's record keys are matched as Detectron2 matches
+        its tensors: exactly, or with matching heuristics by the longest key that the part's ends with (a converted
+        file's ``res5._extra_state`` for a C4 head's res5, its ``_extra_state`` for a backbone)."""
+        state, source = checkpoint["model"], repr(self._source)
+        self._convert_ndarray_to_tensor(state)  # as fvcore does next: a .pkl holds numpy arrays
+        found = {k: state.pop(k) for k in [k for k in state if isinstance(k, str) and k.endswith(RECORD_KEY)]}
+        legacy = read_record(checkpoint.pop("rgsnet_spec", None), f"{source}: rgsnet_spec")
+        heuristic = checkpoint.get("matching_heuristics", False)
+        for name, module in _carriers(self.model):
+            key = f"{name}.{RECORD_KEY}" if name else RECORD_KEY
+            best = max((k for k in found if k == key or (heuristic and key.endswith("." + k))), key=len, default=None)
+            recorded = read_record(found[best], f"{source}: {best}") if best else legacy
+            if recorded is not None:
+                refuse_other_spec(recorded, module.spec, f"the model's {name or 'backbone'}", source)
+                state[key] = encode_record(recorded)
 
     def _warn_caffe2_input(self, checkpoint):
         """Caffe2 (MSRA) ResNets saw BGR, Caffe2's means, std 1, the stride in the 1x1 conv."""
@@ -268,7 +230,7 @@ class RGSCheckpointer(DetectionCheckpointer):
         std = getattr(self.model, "pixel_std", None)
         if isinstance(std, torch.Tensor) and not torch.allclose(std, torch.ones_like(std)):
             differ.append(f"MODEL.PIXEL_STD {[round(float(s), 3) for s in std.flatten()]}")
-        if any(not spec.stride_in_1x1 for _, spec, _ in _model_specs(self.model)):
+        if any(not module.spec.stride_in_1x1 for _, module in _carriers(self.model)):
             differ.append("MODEL.RESNETS.STRIDE_IN_1X1 False")
         if differ:
             self.logger.warning("These are Caffe2 (MSRA) ImageNet weights, trained with " + _CAFFE2_INPUT +
@@ -277,11 +239,18 @@ class RGSCheckpointer(DetectionCheckpointer):
                                 ", or use torchvision-style weights made by " + CONVERT_COMMAND + " (README).")
 
     def _load_model(self, checkpoint):
-        self._check_recorded_spec(checkpoint)
+        """Detectron2's load, checked; a refusal puts back what it changed, so the model is as it was."""
+        self._place_records(checkpoint)
         self._warn_caffe2_input(checkpoint)
-        heuristic = bool(checkpoint.get("matching_heuristics", False))
-        incompatible = super()._load_model(checkpoint)
-        prefixes = tuple(name + "." if name else "" for name, _, _ in _strict_parts(self.model))
+        before = {k: v.to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        try:  # Detectron2 reads matching_heuristics and leaves it
+            return self._refuse_partial(super()._load_model(checkpoint), checkpoint.get("matching_heuristics"))
+        except Exception:
+            self.model.load_state_dict(before)
+            raise
+
+    def _refuse_partial(self, incompatible, heuristic):
+        prefixes = tuple(name + "." if name else "" for name, _ in _strict_parts(self.model))
 
         def problems(missing, unexpected, shapes):  # one line per kind that has any
             kinds = {
@@ -291,10 +260,12 @@ class RGSCheckpointer(DetectionCheckpointer):
             return "".join(f"\n  {title} ({len(keys)}): {short_list(keys, 12)}" for title, keys in kinds.items()
                            if keys)
 
+        # BatchNorm's step counters are not weights: missing ones keep the model's (converted weights hold none),
+        # unexpected ones are unused by FrozenBN, the norm fine-tuning uses after BN training.
+        incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.endswith("num_batches_tracked")]
         missing = [k for k in incompatible.missing_keys if k.startswith(prefixes)]
         # A backbone-only (heuristically matched) file meant every tensor for the backbone,
-        # except an ImageNet classifier's head (Detectron2's own R-50.pkl holds fc1000). BatchNorm's
-        # step counters are unused by FrozenBN, the norm fine-tuning uses after BN training.
+        # except an ImageNet classifier's head (Detectron2's own R-50.pkl holds fc1000).
         unexpected = [
             k for k in incompatible.unexpected_keys if not k.endswith("num_batches_tracked") and (
                 (heuristic and not _CLASSIFIER_HEAD.match(k)) or k.startswith(prefixes))

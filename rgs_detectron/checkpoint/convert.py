@@ -31,6 +31,7 @@ import torch
 from ..errors import ConfigError, WeightsError
 from ..modeling.backbone import RGSNet
 from ..modeling.spec import RGSNetSpec
+from ..modeling.spec_record import RECORD_KEY, encode_record, read_record, refuse_other_spec
 from ..modeling.variants import twin_of
 from ..utils.fileio import atomic_write
 from ..utils.torch_files import load_weights_only, state_dict_in, weights_source_path
@@ -42,7 +43,6 @@ from .conversion_report import (
     required_settings,
 )
 from ..classification.warm_start import LABEL, warm_start_from_resnet
-from .checkpointer import spec_differences
 
 __all__ = ["ConversionError", "apply_renames", "map_names", "expected_shapes", "convert_checkpoint"]
 
@@ -163,7 +163,7 @@ def expected_shapes(spec: RGSNetSpec):
     target = spec.replace(norm="FrozenBN", stride_in_1x1=False, stem="imagenet")
     with torch.device("meta"):
         backbone = RGSNet(spec=target, out_features=["res2", "res3", "res4", "res5"])
-    return OrderedDict((k, tuple(v.shape)) for k, v in backbone.state_dict().items())
+    return OrderedDict((k, tuple(v.shape)) for k, v in backbone.state_dict().items() if k != RECORD_KEY)
 
 
 def _refuse_small_stem(state, input_path):
@@ -179,9 +179,12 @@ def _refuse_small_stem(state, input_path):
 
 
 def _save(tensors, path, spec: RGSNetSpec, overwrite, author):
-    """Write ``{"model", "__author__", "matching_heuristics", "rgsnet_spec"}`` atomically with ``torch.save``."""
+    """Write ``{"model", "__author__", "matching_heuristics"}`` atomically with ``torch.save``; ``model`` holds
+    ``spec``'s record for a backbone (``_extra_state``) and for a C4 head's res5 (``res5._extra_state``), the keys
+    that Detectron2's matching heuristics place there (one key would match both parts of a C4 model)."""
     model = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in tensors.items())
-    payload = {"model": model, "__author__": author, "matching_heuristics": True, "rgsnet_spec": spec.to_dict()}
+    model[RECORD_KEY] = model[f"res5.{RECORD_KEY}"] = encode_record(spec)
+    payload = {"model": model, "__author__": author, "matching_heuristics": True}
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
 
@@ -219,12 +222,8 @@ def _target(spec, recorded, source, warm_start):
     if warm_start or recorded is None:  # a warm start's recorded plain ResNet describes its input, not the target
         return spec
     # The converter writes the stride in the 3x3 conv whatever a config says (a conflict is a note).
-    differences = spec_differences(recorded.replace(stride_in_1x1=False), spec.replace(stride_in_1x1=False))
-    if differences:
-        raise ConfigError(f"{source!r} records {recorded.variant}-{recorded.depth}, but the target given is "
-                          f"{spec.variant}-{spec.depth}; they differ in " +
-                          ", ".join(f"{f} ({a!r} recorded, {b!r} given)" for f, a, b in differences) +
-                          ". Leave out the target (the recorded architecture is used) or give the one recorded.")
+    refuse_other_spec(recorded.replace(stride_in_1x1=False), spec.replace(stride_in_1x1=False), "the target given",
+                      repr(source), "the target")
     return spec
 
 
@@ -254,10 +253,10 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
         raise ConversionError("the output would replace the input checkpoint; choose another name")
 
     checkpoint = load_weights_only(path)
-    record = checkpoint.get("rgsnet_spec") if isinstance(checkpoint, dict) else None
+    recorded = read_record(
+        checkpoint.get("rgsnet_spec") if isinstance(checkpoint, dict) else None, f"{input_path}: rgsnet_spec")
     state = state_dict_in(checkpoint, path)
     _refuse_small_stem(state, input_path)
-    recorded = RGSNetSpec.from_dict(record) if isinstance(record, dict) else None
     notes = [f"architecture recorded in {input_path}: {recorded.variant}-{recorded.depth}"] if spec is None and \
         recorded else []
     spec = _target(spec, recorded, input_path, warm_start)
@@ -286,9 +285,10 @@ def convert_checkpoint(input_path, output_path, spec: RGSNetSpec = None, *, cfg=
     if not keep:
         raise ConversionError(f"no tensor of {input_path!r} matches the target backbone; nothing was written")
     twin = twin_of(spec.variant)
-    if twin and recorded is None:
-        notes.append(f"{spec.variant} and {twin} have exactly the same tensors, so the names cannot tell them "
-                     f"apart: the output records {spec.variant}, the variant the checkpoint must have been trained as")
+    if twin and recorded is None and not warm_start:  # a warm start's new layers are the variant's by construction
+        notes.append(f"{spec.variant} and {twin} have exactly the same tensors, so nothing in the input tells which "
+                     f"one it was trained as: the output records {spec.variant}, as the target says; if it was "
+                     f"trained as {twin}, convert it again for {twin}")
     if cfg is not None:
         notes += config_conflicts(cfg)
     target = spec.replace(stride_in_1x1=False, stem="imagenet")  # what the tensors are laid out for

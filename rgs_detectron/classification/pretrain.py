@@ -18,12 +18,13 @@ What a run leaves in its output folder (written by rank 0, each file atomically)
 Each epoch's randomness (data order, augmentation) is seeded from ``(seed, epoch)``, so a
 resumed run sees the same batches the uninterrupted run would have. What is recorded is
 what happened: a resume whose settings (``PretrainOptions.settings``) differ from the
-run's is refused, naming each; a run or finished model is replaced only with ``overwrite``.
+run's is refused, naming each. A new run over a run or finished model needs ``overwrite``,
+and then moves that run's files into ``previous_run_<time>/`` first, never deleting them
+(``utils/previous_run.py``, as ``train_net --overwrite``).
 """
 import contextlib
 import dataclasses
 import functools
-import glob
 import json
 import logging
 import math
@@ -43,9 +44,10 @@ from tqdm import tqdm
 
 from ..config import resolve_device
 from ..errors import ConfigError, InputError, UserError, WeightsError, first_line
-from ..modeling.spec import RGSNetSpec
+from ..modeling.spec_record import read_record
 from ..utils.fileio import atomic_write, check_room, remove_stale_temp_files
-from ..utils.output_lock import OutputDirLock
+from ..utils.output_lock import output_dir_lock
+from ..utils.previous_run import finish_interrupted_move, move_previous_run
 from ..utils.torch_files import load_state_dict, load_weights_only, weights_source_path
 from .classifier import RGSNetClassifier
 from .recipes import Recipe
@@ -55,6 +57,7 @@ __all__ = ["PretrainOptions", "pretrain"]
 
 logger = logging.getLogger("rgs_detectron.pretrain")
 RUN_FILES = ("last.pth", "model_final.pth", "metrics.json")  # what makes a folder hold a run
+MOVED_ASIDE = RUN_FILES + ("log.txt", "tensorboard")  # what --overwrite moves into previous_run_<time>/
 
 
 @dataclass
@@ -67,7 +70,7 @@ class PretrainOptions:
     workers: int = 2
     seed: int = 0
     resume: bool = False
-    overwrite: bool = False  # replace the run or finished model in ``output``
+    overwrite: bool = False  # start anew over the run in ``output`` (moved into previous_run_<time>/ there)
     warm_start: Optional[str] = None
     progress: bool = True
     log_period: int = 50
@@ -158,18 +161,16 @@ class _Run:
         return path
 
     def _prepare_output(self):
-        """Resume, replace (``overwrite``) or refuse the run ``output`` holds, before anything is written."""
+        """Resume or refuse the run ``output`` holds, before anything is written (with ``overwrite``, ``pretrain``
+        has moved it aside)."""
         o = self.options
         found = [name for name in RUN_FILES if os.path.exists(os.path.join(o.output, name))]
-        if found and o.overwrite:
-            if self.dist.main:
-                for path in [os.path.join(o.output, name) for name in found] + glob.glob(
-                        os.path.join(o.output, "tensorboard", "events.out.tfevents.*")):
-                    os.remove(path)
-                logger.info(f"--overwrite: removed the previous run's {', '.join(found)}")
-        elif found and not o.resume:
+        if o.overwrite:
+            return
+        if found and not o.resume:
             raise ConfigError(f"{o.output!r} holds a run ({', '.join(found)}): pass --resume to continue it, "
-                              "--overwrite to replace it, or choose another --output")
+                              "--overwrite to start a new run there (that one is moved into previous_run_<time>/), "
+                              "or choose another --output")
         elif found and "last.pth" not in found:
             raise ConfigError(f"{o.output!r} holds {', '.join(found)} but no last.pth to resume from: pass "
                               "--overwrite to train again, or choose another --output")
@@ -181,11 +182,11 @@ class _Run:
             state = load_weights_only(path)
         except WeightsError as e:
             raise InputError(f"{e}; the run cannot resume from it: pass --overwrite to train again") from None
-        recorded = state.get("rgsnet_spec") if isinstance(state, dict) else None
-        if not isinstance(recorded, dict) or "optimizer" not in state:
+        recorded = read_record(state.get("rgsnet_spec"), f"{path}: rgsnet_spec") if isinstance(state, dict) else None
+        if recorded is None or "optimizer" not in state:
             raise InputError(f"{path} is not a train_classifier run: pass --overwrite to replace it, or choose "
                              "another --output")
-        ours, theirs = self.spec.to_dict(), RGSNetSpec.from_dict(recorded).to_dict()
+        ours, theirs = self.spec.to_dict(), recorded.to_dict()
         differ = [f"{k} {ours.get(k)} (the run: {v})" for k, v in theirs.items() if ours.get(k) != v]
         if state.get("num_classes") != self.num_classes:
             differ.append(f"{self.num_classes} classes (the run: {state.get('num_classes')})")
@@ -355,7 +356,10 @@ def pretrain(spec, train_set, val_set, num_classes, options: PretrainOptions):
     weights = sum(t.numel() * t.element_size() for t in run.model.state_dict().values())
     check_room(options.output, 5 * weights + (16 << 20))
     log = logging.getLogger("rgs_detectron")
-    with OutputDirLock(options.output):
+    finish_interrupted_move(options.output, "train_classifier")
+    with output_dir_lock(options.output):
+        if options.overwrite:  # before the new log.txt opens
+            move_previous_run(options.output, MOVED_ASIDE, "train_classifier")
         handler = _LogFile(os.path.join(options.output, "log.txt"))
         log.addHandler(handler)
         try:

@@ -7,7 +7,8 @@ shortcuts, and ``fc`` when the class count matches) and leaves the layers the va
 adds at their stated initial values:
 
 * GroupNorms (``shortcut_norm`` of b-/d-/Res-RGS and GS, ``inner_norm``, ``output_norm``,
-  ``relu_norm1/2``): weight 1, bias 0, as when training from scratch;
+  ``relu_norm1/2``): weight 1, bias 0, as when training from scratch (with ``rg_init="zero"``
+  the RG shortcut's weight 0, as from scratch too); the report states the values they hold;
 * RBS's BatchNorm ``shortcut_norm``: weight 1, bias 0, running mean 0, running var 1;
 * squeeze-and-excitation ``se.fc1/fc2``: He-normal weights and zero biases, as every conv of
   the classifier (seeded).
@@ -19,6 +20,8 @@ far cheaper than 90 ImageNet epochs. Results from it must be labelled as such.
 """
 from collections import OrderedDict
 
+from torch import nn
+
 from ..errors import ConfigError, InputError
 from ..modeling.variants import all_added_layers
 from ..utils.names import short_list
@@ -29,16 +32,15 @@ LABEL = "warm start from ResNet weights (not the paper's protocol)"
 
 
 def _how(module):
-    kind = type(module).__name__
-    if kind in ("GroupNorm", "ReLUGroupNorm"):
-        return "GroupNorm, weight 1, bias 0"
-    if "BatchNorm" in kind:
-        return "BatchNorm, weight 1, bias 0, running mean 0, running var 1"
-    if kind == "SqueezeExcitation":
-        return "squeeze-and-excitation, He-normal convs with zero biases"
-    if kind == "Linear":
+    """What a layer the warm start did not copy starts at: a norm's values as it holds them (rg_init "zero" starts
+    the RG shortcut's weight at 0), how the others were drawn."""
+    if isinstance(module, (nn.GroupNorm, nn.BatchNorm2d)):
+        values = ", ".join(f"{n.replace('_', ' ')} {t.flatten()[0].item():g}" for n, t in module.state_dict().items()
+                           if n != "num_batches_tracked")  # each a constant at initialisation
+        return f"{'GroupNorm' if isinstance(module, nn.GroupNorm) else 'BatchNorm'}, {values}"
+    if isinstance(module, nn.Linear):
         return "classifier, PyTorch's default initialisation (class count differs from the ResNet's)"
-    return f"{kind}, its default initialisation"
+    return "squeeze-and-excitation, He-normal convs with zero biases"
 
 
 def warm_start_from_resnet(model, resnet_state, source="the warm start"):
@@ -61,17 +63,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
                          "ResNet: convert it directly, without a warm start, or warm-start from a plain ResNet "
                          "(e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1)")
     target = model.state_dict()
-    modules = dict(model.named_modules())
     added = set(model.spec.variant.added_layers()) | {"se"}
-
-    def owner(name):  # the module a tensor belongs to, and whether the variant adds it
-        module_name = name.rsplit(".", 1)[0]
-        parts = module_name.split(".")
-        for i in range(len(parts), 0, -1):
-            if parts[i - 1] in added:
-                return ".".join(parts[:i]), True
-        return module_name, False
-
+    own = OrderedDict((n, m) for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in added)  # the variant's layers
     update, unknown, not_used = OrderedDict(), [], []
     for name, value in resnet_state.items():
         if name.endswith("num_batches_tracked"):
@@ -87,7 +80,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
             unknown.append(f"{name} {tuple(value.shape)} vs {tuple(target[name].shape)}")
     missing = [
         n for n in target
-        if n not in update and not n.endswith("num_batches_tracked") and not owner(n)[1] and not n.startswith("fc.")
+        if n not in update and not n.endswith("num_batches_tracked") and not n.startswith(("fc.", *(f"{name}."
+                                                                                                    for name in own)))
     ]
     if unknown or missing:
         raise InputError("the ResNet weights do not fit this RGSNet's shared layers (check depth and width): " +
@@ -95,11 +89,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
                          (f"missing: {short_list(missing, 8)}" if missing else ""))
     model.load_state_dict(update, strict=False)  # the rest is what the variant adds (and fc, if dropped)
     groups = OrderedDict()
-    for name in target:
-        if name in update or name.endswith("num_batches_tracked"):
-            continue
-        module_name, _ = owner(name)
-        groups.setdefault(_how(modules[module_name]), set()).add(module_name)
+    for name, module in [*own.items()] + ([("fc", model.fc)] if "fc.weight" not in update else []):
+        groups.setdefault(_how(module), []).append(name)
     initialised = "; ".join(f"{how} ({len(names)} modules: {short_list(sorted(names), 3)})"
                             for how, names in groups.items())
     return [

@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
-from ..utils.commandline import run_tool
+from ..utils.commandline import output_file, run_tool
 
 
 def get_parser():
@@ -31,7 +31,7 @@ def get_parser():
     p.add_argument(
         "input", help=".pth / .pth.tar / .pt state dict (optionally under 'state_dict' or 'model'), "
         "or torchvision:ENUM.VALUE, e.g. torchvision:ResNet50_Weights.IMAGENET1K_V1")
-    p.add_argument("output", help="the converted checkpoint (.pth)")
+    p.add_argument("output", type=output_file, help="the converted checkpoint (.pth)")
     p.add_argument("--config-file", metavar="FILE", help="the Detectron2 yaml you will fine-tune with (instead of "
                    "the model options below)")
     add_spec_args(p)

@@ -2,14 +2,15 @@
 
     python -m rgs_detectron.cli.demo --config-file configs/coco_res_rgs_50_fpn.yaml \\
         --weights output/model_final.pth --input photos/ "more/*.jpg" one.png --output demo_out \\
-        [--confidence-threshold 0.5] [--compile] [--device auto] [KEY VALUE ...]
+        [--confidence-threshold 0.5] [--compile] [--device auto] [--overwrite] [KEY VALUE ...]
 
 Writes into ``--output`` (a folder): ``<name>.png`` per image with the detections drawn
 (large images drawn scaled down), ``detections.json`` (COCO results format) and
 ``summary.json`` (every processed image, every skipped input with the reason, the
 categories and settings). An input that is missing, unreadable or that the model
 cannot process is reported and skipped; the JSON files cover everything done, even
-when the run is interrupted. The output folder may not hold any input image. The weights
+when the run is interrupted. A file of these names already in ``--output`` is replaced only
+with ``--overwrite``, and an input image never. The weights
 must be a trained detector's, every tensor of the model (``load_trained_model``): no head
 runs with random weights. Exit status: 0 at least one image processed, 1 none could be,
 2 usage error.
@@ -26,9 +27,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import ConfigError, UserError, first_line
-from ..utils.commandline import add_config_args, probability, run_tool
+from ..utils.commandline import add_config_args, output_folder, probability, run_tool
 from ..utils.fileio import atomic_write
 
+RESULT_FILES = ["detections.json", "summary.json"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 logger = logging.getLogger("rgs_detectron.demo")
 
@@ -37,7 +39,8 @@ def get_parser():
     p = argparse.ArgumentParser(prog="demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="trained detector checkpoint (overrides MODEL.WEIGHTS)")
     p.add_argument("--input", nargs="+", required=True, help="image files, folders and/or glob patterns (quote globs)")
-    p.add_argument("--output", required=True, help="folder for the drawn images and the JSON files")
+    p.add_argument("--output", required=True, type=output_folder, help="folder for the drawn images and the JSON files")
+    p.add_argument("--overwrite", action="store_true", help="replace files of the same names in --output")
     p.add_argument("--confidence-threshold", type=probability, default=0.5,
                    help="minimum score of a detection to keep, in [0, 1] (default 0.5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -89,17 +92,19 @@ def output_names(paths):
     return names
 
 
-def check_output_folder(output_dir, paths, names):
-    """Refuse an output folder where a drawn image would replace an input."""
+def check_output_folder(output_dir, paths, names, overwrite=False):
+    """Refuse an output folder where a file the demo writes would replace an input, or, unless ``overwrite``,
+    any file."""
     inputs = {os.path.realpath(p) for p in paths}
-    for name in names:
-        target = os.path.realpath(os.path.join(output_dir, name + ".png"))
-        if target in inputs:
-            raise ConfigError(
-                f"--output {output_dir!r} would overwrite the input image {target}; choose another output folder")
-    for fixed in ("detections.json", "summary.json"):
-        if os.path.realpath(os.path.join(output_dir, fixed)) in inputs:
-            raise ConfigError(f"--output {output_dir!r} would overwrite the input {fixed}; choose another folder")
+    targets = [os.path.join(output_dir, n) for n in [f"{name}.png" for name in names] + RESULT_FILES]
+    clash = next((t for t in targets if os.path.realpath(t) in inputs), None)
+    if clash:
+        raise ConfigError(f"--output {output_dir!r} would overwrite the input image {clash}; choose another folder")
+    existing = [os.path.basename(t) for t in targets if os.path.lexists(t)]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise ConfigError(f"--output {output_dir!r} already holds {', '.join(existing[:3])}{more}, which this run "
+                          "would write: pass --overwrite to replace them, or choose another folder")
 
 
 def display_metadata(cfg, num_classes):
@@ -167,7 +172,7 @@ def _main(argv):
 
     paths, problems = collect_inputs(args.input)
     names = output_names(paths)
-    check_output_folder(args.output, paths, names)
+    check_output_folder(args.output, paths, names, args.overwrite)
     predictor = RGSPredictor(cfg, compile=args.compile)
     metadata, to_output, categories = display_metadata(cfg, class_count(cfg)[1])
     os.makedirs(args.output, exist_ok=True)

@@ -38,7 +38,9 @@ def train_and_evaluate(config_file, opts, output_dir):
     rc = subprocess.call(cmd)
     seconds = time.perf_counter() - start
     if rc:
-        raise InputError(f"training failed (exit status {rc}); see {os.path.join(output_dir, 'log.txt')}")
+        log = os.path.join(output_dir, "log.txt")
+        raise InputError(f"training failed (exit status {rc}): " +
+                         (f"see {log}" if os.path.isfile(log) else "train_net's message is above"))
     rows = [r for r in read_metrics(os.path.join(output_dir, "metrics.json")) if "bbox/AP" in r]
     if not rows:
         raise InputError(f"{output_dir}/metrics.json has no evaluation; set TEST.EVAL_PERIOD or check the log")

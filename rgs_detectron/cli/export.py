@@ -15,7 +15,7 @@ verification failed (that file is not written), 2 usage error.
 import argparse
 import sys
 
-from ..utils.commandline import add_config_args, run_tool
+from ..utils.commandline import add_config_args, output_folder, run_tool
 
 
 def get_parser():
@@ -24,7 +24,8 @@ def get_parser():
     p = argparse.ArgumentParser(prog="export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="checkpoint to export (overrides MODEL.WEIGHTS)")
-    p.add_argument("--output", required=True, help="folder for model.ts / model.onnx / backbone.pt2")
+    p.add_argument("--output", required=True, type=output_folder,
+                   help="folder for model.ts / model.onnx / backbone.pt2")
     p.add_argument(
         "--format", nargs="+", choices=FORMATS, default=list(DETECTOR_FORMATS),
         help="torchscript and onnx hold the detector, pt2-backbone (torch.export) only its backbone "

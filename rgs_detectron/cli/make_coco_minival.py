@@ -7,11 +7,9 @@ With val2017 given, minival2014 is exactly val2017's image set (the canonical sp
 without it, a documented deterministic split (see rgs_detectron/data/coco_minival.py).
 """
 import argparse
-import os
 import sys
 
 from ..data.coco_minival import write_minival_split
-from ..errors import ConfigError, InputError
 from ..utils.commandline import run_tool
 
 
@@ -24,18 +22,8 @@ def _main(argv):
     p.add_argument("--size", type=int, default=5000, help="minival size for the deterministic split")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     a = p.parse_args(argv)
-    try:
-        summary = write_minival_split(
-            a.val2014,
-            val2017_json=a.val2017,
-            output_dir=a.output or os.path.dirname(os.path.abspath(a.val2014)),
-            size=a.size,
-            overwrite=a.overwrite,
-        )
-    except FileExistsError as e:
-        raise ConfigError(str(e)) from None
-    except (FileNotFoundError, ValueError) as e:
-        raise InputError(str(e)) from None
+    summary = write_minival_split(a.val2014, val2017_json=a.val2017, output_dir=a.output, size=a.size,
+                                  overwrite=a.overwrite)
     for k, v in summary.items():
         print(f"{k}: {v}")
     return 0

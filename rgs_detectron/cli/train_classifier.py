@@ -20,7 +20,8 @@ learning rate scales linearly with it. ``--stem small`` (3x3 conv, no max-pool) 
 28-32 pixel images but cannot be converted for detection. Kill it at any moment and rerun
 with ``--resume`` and the same options (a resume that differs from the run is refused,
 naming each option); a run or finished model in ``--output`` is replaced only with
-``--overwrite``. Exit status: 0 done, 1 failed (data, weights, disk), 2 usage error.
+``--overwrite``, which moves it into ``previous_run_<time>/`` there first. Exit status: 0
+done, 1 failed (data, weights, disk), 2 usage error.
 """
 import argparse
 import sys
@@ -61,7 +62,8 @@ def get_parser():
     t.add_argument("--output", required=True, help="folder for checkpoints, metrics and logs")
     again = t.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run in --output (its options must agree)")
-    again.add_argument("--overwrite", action="store_true", help="replace the run or finished model in --output")
+    again.add_argument("--overwrite", action="store_true",
+                       help="start anew over the run in --output (moved into previous_run_<time>/ there)")
     t.add_argument("--no-progress", action="store_true")
     return p
 

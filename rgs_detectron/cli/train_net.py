@@ -10,7 +10,8 @@ built, the config, device, datasets, weights and output folder are checked
 (``engine/preflight.py``: every problem in one message) and ``OUTPUT_DIR`` is locked
 against a second run. A new run never replaces another run's model: an ``OUTPUT_DIR``
 with checkpoints needs ``--resume`` (continue it) or ``--overwrite`` (start anew; the
-old run's files are moved into ``previous_run_<time>/`` there, never deleted).
+old run's files are moved into ``previous_run_<time>/`` there, never deleted). ``--eval-only``
+writes into a new ``OUTPUT_DIR/eval_<time>/``, never over a training run's files.
 ``MODEL.DEVICE cuda`` (Detectron2's default) without usable CUDA fails with PyTorch's
 reason; the CPU is used only with ``MODEL.DEVICE cpu`` (``--num-gpus N`` then starts N CPU
 processes on gloo). Config files are read as plain yaml: a ``!!python`` tag is refused.
@@ -54,12 +55,18 @@ def run(cfg, args):
 
 
 def _main(argv):
-    from ..engine.launch import argument_parser, launch_run
+    from ..engine.launch import argument_parser, eval_only_output, launch_run
     from ..engine.preflight import preflight
+    from ..utils.previous_run import finish_interrupted_move
 
     args = argument_parser(__doc__).parse_args(argv)
     cfg = setup(args)
+    finish_interrupted_move(cfg.OUTPUT_DIR, "train_net")
     preflight(cfg, args)
+    if args.eval_only:
+        cfg.defrost()
+        cfg.OUTPUT_DIR, cfg.MODEL.WEIGHTS = eval_only_output(cfg.OUTPUT_DIR, cfg.MODEL.WEIGHTS, args)
+        cfg.freeze()
     return launch_run(run, args, (cfg, args), cfg.OUTPUT_DIR, "train_net", cfg.MODEL.DEVICE)
 
 

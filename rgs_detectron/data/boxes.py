@@ -1,6 +1,7 @@
 """Find boxes that cannot be right, once per dataset, and say so.
 
-Left alone, Detectron2 quietly changes them: a box with a negative width or height comes
+Left alone, Detectron2 quietly changes them (or crashes, on a box that is not four numbers): a
+box with a negative width or height comes
 out of the augmentation as the box around its corners (another, valid box), and
 zero-size boxes or boxes wholly outside the image are dropped later without a word;
 NaN or infinite coordinates go into the losses as they are.
@@ -11,6 +12,7 @@ them, and they are counted in the report.
 """
 import logging
 import math
+import numbers
 
 from detectron2.data.build import filter_images_with_only_crowd_annotations
 from detectron2.structures import BoxMode
@@ -26,9 +28,12 @@ logger = logging.getLogger(__name__)
 def _problem(ann, width, height):
     if "bbox" not in ann:
         return None
-    if not all(math.isfinite(v) for v in ann["bbox"]):
+    box = ann["bbox"]
+    if not (hasattr(box, "__len__") and len(box) == 4 and all(isinstance(v, numbers.Real) for v in box)):
+        return "not four numbers"
+    if not all(math.isfinite(v) for v in box):
         return "NaN or infinite coordinates"  # every comparison below is False for NaN
-    x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
+    x0, y0, x1, y1 = BoxMode.convert(list(box), ann.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
     if x1 < x0 or y1 < y0:
         return "negative width or height"
     if x1 == x0 or y1 == y0:
@@ -66,7 +71,7 @@ def check_boxes(dataset_dicts, what, policy="drop", setting=YACS_SETTING):
             problem = _problem(ann, record.get("width"), record.get("height"))
             if problem:
                 counts[problem] = counts.get(problem, 0) + 1
-                examples.setdefault(problem, f"{record.get('file_name')} bbox {list(ann['bbox'])}")
+                examples.setdefault(problem, f"{record.get('file_name')} bbox {ann['bbox']!r}")
             if problem in (None, "clipped"):
                 keep.append(ann)
         out.append(record if len(keep) == len(annotations) else {**record, "annotations": keep})

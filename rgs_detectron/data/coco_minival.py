@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from ..errors import ConfigError, InputError, first_line
 from ..utils.fileio import atomic_write
 
 MINIVAL_NAME = "instances_minival2014.json"
@@ -20,10 +21,13 @@ VALMINUS_NAME = "instances_valminusminival2014.json"
 
 
 def _load(path, what):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} '{path}' does not exist (COCO annotations_trainval2014.zip / 2017.zip)")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{what} '{path}' does not exist (COCO annotations_trainval2014.zip / 2017.zip)") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{what} '{path}' cannot be read: {first_line(e)}") from None
 
 
 def _subset(data, image_ids):
@@ -35,12 +39,13 @@ def _subset(data, image_ids):
 
 
 def write_minival_split(val2014_json, val2017_json=None, output_dir=None, size=5000, overwrite=False):
-    """Write the two files; return a summary dict. Refuses to overwrite unless asked."""
+    """Write the two files; return a summary dict. Refuses to overwrite unless asked (a ConfigError); an input that
+    cannot be read or split is an InputError."""
     output_dir = output_dir or os.path.dirname(os.path.abspath(val2014_json))
     outputs = [os.path.join(output_dir, n) for n in (MINIVAL_NAME, VALMINUS_NAME)]
     existing = [p for p in outputs if os.path.exists(p)]
     if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
+        raise ConfigError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
 
     val2014 = _load(val2014_json, "val2014 annotations")
     ids2014 = sorted(im["id"] for im in val2014["images"])
@@ -48,12 +53,12 @@ def write_minival_split(val2014_json, val2017_json=None, output_dir=None, size=5
         ids2017 = {im["id"] for im in _load(val2017_json, "val2017 annotations")["images"]}
         minival = sorted(i for i in ids2014 if i in ids2017)
         if len(minival) != len(ids2017):
-            raise ValueError(f"{len(ids2017) - len(minival)} val2017 images are not in val2014; "
+            raise InputError(f"{len(ids2017) - len(minival)} val2017 images are not in val2014; "
                              "are these the official instances_val2014.json and instances_val2017.json?")
         method = "canonical (val2017 image set)"
     else:
         if size > len(ids2014):
-            raise ValueError(f"--size {size} is larger than val2014 ({len(ids2014)} images)")
+            raise ConfigError(f"--size {size} is larger than val2014 ({len(ids2014)} images)")
         rng = np.random.default_rng(2014)
         minival = sorted(np.asarray(ids2014)[rng.choice(len(ids2014), size=size, replace=False)].tolist())
         method = "deterministic (seed 2014), NOT the canonical Detectron split: pass --val2017 for that"

@@ -10,23 +10,15 @@ import os
 
 from detectron2.utils import comm
 
-from ..errors import ConfigError, UserError, first_line
+from ..errors import UserError, first_line
 
-__all__ = ["TrainingDiverged", "check_resume_point", "run_guarded"]
+__all__ = ["TrainingDiverged", "run_guarded"]
 
 logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(UserError):
     pass
-
-
-def check_resume_point(last_iteration, max_iter, output_dir, key="SOLVER.MAX_ITER"):
-    """A resume must have steps left, or be exactly at the end (to finish an interrupted last save)."""
-    if last_iteration + 1 > max_iter:
-        raise ConfigError(f"the last checkpoint in {output_dir!r} is at iteration {last_iteration}, past {key} = "
-                          f"{max_iter}: that run is complete. Raise {key} to train on, or evaluate it with "
-                          "--eval-only.")
 
 
 def run_guarded(train, checkpointer, output_dir, max_iter, fix):

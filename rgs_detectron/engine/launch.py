@@ -5,33 +5,38 @@
   unless the run resumes it (``--resume``) or says so (``--overwrite``). A new run starts
   clean: what an earlier run left there (checkpoints, ``last_checkpoint``, metrics, logs,
   events, ``config.yaml``, ``inference/``) is moved into ``previous_run_<time>/`` in that
-  folder, never deleted, so a later ``--resume`` can only continue the new run. The folder
-  is locked for the run's lifetime (on machine 0, where Detectron2 writes).
+  folder, never deleted, so a later ``--resume`` can only continue the new run
+  (``utils/previous_run.py``: all or nothing, a killed move finished by the next run). An
+  ``--eval-only`` run writes into a new ``eval_<time>/`` inside the output folder, so a
+  training run's ``config.yaml``, log and ``inference/`` results are never written over. The
+  folder written is locked for the run's lifetime (on machine 0, where Detectron2 writes).
 * Detectron2's ``launch``; CPU runs of several processes hide the GPUs from them, since
   ``launch`` would otherwise pick NCCL for CPU tensors.
 * Errors carried home: in a multi-process launch a worker's user error cannot reach the
   parent as an exception (torch's spawn turns it into a traceback string), so the worker
   prints it as one line and exits with its status, which the parent returns.
 """
-import fnmatch
+import contextlib
 import functools
 import os
 import sys
-import time
 
 from torch.multiprocessing import ProcessExitedException
 
 from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 
+from ..checkpoint.checkpointer import RGSCheckpointer
 from ..errors import ConfigError, UserError
-from ..utils.output_lock import OutputDirLock
 from ..utils.commandline import quiet_third_party_deprecations, user_message
+from ..utils.output_lock import output_dir_lock
+from ..utils.previous_run import move_previous_run, new_subfolder, run_files
 
-__all__ = ["argument_parser", "check_output_dir", "launch_run", "resuming"]
+__all__ = ["argument_parser", "check_output_dir", "eval_only_output", "launch_run", "resuming"]
 
 CHECKPOINT_FILES = ("last_checkpoint", "model_*.pth")
-RUN_FILES = CHECKPOINT_FILES + ("metrics.json", "log.txt*", "events.out.tfevents.*", "config.yaml", "inference")
+RUN_FILES = CHECKPOINT_FILES + ("metrics.json", "log.txt*", "events.out.tfevents.*", "config.yaml", "inference",
+                                "eval_*")
 
 
 def argument_parser(doc):
@@ -51,11 +56,6 @@ def resuming(output_dir, args):
     return bool(args.resume and os.path.isfile(os.path.join(output_dir, "last_checkpoint")))
 
 
-def _files(output_dir, patterns):
-    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
-    return sorted(n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns))
-
-
 def check_output_dir(output_dir, args):
     """Refuse a new run over another run's checkpoints unless ``--overwrite`` says so (part of the preflight)."""
     if args.eval_only:
@@ -64,7 +64,7 @@ def check_output_dir(output_dir, args):
         raise ConfigError("--resume continues a run and --overwrite starts a new one: give one of them")
     if resuming(output_dir, args):
         return
-    found = _files(output_dir, CHECKPOINT_FILES)
+    found = run_files(output_dir, CHECKPOINT_FILES)
     if found and not args.overwrite:
         nothing = "--resume found no last_checkpoint to continue, and " if args.resume else ""
         raise ConfigError(f"{nothing}{output_dir!r} holds another run ({', '.join(found)}): --resume continues it, "
@@ -72,20 +72,14 @@ def check_output_dir(output_dir, args):
                           "previous_run_<time>/), or choose another output folder")
 
 
-def _move_previous_run(output_dir, prog):
-    """Move an earlier run's files aside, so that nothing of it is taken for the new run's."""
-    found = _files(output_dir, RUN_FILES)
-    if not found:
-        return
-    target = os.path.join(output_dir, time.strftime("previous_run_%Y%m%d-%H%M%S"))
-    while os.path.exists(target):
-        target += "_"
-    os.makedirs(target)
-    for name in found:
-        os.replace(os.path.join(output_dir, name), os.path.join(target, name))
-    print(
-        f"{prog}: a new run starts in {output_dir}; the previous run's files ({', '.join(found)}) are now in "
-        f"{target} (delete it when you no longer need it)", file=sys.stderr)
+def eval_only_output(output_dir, weights, args):
+    """(the folder an ``--eval-only`` run writes into: a new ``eval_<time>/`` in ``output_dir``, the weights it
+    evaluates: ``weights``, or with ``--resume`` the last checkpoint of ``output_dir``, which ``args.resume`` then
+    no longer asks for)."""
+    if resuming(output_dir, args):
+        weights = RGSCheckpointer(None, output_dir).get_checkpoint_file()
+    args.resume = False
+    return new_subfolder(output_dir, "eval_"), weights
 
 
 def _worker(run, prog, *args):
@@ -106,15 +100,13 @@ def launch_run(run, args, payload, output_dir, prog, device):
     """``run(*payload)`` in every process of ``args``' launch, a new run in a clean folder; returns an exit status."""
     if str(device).startswith("cpu") and args.num_gpus * args.num_machines > 1:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the spawned processes then use gloo, as their tensors need
-    lock = OutputDirLock(output_dir).acquire() if args.machine_rank == 0 else None
-    try:
-        if lock and not args.eval_only and not resuming(output_dir, args):
-            _move_previous_run(output_dir, prog)  # check_output_dir allowed it
-        launch(functools.partial(_worker, run, prog), args.num_gpus, num_machines=args.num_machines,
-               machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
-    except ProcessExitedException as e:  # a worker ended with the error printed above
-        return e.exit_code or 1
-    finally:
-        if lock:
-            lock.release()
+    writer = args.machine_rank == 0
+    with output_dir_lock(output_dir) if writer else contextlib.nullcontext():
+        if writer and not args.eval_only and not resuming(output_dir, args):
+            move_previous_run(output_dir, RUN_FILES, prog)  # check_output_dir allowed it
+        try:
+            launch(functools.partial(_worker, run, prog), args.num_gpus, num_machines=args.num_machines,
+                   machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
+        except ProcessExitedException as e:  # a worker ended with the error printed above
+            return e.exit_code or 1
     return 0

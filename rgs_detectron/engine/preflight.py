@@ -24,7 +24,6 @@ from ..data.boxes import check_box_policy
 from ..data.checks import check_dataset_files
 from ..errors import ConfigError, UserError
 from ..utils.fileio import check_room
-from .guarded_run import check_resume_point
 from .launch import check_output_dir, resuming
 from .trainer import check_evaluator_type
 
@@ -72,13 +71,17 @@ def _check_inputs(problems, *, eval_only, weights, weights_key, resuming, train,
         problems.check(check_weights_file, weights, what=weights_key)
 
 
+def _check_count(value, key, least=1):
+    """A ConfigError unless ``value`` is a whole number of at least ``least`` (a LazyConfig's may be a string)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{key} = {value!r} is invalid: give a whole number of {least} or more")
+
+
 def _check_solver(cfg, world):
     s = cfg.SOLVER
     for key in ("MAX_ITER", "CHECKPOINT_PERIOD", "IMS_PER_BATCH"):
-        if s[key] < 1:
-            raise ConfigError(f"SOLVER.{key} = {s[key]} is invalid: give a positive number")
-    if cfg.TEST.EVAL_PERIOD < 0:
-        raise ConfigError(f"TEST.EVAL_PERIOD = {cfg.TEST.EVAL_PERIOD} is invalid: give 0 (only at the end) or more")
+        _check_count(s[key], f"SOLVER.{key}")
+    _check_count(cfg.TEST.EVAL_PERIOD, "TEST.EVAL_PERIOD", least=0)
     if s.BASE_LR <= 0:
         raise ConfigError(f"SOLVER.BASE_LR = {s.BASE_LR} is invalid: give a positive learning rate")
     check_box_policy(cfg.DATASETS.get("INVALID_BOXES", "drop"))
@@ -131,13 +134,18 @@ def _check_wiring(cfg):
                               "(res4) need build_rgsnet_backbone with MODEL.ROI_HEADS.NAME RGSNetRes5ROIHeads.")
 
 
-def _check_run(problems, args, output_dir, max_iter, max_iter_key, weights):
-    """A resume has steps left (unless ``max_iter`` is None: unknown); a new run replaces no other run's model
-    unless told to; the output folder has room for the run's first checkpoints (checkpoints hold the weights
-    and the optimizer's momentum: about 3x a weights file)."""
-    if resuming(output_dir, args) and not args.eval_only and max_iter is not None:
-        problems.check(lambda: check_resume_point(
-            RGSCheckpointer(None, output_dir).last_iteration(), max_iter, output_dir, max_iter_key))
+def _check_run(problems, args, output_dir, output_key, max_iter, max_iter_key, weights):
+    """The output folder is named; a resume has steps left (unless ``max_iter`` is None: unknown); a new run
+    replaces no other run's model unless told to; the output folder has room for the run's first checkpoints
+    (checkpoints hold the weights and the optimizer's momentum: about 3x a weights file)."""
+    if not str(output_dir or "").strip():
+        problems.add(f"{output_key} is empty: name the folder for the run's files")
+    if resuming(output_dir, args) and not args.eval_only and isinstance(max_iter, int):
+        last = RGSCheckpointer(None, output_dir).last_iteration()
+        if last + 1 > max_iter:  # exactly at the end is a resume that finishes an interrupted last save
+            problems.add(f"the last checkpoint in {output_dir!r} is at iteration {last}, past {max_iter_key} = "
+                         f"{max_iter}: that run is complete. Raise {max_iter_key} to train on, or evaluate it with "
+                         "--eval-only.")
     problems.check(check_output_dir, output_dir, args)
     size = os.path.getsize(weights) if weights and os.path.isfile(weights) else 0
     problems.check(check_room, output_dir, 3 * size + (64 << 20))
@@ -159,7 +167,8 @@ def preflight(cfg, args):
     for name in test:
         problems.check(check_evaluator_type, name)
     problems.check(_check_classes, *num_classes(cfg), train, test)
-    _check_run(problems, args, cfg.OUTPUT_DIR, scaled and scaled.SOLVER.MAX_ITER, "SOLVER.MAX_ITER", cfg.MODEL.WEIGHTS)
+    _check_run(problems, args, cfg.OUTPUT_DIR, "OUTPUT_DIR", scaled and scaled.SOLVER.MAX_ITER, "SOLVER.MAX_ITER",
+               cfg.MODEL.WEIGHTS)
     problems.raise_all()
 
 
@@ -181,6 +190,11 @@ def _lazy_num_classes(cfg):
     return None
 
 
+# The counts a LazyConfig run divides by or loops to (Detectron2's common train.py has the train.* ones).
+LAZY_COUNTS = (("train.max_iter", 1), ("train.checkpointer.period", 1), ("train.log_period", 1),
+               ("train.eval_period", 0), ("dataloader.train.total_batch_size", 1))
+
+
 def lazy_preflight(cfg, args):
     """``preflight`` for a LazyConfig: its nodes, then the same device, data, weights and output checks."""
     eval_only = args.eval_only
@@ -188,19 +202,24 @@ def lazy_preflight(cfg, args):
     missing = [n for n in needed if n not in cfg]
     if not eval_only and "dataloader" in cfg and "train" not in cfg.dataloader:
         missing.append("dataloader.train")
-    if "train" in cfg and "output_dir" not in cfg.train:
-        missing.append("train.output_dir")
+    keys = ["output_dir"] + ([] if eval_only else ["max_iter"])
+    missing += [f"train.{key}" for key in keys if "train" in cfg and key not in cfg.train]
     if missing:
         raise ConfigError(f"the LazyConfig has no {', '.join(missing)}: a training config needs model, dataloader, "
                           "optimizer, lr_multiplier and train (see detectron2's model_zoo/configs/common/)")
-    problems = _Problems()
+    problems, world = _Problems(), max(args.num_gpus, 1) * max(args.num_machines, 1)
     problems.check(_check_device, device=cfg.train.get("device", "cuda"), device_key="train.device",
-                   cpu="train.device=cpu", amp=cfg.train.get("amp", {}).get("enabled",
-                                                                            False), amp_key="train.amp.enabled=True",
-                   world=max(args.num_gpus, 1) * max(args.num_machines, 1), eval_only=eval_only)
+                   cpu="train.device=cpu", amp=cfg.train.get("amp", {}).get("enabled", False),
+                   amp_key="train.amp.enabled=True", world=world, eval_only=eval_only)
     if not eval_only:
-        if cfg.train.max_iter < 1:
-            problems.add(f"train.max_iter = {cfg.train.max_iter} is invalid: give a positive number")
+        for key, least in LAZY_COUNTS:
+            value = OmegaConf.select(cfg, key, default=None)
+            if value is not None:
+                problems.check(_check_count, value, key, least)
+        batch = OmegaConf.select(cfg, "dataloader.train.total_batch_size", default=None)
+        if isinstance(batch, int) and batch % world:
+            problems.add(f"dataloader.train.total_batch_size = {batch} does not divide among {world} processes: "
+                         "choose a process count that divides it")
         problems.check(check_box_policy, cfg.train.get("invalid_boxes", "drop"), "train.invalid_boxes")
     output_dir = cfg.train.output_dir
     train = [] if eval_only else _lazy_names(cfg.dataloader.train)
@@ -210,6 +229,6 @@ def lazy_preflight(cfg, args):
     classes = _lazy_num_classes(cfg)
     if classes:
         problems.check(_check_classes, *classes, train, test, sep="=")
-    _check_run(problems, args, output_dir, cfg.train.get("max_iter"), "train.max_iter",
+    _check_run(problems, args, output_dir, "train.output_dir", cfg.train.get("max_iter"), "train.max_iter",
                cfg.train.get("init_checkpoint", ""))
     problems.raise_all()

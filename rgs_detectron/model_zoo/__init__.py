@@ -12,9 +12,7 @@ no checkout at hand.
 import os
 from importlib import resources
 
-from detectron2.config import LazyConfig
-
-from ..config import get_rgsnet_cfg
+from ..config import get_rgsnet_cfg, load_lazy_config
 from ..errors import ConfigError
 
 __all__ = ["get_config_file", "get_config", "list_configs"]
@@ -41,8 +39,8 @@ def get_config_file(config_path):
     not returned as if it were a shipped config.
     """
     root = _root()
-    path = os.path.join(root, config_path)
-    inside = os.path.commonpath([os.path.realpath(root), os.path.realpath(path)]) == os.path.realpath(root)
+    path = os.path.join(root, config_path) if isinstance(config_path, (str, os.PathLike)) else ""  # None: refused
+    inside = path and os.path.commonpath([os.path.realpath(root), os.path.realpath(path)]) == os.path.realpath(root)
     if not (inside and path.endswith((".yaml", ".py")) and os.path.isfile(path)):
         raise ConfigError(f"{config_path!r} is not a shipped config; choose one of: {', '.join(list_configs())}")
     return path
@@ -59,4 +57,4 @@ def get_config(config_path, trained=False):
                           "rgs_detectron; train one with train_net and set MODEL.WEIGHTS (train.init_checkpoint) "
                           "to its model_final.pth, or pass trained=False")
     path = get_config_file(config_path)
-    return LazyConfig.load(path) if path.endswith(".py") else get_rgsnet_cfg(path)
+    return load_lazy_config(path) if path.endswith(".py") else get_rgsnet_cfg(path)

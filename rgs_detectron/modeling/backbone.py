@@ -23,6 +23,7 @@ from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 from ..errors import ConfigError
 from .blocks import PreactBlock, RGSBlock
 from .spec import RGSNetSpec
+from .spec_record import CarriesSpec
 
 __all__ = [
     "RGSNet",
@@ -72,8 +73,8 @@ def make_rgsnet_stages(spec: RGSNetSpec, first=2, last=5, *, block_class=None):
     return stages
 
 
-class RGSNet(ResNet):
-    """Detectron2's ``ResNet`` with the blocks of an RGSNet.
+class RGSNet(CarriesSpec, ResNet):
+    """Detectron2's ``ResNet`` with the blocks of an RGSNet; its state dict records its spec (``spec_record``).
 
     Args:
         out_features, freeze_at: as ``ResNet`` (stages past the last output are dropped).

@@ -7,8 +7,13 @@ from detectron2.modeling.roi_heads import Res5ROIHeads
 
 from .backbone import make_rgsnet_stages
 from .spec import RGSNetSpec
+from .spec_record import CarriesSpec
 
 __all__ = ["RGSNetRes5ROIHeads", "make_rgsnet_res5"]
+
+
+class RGSNetRes5(CarriesSpec, nn.Sequential):
+    """A C4 head's res5 blocks; its state dict records the spec it was built from (``spec_record``)."""
 
 
 def make_rgsnet_res5(spec=None, **description):
@@ -20,8 +25,8 @@ def make_rgsnet_res5(spec=None, **description):
     res5 load into the head.
     """
     spec = RGSNetSpec.resolve(spec, description, "make_rgsnet_res5")
-    res5 = nn.Sequential(*make_rgsnet_stages(spec, 5, 5)[0])
-    res5.spec = spec  # what the checkpointer compares with the spec a checkpoint records
+    res5 = RGSNetRes5(*make_rgsnet_stages(spec, 5, 5)[0])
+    res5.spec = spec
     return res5
 
 

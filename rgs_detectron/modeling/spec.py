@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Tuple
 
-from ..errors import ConfigError
+from ..errors import ConfigError, shown
 from .shortcuts import SHORTCUT_IMPLS
 from .variants import RG_INITS, VARIANTS, Variant, get_variant
 
@@ -76,14 +76,13 @@ CFG_KEYS = {
 
 def _invalid(field, value, expected):
     key = CFG_KEYS.get(field)
-    where = f"{field} ({key})" if key else field
-    return ConfigError(f"{where} = {value!r} is invalid: {expected}")
+    return ConfigError(f"{f'{field} ({key})' if key else field} = {shown(value)} is invalid: {expected}")
 
 
-def _check_int(field, value, minimum=1, expected="give a positive integer", shown=None):
-    """``value`` is an int (not a bool) >= ``minimum``; the error shows ``shown`` (the whole list) if given."""
+def _check_int(field, value, minimum=1, expected="give a positive integer", whole=None):
+    """``value`` is an int (not a bool) >= ``minimum``; the error shows ``whole`` (the whole list) if given."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _invalid(field, value if shown is None else shown, expected)
+        raise _invalid(field, value if whole is None else whole, expected)
 
 
 def _check_choice(field, value, choices):
@@ -150,7 +149,7 @@ class RGSNetSpec:
         if not isinstance(blocks, (list, tuple)) or len(blocks) != 4:
             raise _invalid("blocks_per_stage", blocks, four)
         for n in blocks:
-            _check_int("blocks_per_stage", n, 1, four, shown=blocks)
+            _check_int("blocks_per_stage", n, 1, four, whole=blocks)
         set_("blocks_per_stage", tuple(blocks))
         for name in ("stem_channels", "res2_out_channels", "num_groups", "width_per_group", "in_channels"):
             _check_int(name, getattr(self, name))
@@ -175,6 +174,8 @@ class RGSNetSpec:
         for field, want, reason in (
             ("res2_out_channels", self.stem_channels, f"{why} keep the stem's width in res2 (stem_channels)"),
             ("num_groups", 1, f"{why} have no grouped conv"),
+            ("width_per_group", 64, f"{why} have no bottleneck width (res2_out_channels sets the widths)"),
+            ("stride_in_1x1", False, f"{why} have no 1x1 conv to put the stride in"),
             ("res5_dilation", 1, f"{why} are not dilated"),
         ):
             if getattr(self, field) != want:
@@ -184,7 +185,7 @@ class RGSNetSpec:
         groups = self.gn_groups
         _check_int("gn_groups", groups, 0, "give a positive group count, or 0 for the paper's rule")
         if not self.variant.uses_group_norm:
-            return groups  # unused: this variant has no GroupNorm
+            return 0  # unused: this variant has no GroupNorm (so records of it compare equal)
         if groups == 0:
             scaled, rest = divmod(32 * self.res2_out_channels, 256)
             if scaled < 1 or rest:
@@ -219,7 +220,8 @@ class RGSNetSpec:
         ``depth`` picks blocks per stage from :data:`BLOCKS_PER_DEPTH` unless
         ``blocks_per_stage`` is given, and basic blocks for depths 18 and 34 unless ``block``
         is. ``width_mult`` (the paper's 0.25x/0.5x/1x/2x) scales the stem (64), res2 output
-        (256; 64 with basic blocks) and bottleneck per group (64) channels; an explicit
+        (256; 64 with basic blocks) and bottleneck per group (64; basic blocks have no bottleneck and
+        keep 64) channels; an explicit
         ``stem_channels``/``res2_out_channels``/``width_per_group`` wins. Other keywords are
         fields of the spec.
         """
@@ -234,7 +236,8 @@ class RGSNetSpec:
             stem_channels=stem_channels or _scaled(64, width_mult, "stem_channels"),
             res2_out_channels=res2_out_channels or
             _scaled(64 if fields["block"] == "basic" else 256, width_mult, "res2_out_channels"),
-            width_per_group=width_per_group or _scaled(64, width_mult, "width_per_group"),
+            width_per_group=width_per_group or
+            (64 if fields["block"] == "basic" else _scaled(64, width_mult, "width_per_group")),
             **fields,
         )
 
@@ -267,14 +270,9 @@ class RGSNetSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self):
-        """Plain values (the variant by name), as checkpoints record a spec; ``from_dict`` reads it back."""
+        """Plain values (the variant by name), as classifier checkpoints record a spec (``spec_record.read_record``
+        reads it back)."""
         return {**dataclasses.asdict(self), "variant": str(self.variant)}
-
-    @classmethod
-    def from_dict(cls, record):
-        """The spec ``to_dict`` recorded; fields it lacks (older records) take their defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in known})
 
     # ------------------------------------------------------------------ derived
 
@@ -296,7 +294,7 @@ class RGSNetSpec:
 
         ``MODEL.RESNETS.DEPTH`` when the blocks are one of the table's depths, else
         ``MODEL.RGSNET.BLOCKS_PER_STAGE`` (with ``DEPTH`` 18 for basic blocks, which it
-        selects); ``GN_GROUPS`` only for variants with GroupNorm.
+        selects); ``GN_GROUPS`` is 0 (unused) for variants without GroupNorm.
         Feeding these to ``from_cfg`` on Detectron2's defaults gives this spec back (with
         the defaults' norm, shortcut implementation and dilation).
         """
@@ -309,12 +307,9 @@ class RGSNetSpec:
             out["MODEL.RESNETS.DEPTH"] = depth or BASIC_DEPTHS[0]
         if depth is None:
             out["MODEL.RGSNET.BLOCKS_PER_STAGE"] = list(self.blocks_per_stage)
-        for field in ("stem_channels", "res2_out_channels", "num_groups", "width_per_group", "stride_in_1x1",
-                      "variant"):
+        for field in ("stem_channels", "res2_out_channels", "num_groups", "width_per_group", "stride_in_1x1", "variant",
+                      "gn_groups", "se_reduction"):
             out[CFG_KEYS[field]] = str(self.variant) if field == "variant" else getattr(self, field)
-        if self.variant.uses_group_norm:
-            out[CFG_KEYS["gn_groups"]] = self.gn_groups
-        out[CFG_KEYS["se_reduction"]] = self.se_reduction
         return out
 
 

@@ -14,7 +14,7 @@ the nonlinear shortcut replaces the identity only where shapes match.
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from ..errors import ConfigError
+from ..errors import ConfigError, shown
 
 __all__ = ["Variant", "VARIANTS", "get_variant", "twin_of", "all_added_layers", "markdown_table", "RG_INITS"]
 
@@ -134,7 +134,7 @@ def get_variant(name, key="MODEL.RGSNET.VARIANT") -> Variant:
     try:
         return by_lower[str(name).lower()]
     except KeyError:
-        raise ConfigError(f"{key} = {name!r} is invalid: choose one of {', '.join(VARIANTS)}") from None
+        raise ConfigError(f"{key} = {shown(name)} is invalid: choose one of {', '.join(VARIANTS)}") from None
 
 
 def all_added_layers() -> Tuple[str, ...]:

@@ -23,7 +23,7 @@ from ..errors import UserError
 
 __all__ = [
     "run_tool", "user_message", "quiet_third_party_deprecations", "add_config_args", "probability", "positive_int",
-    "non_negative_int", "positive_float"
+    "non_negative_int", "positive_float", "output_folder", "output_file"
 ]
 
 # (category, the start of the message) of the known third-party deprecation notices about Detectron2's code.
@@ -98,6 +98,20 @@ def add_config_args(parser):
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, last on the line (e.g. MODEL.RGSNET.VARIANT b-RGS)")
     return parser
+
+
+def _output_path(kind, other):
+    """argparse type: where to write a ``kind`` ("folder", made when missing, or "file"), not an existing ``other``."""
+
+    def parse(text):
+        if os.path.lexists(text) and os.path.isdir(text) == (kind == "file"):
+            raise argparse.ArgumentTypeError(f"{text!r} is a {other}, not a {kind}: give the {kind} to write")
+        return text
+
+    return parse
+
+
+output_folder, output_file = _output_path("folder", "file"), _output_path("file", "folder")
 
 
 def probability(text):
