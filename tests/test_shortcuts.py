@@ -386,3 +386,31 @@ def test_backbone_saved_bytes():
         assert saved[(variant, "lean")] <= 1.02 * base, saved
     # The reference shortcut keeps one ReLU output per RG shortcut: clearly more.
     assert saved[("b-RGS", "reference")] > 1.05 * base
+
+
+# --- compiled (the predictor's compile=True) -------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_compiled_shortcut_equals_reference(dtype, tol):
+    """Under torch.compile the fused forward is one piece that inductor fuses: the reference's values."""
+    x, w, b, residual = _inputs((2, 24, 7, 5), dtype)
+    m = ReLUGroupNorm(8, 24).to(dtype)
+    with torch.no_grad():
+        m.weight.copy_(w)
+        m.bias.copy_(b)
+        compiled = torch.compile(m, fullgraph=True)  # no graph break inside the shortcut
+        for add_identity in (False, True):
+            want = rg_shortcut_reference(x, 8, w, b, EPS, add_identity, residual.clone())
+            torch.testing.assert_close(compiled(x, add_identity, residual.clone()), want, rtol=tol, atol=tol)
+
+
+def test_compiled_backbone_equals_eager():
+    """``compile_backbone`` (RGSPredictor(compile=True), demo --compile) on a Res-RGS backbone in eval mode."""
+    from rgs_detectron.engine.predictor import compile_backbone
+
+    model = _build("Res-RGS", "auto").eval()
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, got = model(x), compile_backbone(model)(x)
+    _assert_rel_close({k: v for k, v in got.items()}, want, rel=1e-5)

@@ -18,8 +18,9 @@ the fused forward). Per model and thread count it measures (``METRICS``):
   ``--compile`` do (the fastest path the docs give);
 * the exported detector (``rgs_detectron.export``): traced TorchScript, and ONNX in ONNX
   Runtime on the CPU (both record the reference ops, whatever the implementation);
-* training: one step at ``--batch`` (forward with losses, backward, SGD step), backbone + FPN
-  forward and backward alone (on CUDA), the bytes autograd saves, and the CUDA memory peak.
+* training, at the last thread count of ``--threads`` (the figure; inference is the target): one
+  step at ``--batch`` (forward with losses, backward, SGD step), backbone + FPN forward and
+  backward alone (on CUDA), the bytes autograd saves, and the CUDA memory peak.
 
 Protocol: every model is built once (same seed, same weights); each thread count then warms
 every measurement up, and runs ``--rounds`` rounds in which every model is measured once
@@ -327,6 +328,7 @@ def get_parser():
         "time other processes take is then not counted)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", help="folder to write benchmark.json into")
+    p.add_argument("--markdown", metavar="JSON", help="only print the docs' tables of a benchmark.json, and exit")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                    help="further Detectron2 config overrides, last on the line")
     return p
@@ -365,11 +367,15 @@ def _plan(args):
     return plan
 
 
-def _measurements(args, name, impl):
-    """What a row measures: compiled and exported forms once per variant (they run what the first
-    implementation runs: fused when compiled, the reference ops when exported)."""
+def _measurements(args, impl, threads=None):
+    """What a row measures (at ``threads``): compiled and exported forms once per variant (they run what the
+    first implementation runs: fused when compiled, the reference ops when exported); training at the last
+    thread count only (on the CPU: every core; it is the figure, inference is the target)."""
     first = impl == args.shortcut_impl[0]
-    return [m for m in MEASUREMENTS if m not in args.skip and (first or m not in ("compile", "export"))]
+    return [
+        m for m in MEASUREMENTS if m not in args.skip and (first or m not in ("compile", "export")) and
+        (m != "training" or threads in (None, args.threads[-1]))
+    ]
 
 
 def _log(message):
@@ -382,7 +388,7 @@ def _measure(args, plan, models, threads):
     samples = {name: {} for name, _, _ in plan}
     steps = {
         name: {m: models[name].steps(m, threads)
-               for m in _measurements(args, name, impl)}
+               for m in _measurements(args, impl, threads)}
         for name, _, impl in plan
     }
     for rnd in range(-1, args.rounds):  # round -1: the warm-up
@@ -411,7 +417,7 @@ def _build(args, plan, batch, amp_dtype, clock):
         for name, variant, impl in plan:
             started = time.perf_counter()
             model = models[name] = Model(args, variant, impl, batch, amp_dtype, clock)
-            todo = _measurements(args, name, impl)
+            todo = _measurements(args, impl)
             if "training" in todo:
                 saved[name] = {f"saved_mb_{tag}": [model.saved_mb(amp)] for tag, amp in model.precisions()}
             if "compile" in todo:
@@ -515,8 +521,48 @@ def format_table(report):
     return "\n".join(lines)
 
 
+# The columns of the docs' tables (docs/BENCHMARK.md, README), in this order.
+DOC_COLUMNS = {
+    "infer_ms_fp32": "detector",
+    "backbone_infer_ms_fp32": "backbone + FPN",
+    "compiled_infer_ms": "detector, compiled",
+    "compiled_backbone_infer_ms": "backbone + FPN, compiled",
+    "torchscript_ms": "TorchScript",
+    "onnx_ms": "ONNX Runtime",
+    "train_ms_fp32": "training step",
+    "saved_mb_fp32": "saved activations",
+}
+
+
+def markdown_tables(report, ratios_only=False):
+    """The tables docs/BENCHMARK.md (``ratios_only``: the README) shows for a report: per thread count, each
+    model's median ms [min-max] and ratio to ``original`` (a test keeps the docs equal to the committed JSON)."""
+    tables = []
+    for run_ in report["runs"]:
+        columns = [m for m in DOC_COLUMNS if m in run_["results"][BASELINE]]
+        lines = [
+            f"| {run_['threads']} thread(s) | " + " | ".join(DOC_COLUMNS[m] for m in columns) + " |",
+            "|---|" + "---|" * len(columns)
+        ]
+        for name, values in run_["results"].items():
+            cells = []
+            for m in columns:
+                ratio = f"{run_['ratios'][name][m]:.3f}x" if m in values else "-"
+                lo, hi, _ = run_["spread_ms"][name].get(m, (None, None, None))
+                value = f"{values[m]:.0f}" + (f" [{lo:.0f}-{hi:.0f}]" if lo is not None else "") if m in values else ""
+                cells.append(ratio if ratios_only or not value else f"{value} {ratio}")
+            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
+
 def _main(argv):
     args = get_parser().parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            report = json.load(f)
+        print(markdown_tables(report) + "\n\nREADME:\n\n" + markdown_tables(report, ratios_only=True))
+        return 0
     try:
         report = run(args)
     finally:

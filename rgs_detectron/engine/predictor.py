@@ -21,8 +21,6 @@ from ..errors import ConfigError
 from .lazy_trainer import lazy_model
 
 __all__ = ["RGSPredictor", "compile_backbone", "load_trained_model"]
-# Inductor settings of compile_backbone: frozen weights (folded and pre-packed for the CPU's convolutions).
-COMPILE_OPTIONS = {"freezing": True}
 
 
 def load_trained_model(cfg, *, resume=False):
@@ -43,9 +41,10 @@ def load_trained_model(cfg, *, resume=False):
 
 
 def compile_backbone(backbone):
-    """``backbone`` compiled by ``torch.compile`` (inductor) for inference: the fastest path docs/BENCHMARK.md
-    measures. The first image, and each new image size, costs a compilation (minutes on a CPU)."""
-    return torch.compile(backbone, options=COMPILE_OPTIONS)
+    """``backbone`` compiled by ``torch.compile`` (inductor's defaults) for inference: the fastest path
+    docs/BENCHMARK.md measures. The first call compiles (minutes on a CPU), and the first at another image
+    size or thread count compiles once more."""
+    return torch.compile(backbone)
 
 
 class RGSPredictor(DefaultPredictor):
