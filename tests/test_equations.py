@@ -185,9 +185,9 @@ def fused_pieces(monkeypatch):
     """The fused forward (the lean function's too) in its smallest pieces, one group of one sample; counts calls."""
     from rgs_detectron.modeling import shortcuts
 
-    calls, fused = [], shortcuts._fused
+    calls, fused = [], shortcuts.rg_shortcut_fused
     monkeypatch.setattr(shortcuts, "CHUNK_BYTES", 1)
-    monkeypatch.setattr(shortcuts, "_fused", lambda *args: calls.append(1) or fused(*args))
+    monkeypatch.setattr(shortcuts, "rg_shortcut_fused", lambda *args, **kw: calls.append(1) or fused(*args, **kw))
     return calls
 
 

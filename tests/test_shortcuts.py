@@ -90,7 +90,7 @@ def test_fused_equals_reference(shape, groups, add_identity, dtype, in_pieces, m
         assert torch.equal(rg_shortcut_fused(x, groups, w, b, EPS, add_identity),
                            rg_shortcut_reference(x, groups, w, b, EPS, add_identity))
         n, c = shape[:2]
-        _, mean, rstd = shortcuts._fused(x, groups, w, b, EPS, add_identity, None)
+        _, mean, rstd = rg_shortcut_fused(x, groups, w, b, EPS, add_identity, with_stats=True)
         _, want_mean, want_rstd = torch.ops.aten.native_group_norm(x.relu(), w, b, n, c, x[0, 0].numel(), groups, EPS)
         assert torch.equal(mean, want_mean) and torch.equal(rstd, want_rstd)
 
@@ -209,7 +209,7 @@ def test_auto_is_reference_on_cpu_while_training(calls):
 
 def test_lean_is_used_when_asked_on_cpu(calls):
     ReLUGroupNorm(2, 8, impl="lean")(torch.randn(2, 8, 3, 3))  # the weight requires grad
-    assert calls == ["lean"]
+    assert calls == ["lean", "fused"]  # the lean function's forward is the fused one
 
 
 @pytest.mark.parametrize("impl,used", [("auto", "fused"), ("lean", "fused"), ("reference", "reference")])
@@ -279,7 +279,8 @@ def _cfg(variant, impl, norm="BN", depth=26):
     res.RES2_OUT_CHANNELS = 64
     # Detectron2's "GN" norm is GroupNorm(32, C): every norm-ed width must be a multiple of 32.
     res.STEM_OUT_CHANNELS = 64 if depth in (18, 34) else 16 if norm == "BN" else 32
-    res.WIDTH_PER_GROUP = 16 if norm == "BN" else 32
+    res.WIDTH_PER_GROUP = 64 if depth in (18, 34) else 16 if norm == "BN" else 32
+    res.STRIDE_IN_1X1 = depth not in (18, 34)  # basic blocks have no 1x1 conv
     cfg.MODEL.BACKBONE.FREEZE_AT = 0
     return cfg
 
@@ -405,12 +406,15 @@ def test_compiled_shortcut_equals_reference(dtype, tol):
             torch.testing.assert_close(compiled(x, add_identity, residual.clone()), want, rtol=tol, atol=tol)
 
 
-def test_compiled_backbone_equals_eager():
-    """``compile_backbone`` (RGSPredictor(compile=True), demo --compile) on a Res-RGS backbone in eval mode."""
-    from rgs_detectron.engine.predictor import compile_backbone
+def test_compiled_predictor_equals_eager(tmp_path):
+    """``RGSPredictor(cfg, compile=True)`` (the demo's --compile): a Res-RGS detector's detections as eager's."""
+    from rgs_detectron.engine.predictor import RGSPredictor
 
-    model = _build("Res-RGS", "auto").eval()
-    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want, got = model(x), compile_backbone(model)(x)
-    _assert_rel_close({k: v for k, v in got.items()}, want, rel=1e-5)
+    from common import save_random_detector
+
+    cfg = save_random_detector(tmp_path, "Res-RGS", "FPN", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0)[2]
+    image = torch.randint(0, 256, (96, 128, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy()
+    want, got = (RGSPredictor(cfg, compile=compile)(image)["instances"] for compile in (False, True))
+    assert len(want) > 0 and len(got) == len(want)
+    torch.testing.assert_close(got.pred_boxes.tensor, want.pred_boxes.tensor, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(got.scores, want.scores, rtol=1e-4, atol=1e-5)

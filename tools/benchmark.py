@@ -60,7 +60,6 @@ from detectron2.utils.events import EventStorage
 
 from rgs_detectron.config import get_rgsnet_cfg, resolve_device
 from rgs_detectron.engine.defaults import requested_device
-from rgs_detectron.engine.predictor import compile_backbone
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.model_zoo import get_config_file
 from rgs_detectron.modeling.spec import SHORTCUT_IMPLS, RGSNetSpec
@@ -257,7 +256,7 @@ class Model:
         self.model.eval()
         self.compiled_detector = copy.copy(self.model)
         self.compiled_detector._modules = dict(self.model._modules)
-        self.compiled_detector.backbone = compile_backbone(self.model.backbone)
+        self.compiled_detector.backbone = torch.compile(self.model.backbone)  # as RGSPredictor(compile=True)
         with torch.no_grad():
             self.compiled_detector([{"image": self.image}])
 

@@ -44,9 +44,7 @@ def get_parser():
     p.add_argument("--confidence-threshold", type=probability, default=0.5,
                    help="minimum score of a detection to keep, in [0, 1] (default 0.5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--compile", action="store_true", help="compile the backbone (torch.compile): faster per image "
-        "after minutes of compiling on the first (docs/BENCHMARK.md)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone (docs/USAGE.md)")
     return add_config_args(p)
 
 

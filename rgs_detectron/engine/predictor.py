@@ -20,7 +20,7 @@ from ..checkpoint.checkpointer import RGSCheckpointer, check_weights_file
 from ..errors import ConfigError
 from .lazy_trainer import lazy_model
 
-__all__ = ["RGSPredictor", "compile_backbone", "load_trained_model"]
+__all__ = ["RGSPredictor", "load_trained_model"]
 
 
 def load_trained_model(cfg, *, resume=False):
@@ -40,13 +40,6 @@ def load_trained_model(cfg, *, resume=False):
     return model.eval()
 
 
-def compile_backbone(backbone):
-    """``backbone`` compiled by ``torch.compile`` (inductor's defaults) for inference: the fastest path
-    docs/BENCHMARK.md measures. The first call compiles (minutes on a CPU), and the first at another image
-    size or thread count compiles once more."""
-    return torch.compile(backbone)
-
-
 class RGSPredictor(DefaultPredictor):
     """``DefaultPredictor`` whose model comes from :func:`load_trained_model`.
 
@@ -55,12 +48,13 @@ class RGSPredictor(DefaultPredictor):
     """
 
     def __init__(self, cfg, compile=False):
-        # DefaultPredictor.__init__ of Detectron2 0.7.2, except where the model comes from; ``compile``: see
-        # compile_backbone.
+        # DefaultPredictor.__init__ of Detectron2 0.7.2, except where the model comes from, and ``compile``: the
+        # backbone compiled by torch.compile (inductor's defaults): the first call compiles (minutes on a CPU),
+        # the first at another image size or thread count once more (docs/BENCHMARK.md measures it).
         self.cfg = cfg.clone()
         self.model = load_trained_model(self.cfg)
         if compile:
-            self.model.backbone = compile_backbone(self.model.backbone)
+            self.model.backbone = torch.compile(self.model.backbone)
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)

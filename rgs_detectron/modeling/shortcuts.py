@@ -39,31 +39,28 @@ def rg_shortcut_reference(x, num_groups: int, weight: torch.Tensor, bias: torch.
                           add_identity: bool = False, residual: Optional[torch.Tensor] = None):
     """``residual + GN(ReLU(x)) (+ x)`` with plain PyTorch ops (what TorchScript compiles)."""
     out = F.group_norm(F.relu(x), num_groups, weight, bias, eps)
-    if add_identity:
-        out = out + x
+    out = out + x if add_identity else out
     return out if residual is None else residual.add_(out)
 
 
-def _stats_dtype(x):
-    """float32 for half/bfloat16 input (AMP-safe), the input's own dtype when wider (float64)."""
-    return torch.promote_types(x.dtype, torch.float32)
-
-
 def _dims(x):
+    """(N, C, H x W, the statistics' dtype: float32 for half/bfloat16 input (AMP-safe), the input's own when
+    wider (float64))."""
     n, c = x.shape[:2]
-    return n, c, x.numel() // (n * c)
+    return n, c, x.numel() // (n * c), torch.promote_types(x.dtype, torch.float32)
 
 
-def _fused(x, num_groups, weight, bias, eps, add_identity, residual):
-    """(``residual + GN(ReLU(x)) (+ x)``, per-(sample, group) mean and 1/std of ``ReLU(x)``), piece by piece."""
-    n, c, hxw = _dims(x)
-    acc, per_group = _stats_dtype(x), c // num_groups
+def rg_shortcut_fused(x, num_groups, weight, bias, eps, add_identity=False, residual=None, with_stats=False):
+    """``residual + GN(ReLU(x)) (+ x)`` a cache-sized piece at a time, into ``residual`` (new when None); with
+    ``with_stats``, also the per-(sample, group) mean and 1/std of ``ReLU(x)``."""
+    n, c, hxw, acc = _dims(x)
+    per_group = c // num_groups
     out = torch.empty_like(x) if residual is None else residual
-    samples, groups = n, num_groups  # one piece on CUDA, while compiling, and where x fits in one
-    if not (x.is_cuda or torch.compiler.is_compiling()):
-        budget = CHUNK_BYTES * torch.get_num_threads()  # each thread works on its share of a piece
-        if x.numel() * x.element_size() > budget:
-            samples, groups = 1, max(1, budget // (per_group * hxw * x.element_size()))
+    # One piece on CUDA, while compiling, and where x fits in one; each thread works on its share of a piece.
+    budget = 0 if x.is_cuda or torch.compiler.is_compiling() else CHUNK_BYTES * torch.get_num_threads()
+    samples, groups = n, num_groups
+    if budget and x.numel() * x.element_size() > budget:
+        samples, groups = 1, max(1, budget // (per_group * hxw * x.element_size()))
     width, stats = groups * per_group, []
     affine = list(zip(weight.to(acc).split(width), bias.to(acc).split(width)))
     for xs, outs in zip(x.split(samples), out.split(samples)):
@@ -71,17 +68,11 @@ def _fused(x, num_groups, weight, bias, eps, add_identity, residual):
             k = piece.shape[1]
             y, *moments = torch.ops.aten.native_group_norm(
                 torch.relu(piece).to(acc).contiguous(), w, b, piece.shape[0], k, hxw, k // per_group, eps)
-            if add_identity:
-                y = y.add_(piece)
+            y = y.add_(piece) if add_identity else y
             target.copy_(y) if residual is None else target.add_(y)
             stats.append(moments)
     mean, rstd = (torch.cat(m, 1).view(n, num_groups) for m in zip(*stats))
-    return out, mean, rstd
-
-
-def rg_shortcut_fused(x, num_groups, weight, bias, eps, add_identity=False, residual=None):
-    """``residual + GN(ReLU(x)) (+ x)`` a cache-sized piece at a time, into ``residual`` (new when None)."""
-    return _fused(x, num_groups, weight, bias, eps, add_identity, residual)[0]
+    return (out, mean, rstd) if with_stats else out
 
 
 class _LeanRGShortcut(torch.autograd.Function):
@@ -90,27 +81,23 @@ class _LeanRGShortcut(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, num_groups, eps, add_identity):
-        out, mean, rstd = _fused(x, num_groups, weight, bias, eps, add_identity, None)
+        out, mean, rstd = rg_shortcut_fused(x, num_groups, weight, bias, eps, add_identity, with_stats=True)
         ctx.save_for_backward(x, weight, mean, rstd)
-        ctx.num_groups = num_groups
-        ctx.add_identity = add_identity
+        ctx.num_groups, ctx.add_identity = num_groups, add_identity
         return out
 
     @staticmethod
     @once_differentiable  # mean/rstd are saved as constants: a second derivative would be silently wrong
     def backward(ctx, grad_out):
         x, weight, mean, rstd = ctx.saved_tensors
-        acc = _stats_dtype(x)
-        n, c, hxw = _dims(x)
+        n, c, hxw, acc = _dims(x)
         gy = grad_out.to(acc).contiguous()
         relu = torch.relu(x).to(acc).contiguous()
         gx, gw, gb = torch.ops.aten.native_group_norm_backward(gy, relu, mean, rstd, weight.to(acc), n, c, hxw,
                                                                ctx.num_groups, list(ctx.needs_input_grad[:3]))
         if gx is not None:
             gx = torch.ops.aten.threshold_backward(gx, x.to(acc), 0)  # ReLU's backward
-            if ctx.add_identity:
-                gx = gx.add_(gy)
-            gx = gx.to(x.dtype)
+            gx = (gx.add_(gy) if ctx.add_identity else gx).to(x.dtype)
         gw, gb = (g if g is None else g.to(weight.dtype) for g in (gw, gb))
         return gx, gw, gb, None, None, None
 
