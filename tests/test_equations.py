@@ -232,12 +232,3 @@ def test_block_equations_with_squeeze_excitation(variant):
                                        preactivated_input=pre or variant != "Preact", basic=model.endswith("basic"))
                 torch.testing.assert_close(block(x), want, rtol=1e-9, atol=1e-9)
 
-
-@pytest.mark.parametrize("shortcut", ["identity", "RB", "G"])
-def test_x_beside_the_shortcut_is_the_rg_shortcuts_alone(shortcut):
-    """Only Res-RGS keeps ``x`` beside ``h(x)``; the table refuses it for any other shortcut, so the
-    equations above cover every identity term a block can add."""
-    from rgs_detectron.modeling.variants import Variant
-
-    with pytest.raises(AssertionError):
-        Variant("x-beside", "test row", shortcut=shortcut, keep_identity=True)

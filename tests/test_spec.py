@@ -124,9 +124,9 @@ def test_a_new_variant_is_one_table_row(monkeypatch):
     from rgs_detectron.checkpoint.convert import expected_shapes, map_names
     from rgs_detectron.modeling import variants
 
-    row = variants.Variant("G-ReLU", "test row", shortcut="G", post="relu")
+    row = variants.Variant("RG-identity", "test row", shortcut="G", keep_identity=True, post="relu")
     monkeypatch.setitem(variants.VARIANTS, row.name, row)
-    spec = RGSNetSpec.create("g-relu", 26, 0.25)
+    spec = RGSNetSpec.create("rg-identity", 26, 0.25)
     out = RGSNet(spec=spec, out_features=ALL)(torch.randn(1, 3, 64, 64))
     assert out["res5"].min() >= 0  # post "relu"
     classifier = RGSNetClassifier(spec)

@@ -172,7 +172,10 @@ class RGSBlock(CNNBlockBase):
             return f.add_(x)
         if isinstance(norm, ReLUGroupNorm):
             return norm(x, self.keep_identity, f)
-        return f.add_(norm(F.relu(x) if self.shortcut_relu else x))
+        # Other shortcuts; and RG under TorchScript, whose isinstance is False for every compiled type of a class
+        # but the first (a second GN width): norm(x) is then GN(ReLU(x)) in reference ops, and x is added here.
+        h = norm(F.relu(x) if self.shortcut_relu else x)
+        return f.add_(h + x if self.keep_identity else h)
 
 
 class PreactBlock(CNNBlockBase):

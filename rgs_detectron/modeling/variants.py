@@ -40,7 +40,7 @@ class Variant:
     name: str
     paper: str  # where the paper defines it
     shortcut: str = "identity"  # key of SHORTCUTS
-    keep_identity: bool = False  # also add x beside the RG shortcut h(x) (Res-RGS)
+    keep_identity: bool = False  # also add x beside h(x) (Res-RGS)
     inner_rg: bool = False  # b = BN2(conv3x3(a)) + GN(a), where the 3x3 conv has stride 1
     relu_gn: bool = False  # GN after each ReLU inside F (2GN)
     post: str = "relu"  # key of POST_SUM
@@ -48,7 +48,7 @@ class Variant:
 
     def __post_init__(self):
         assert self.shortcut in SHORTCUTS and self.post in POST_SUM, self
-        assert self.shortcut == "RG" or not self.keep_identity, self  # x beside h(x): Res-RGS's RG shortcut only
+        assert not (self.keep_identity and self.shortcut == "identity"), self
 
     def __str__(self):
         return self.name
@@ -93,7 +93,7 @@ class Variant:
     def rg_inits(self) -> Tuple[str, ...]:
         """The initialisations of ``RG_INITS`` that apply: "zero" needs the identity beside the RG
         shortcut (Res-RGS), or the block would start with no shortcut at all."""
-        return RG_INITS if self.keep_identity else RG_INITS[:1]
+        return RG_INITS if self.shortcut == "RG" and self.keep_identity else RG_INITS[:1]
 
     def tensor_layout(self):
         """What the variant's added tensors look like; equal layouts cannot be told apart."""
