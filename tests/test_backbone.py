@@ -9,7 +9,8 @@ from detectron2.utils.events import EventStorage
 
 from rgs_detectron import VARIANTS
 from rgs_detectron.errors import ConfigError
-from rgs_detectron.modeling import build_rgsnet_backbone
+from rgs_detectron.model_zoo import get_config_file
+from rgs_detectron.modeling import RGSNet, RGSNetSpec, build_rgsnet_backbone
 from rgs_detectron.modeling.spec_record import RECORD_KEY
 
 from common import TINY_WIDTH, randomize_frozen_bn, rgs_cfg, tiny_batch, tiny_detector_cfg
@@ -34,6 +35,56 @@ def test_original_matches_detectron2_resnet(depth, stride_in_1x1):
         a, b = theirs(x), ours(x)
     for k in ALL:
         assert (a[k] - b[k]).abs().max().item() <= 1e-6, k
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101])
+@pytest.mark.parametrize("out_features", [["res4"], ALL])
+def test_original_backbone_draws_detectron2s_initial_weights(depth, out_features):
+    """Under one seed, ``original`` starts from Detectron2's very weights (any depth, bottleneck and basic),
+    and leaves the random generator where Detectron2 leaves it (res5 is drawn even when only res4 is kept)."""
+    basic = ["MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.STRIDE_IN_1X1", False]  # as Detectron2 R18/R34
+    width = basic if depth in (18, 34) else TINY_WIDTH
+    cfg = rgs_cfg("MODEL.RESNETS.DEPTH", depth, *width, "MODEL.RESNETS.OUT_FEATURES", out_features,
+                  "MODEL.RGSNET.VARIANT", "original")
+    states, next_draws = [], []
+    for build in (build_resnet_backbone, build_rgsnet_backbone):
+        torch.manual_seed(0)
+        states.append(build(cfg, ShapeSpec(channels=3)).state_dict())
+        next_draws.append(torch.rand(4))
+    assert list(states[1]) == [RECORD_KEY] + list(states[0])  # its record, then the same tensors
+    assert [k for k, v in states[0].items() if not torch.equal(v, states[1][k])] == []
+    assert torch.equal(*next_draws)
+
+
+@pytest.mark.parametrize("depth", [18, 26])
+@pytest.mark.parametrize("se_reduction", [0, 4])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_draws_its_convs_as_original_does(variant, se_reduction, depth):
+    """The convs a variant shares with ``original`` are drawn in the same order, then its own layers."""
+    states = []
+    for name in ("original", variant):
+        torch.manual_seed(0)
+        spec = RGSNetSpec.create(name, depth, 0.25, norm="BN", se_reduction=se_reduction)
+        states.append(RGSNet(spec=spec, out_features=ALL).state_dict())
+    convs = [k for k, v in states[0].items() if v.dim() == 4]
+    assert len(convs) > 10 and [k for k in convs if not torch.equal(states[0][k], states[1][k])] == []
+
+
+@pytest.mark.parametrize("head,detectron2_names", [("FPN", ("build_resnet_fpn_backbone", "StandardROIHeads")),
+                                                   ("C4", ("build_resnet_backbone", "Res5ROIHeads"))])
+def test_original_detector_draws_detectron2s_initial_weights(head, detectron2_names):
+    """The shipped ``original`` detector and the same config on Detectron2's ResNet, each built under seed 0:
+    every tensor equal, the RPN and the heads (drawn after the backbone, res5 head included) too."""
+    ours = rgs_cfg(*TINY_WIDTH, base=get_config_file(f"coco_original_50{'_fpn' if head == 'FPN' else ''}.yaml"))
+    theirs = ours.clone()
+    theirs.MODEL.BACKBONE.NAME, theirs.MODEL.ROI_HEADS.NAME = detectron2_names
+    states = []
+    for cfg in (theirs, ours):
+        torch.manual_seed(0)
+        states.append(build_model(cfg).state_dict())
+    records = [k for k in states[1] if k.endswith(RECORD_KEY)]  # the backbone's, and res5's in C4
+    assert [k for k in states[1] if k not in records] == list(states[0]) and records
+    assert [k for k, v in states[0].items() if not torch.equal(v, states[1][k])] == []
 
 
 def _shape(backbone):

@@ -29,56 +29,37 @@ def _numbers(tree):
 
 
 def test_tiny_cpu_run_writes_complete_json(benchmark, tmp_path):
+    """Every measurement but the compiled one (tests/test_shortcuts.py compiles), at one thread and all."""
     threads = torch.get_num_threads()
-    assert benchmark.main([
-        "--device",
-        "cpu",
-        "--batch",
-        "1",
-        "--input-size",
-        "96",
-        "128",
-        "--iters",
-        "1",
-        "--warmup",
-        "1",
-        "--depth",
-        "26",
-        "--width-mult",
-        "0.25",
-        "--fpn-channels",
-        "32",
-        "--threads",
-        "1",
-        "--shortcut-impl",
-        "lean",
-        "--amp",
-        "on",
+    argv = [
+        "--device", "cpu", "--batch", "1", "--input-size", "96", "128", "--rounds", "2", "--depth", "26",
+        "--width-mult", "0.25", "--fpn-channels", "32", "--threads", "1", "0", "--amp", "on", "--skip", "compile",
         "--output",
-        str(tmp_path),
-        # a smaller box head keeps the test quick; any Detectron2 key can be overridden
-        "MODEL.ROI_BOX_HEAD.FC_DIM",
-        "64",
-        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
-        "64",
-    ]) == 0
+        str(tmp_path)
+    ]
+    # a smaller box head keeps the test quick; any Detectron2 key can be overridden
+    assert benchmark.main(argv + ["MODEL.ROI_BOX_HEAD.FC_DIM", "64", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64"]) == 0
     report = json.loads((tmp_path / "benchmark.json").read_text())
-    variants = ["original", "b-RGS", "d-RGS", "Res-RGS"]
-    assert list(report["results"]) == variants
-    assert list(report["ratios"]) == variants
-    kinds = ("train_ms", "backbone_ms", "saved_mb", "infer_ms", "backbone_infer_ms")
-    expected = {f"{m}_{p}" for m in kinds for p in ("fp32", "amp")}
-    expected.add("params_m")
-    for name in variants:
-        assert set(report["results"][name]) == expected
-        assert set(report["ratios"][name]) == expected
-    assert all(r == 1.0 for r in report["ratios"]["original"].values())
-    values = list(_numbers(report["results"])) + list(_numbers(report["ratios"]))
-    assert values and all(math.isfinite(v) and v > 0 for v in values)
-    assert "peak_mb" in report["skipped"]  # CPU: no CUDA allocator peak, and it says so
-    # The lean shortcut keeps activation memory at the original's (within 1%).
-    for name in variants[1:]:
-        assert report["ratios"][name]["saved_mb_fp32"] < 1.01
+    rows = ["original", "b-RGS/lean", "b-RGS/reference", "Res-RGS/lean", "Res-RGS/reference"]
+    assert [run["threads"] for run in report["runs"]] == [1, threads]
+    eager = {f"{m}_{p}" for m in ("train_ms", "saved_mb", "infer_ms", "backbone_infer_ms") for p in ("fp32", "amp")}
+    exported = {"torchscript_ms", "onnx_ms"}  # once per variant: an export records the reference ops whatever the row
+    for run in report["runs"]:
+        assert list(run["results"]) == list(run["ratios"]) == rows
+        for name in rows:
+            want = eager | {"params_m"} | (exported if "reference" not in name else set())
+            if run is report["runs"][0]:  # training: at the last thread count only
+                want -= {"train_ms_fp32", "train_ms_amp"}
+            assert set(run["results"][name]) == set(run["ratios"][name]) == want, name
+            assert run["spread_ms"][name]["infer_ms_fp32"][2] == 2  # one sample per round
+        assert all(r == 1.0 for r in run["ratios"]["original"].values())
+        values = list(_numbers(run["results"])) + list(_numbers(run["ratios"]))
+        assert values and all(math.isfinite(v) and v > 0 for v in values)
+        for variant in ("b-RGS", "Res-RGS"):  # the lean shortcut keeps activation memory at the original's
+            lean, reference = (run["ratios"][f"{variant}/{impl}"]["saved_mb_fp32"] for impl in ("lean", "reference"))
+            assert lean < 1.01 < reference
+    assert {"peak_mb", "compile"} <= set(report["skipped"])  # CPU: no CUDA allocator peak, and it says so
+    assert set(report["environment"]["load_average_1_5_15_min"]) == {"before", "after"}
     assert torch.get_num_threads() == threads  # --threads is undone on return
 
 
@@ -91,7 +72,9 @@ def test_plan_always_measures_the_baseline_first(benchmark):
 
 def test_the_benchmarked_network_is_the_shipped_fpn_config(benchmark):
     """Same keys as Base-RGSNet-FPN.yaml (stride in the 3x3 conv, as trained), same parameter names."""
-    args = benchmark.get_parser().parse_args(["--depth", "26", "--width-mult", "0.25", "--device", "cpu"])
+    args = benchmark.get_parser().parse_args(
+        ["--depth", "26", "--width-mult", "0.25", "--norm", "BN", "--freeze-at", "0"])
+    args.device = "cpu"
     cfg = benchmark.build_cfg(args, "Res-RGS", "auto")
     shipped = rgs_cfg("MODEL.RGSNET.VARIANT", "Res-RGS", "MODEL.RESNETS.DEPTH", 26, "MODEL.RESNETS.NORM", "BN",
                       "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,

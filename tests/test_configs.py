@@ -178,7 +178,7 @@ def test_digits_demo_and_benchmark_follow_the_same_rule(cuda_usable, monkeypatch
         seen.append(args.device)
         raise Measured
 
-    monkeypatch.setattr(benchmark, "_measure", measure)
+    monkeypatch.setattr(benchmark, "_build", measure)
     args = benchmark.get_parser().parse_args(["--batch", "1", "--input-size", "32", "32", "MODEL.DEVICE", "cpu"])
     with pytest.raises(Measured):
         benchmark.run(args)

@@ -180,12 +180,25 @@ def _blocks(variant, model, impl, se):
 MODELS = ["detectron2", "detectron2-stride-in-1x1", "classifier", "detectron2-basic", "classifier-basic"]
 
 
-@pytest.mark.parametrize("impl", ["reference", "lean"])
+@pytest.fixture
+def fused_pieces(monkeypatch):
+    """The fused forward (the lean function's too) in its smallest pieces, one group of one sample; counts calls."""
+    from rgs_detectron.modeling import shortcuts
+
+    calls, fused = [], shortcuts.rg_shortcut_fused
+    monkeypatch.setattr(shortcuts, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(shortcuts, "rg_shortcut_fused", lambda *args, **kw: calls.append(1) or fused(*args, **kw))
+    return calls
+
+
+@pytest.mark.parametrize("impl", ["reference", "lean", "fused"])
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("variant", VARIANT_NAMES)
-def test_block_equations(variant, model, impl):
+def test_block_equations(variant, model, impl, fused_pieces):
+    """``fused`` is the inference forward: no gradients, the RG shortcut in pieces."""
     torch.manual_seed(0)
-    for i, (block, names, stride, stride_in_1x1, pre) in enumerate(_blocks(variant, model, impl, se=0)):
+    blocks = _blocks(variant, model, "auto" if impl == "fused" else impl, se=0)
+    for i, (block, names, stride, stride_in_1x1, pre) in enumerate(blocks):
         block = block.double()
         _randomize(block, seed=i)
         x = torch.randn(2, block.conv1.in_channels, 8, 8, dtype=torch.float64,
@@ -195,13 +208,15 @@ def test_block_equations(variant, model, impl):
             with torch.no_grad():
                 want = expected_output(variant, names, x, stride=stride, stride_in_1x1=stride_in_1x1, train=train,
                                        preactivated_input=pre or variant != "Preact", basic=model.endswith("basic"))
-            got = block(x.clone())
+            with torch.set_grad_enabled(impl != "fused"):
+                got = block(x.clone())
             where = f"block {i} ({'train' if train else 'eval'} mode)"
             assert got.shape == want.shape, where
             torch.testing.assert_close(got.detach(), want, rtol=1e-9, atol=1e-9, msg=lambda m: f"{where}: {m}")
             uses_rg = variant in RG_SHORTCUT | {"RGB"}
             if impl == "lean" and uses_rg and i == 1:
                 assert _lean_ran(got), f"{where}: the lean shortcut did not run"
+    assert bool(fused_pieces) == (impl != "reference" and variant in RG_SHORTCUT | {"RGB"})  # lean runs it too
 
 
 @pytest.mark.parametrize("variant", ["b-RGS", "Res-RGS", "Preact", "RGB"])
@@ -216,3 +231,4 @@ def test_block_equations_with_squeeze_excitation(variant):
                 want = expected_output(variant, names, x, stride=stride, stride_in_1x1=stride_in_1x1, train=True,
                                        preactivated_input=pre or variant != "Preact", basic=model.endswith("basic"))
                 torch.testing.assert_close(block(x), want, rtol=1e-9, atol=1e-9)
+

@@ -1,8 +1,9 @@
-"""The lean RG shortcut against the reference one: values, gradients, dispatch, memory.
+"""The lean and fused RG shortcuts against the reference one: values, gradients, dispatch, memory.
 
 Tolerances: float32 comparisons use ``rtol=atol=1e-5`` on single ops; whole backbones
 (train-mode BN over tiny batches amplifies rounding) compare each tensor's max abs
-difference to 5e-5 x that tensor's max magnitude (measured worst case: 1.6e-5).
+difference to 5e-5 x that tensor's max magnitude (measured worst case: 1.6e-5). The fused
+forward runs the reference's kernels piece by piece: it is held to exact equality.
 """
 import types
 
@@ -16,13 +17,15 @@ from rgs_detectron import VARIANTS, add_rgsnet_config
 from rgs_detectron.modeling import build_rgsnet_backbone
 from rgs_detectron.modeling import shortcuts
 
-from rgs_detectron.modeling.shortcuts import ReLUGroupNorm, rg_shortcut_lean, rg_shortcut_reference
-
-from common import tool_module
-
-_saved_bytes = tool_module("benchmark").saved_activation_bytes
+from rgs_detectron.modeling.shortcuts import ReLUGroupNorm, rg_shortcut_fused, rg_shortcut_lean, rg_shortcut_reference
 
 EPS = 1e-5
+
+
+@pytest.fixture
+def pieces(monkeypatch):
+    """The fused forward in its smallest pieces (one group of one sample), whatever the tensor's size."""
+    monkeypatch.setattr(shortcuts, "CHUNK_BYTES", 1)
 
 
 def _inputs(shape, dtype=torch.float32, seed=0):
@@ -69,6 +72,29 @@ def test_lean_matches_reference(shape, groups, add_identity):
         _close(got, want)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("add_identity", [False, True])
+@pytest.mark.parametrize("shape,groups", SHAPES_AND_GROUPS + [((3, 24, 7, 5), 3)])
+@pytest.mark.parametrize("in_pieces", [False, True])
+def test_fused_equals_reference(shape, groups, add_identity, dtype, in_pieces, monkeypatch):
+    """Equal values, with and without a residual, in one piece and in pieces (one group of one sample;
+    with budgets that leave a smaller last piece, 24 groups by 5 and 3 groups by 2), and the same
+    statistics as ``native_group_norm``: the reference's kernels on the same values."""
+    x, w, b, residual = _inputs(shape, dtype)
+    for budget in ([1, 5 * 4 * x[0, 0].numel() * x.element_size()] if in_pieces else [2**40]):
+        monkeypatch.setattr(shortcuts, "CHUNK_BYTES", budget // (2 if groups == 3 else 1))
+        want = rg_shortcut_reference(x, groups, w, b, EPS, add_identity, residual.clone())
+        into = residual.clone()
+        got = rg_shortcut_fused(x, groups, w, b, EPS, add_identity, into)
+        assert got is into and torch.equal(got, want)
+        assert torch.equal(rg_shortcut_fused(x, groups, w, b, EPS, add_identity),
+                           rg_shortcut_reference(x, groups, w, b, EPS, add_identity))
+        n, c = shape[:2]
+        _, mean, rstd = rg_shortcut_fused(x, groups, w, b, EPS, add_identity, with_stats=True)
+        _, want_mean, want_rstd = torch.ops.aten.native_group_norm(x.relu(), w, b, n, c, x[0, 0].numel(), groups, EPS)
+        assert torch.equal(mean, want_mean) and torch.equal(rstd, want_rstd)
+
+
 def test_group_that_relu_zeroes_entirely():
     """A group with no positive entry has zero variance: rstd = 1/sqrt(eps), gradients 0."""
     x, w, b, go = _inputs((2, 8, 4, 4))
@@ -84,7 +110,7 @@ def test_group_that_relu_zeroes_entirely():
 
 @pytest.mark.parametrize("add_identity", [False, True])
 @pytest.mark.parametrize("shape,groups", [((2, 6, 3, 3), 2), ((2, 4, 5), 4), ((1, 4, 2, 3), 1)])
-def test_gradcheck_float64(shape, groups, add_identity):
+def test_gradcheck_float64(shape, groups, add_identity, pieces):
     x, w, b, _ = _inputs(shape, torch.float64)
     x = x + torch.where(x >= 0, 0.1, -0.1)  # keep finite differences off the ReLU kink
     for t in (x, w, b):
@@ -165,7 +191,7 @@ def test_module_with_frozen_parameters():
 def calls(monkeypatch):
     """Record which implementation ReLUGroupNorm.forward dispatches to."""
     seen = []
-    for name in ("rg_shortcut_lean", "rg_shortcut_reference"):
+    for name in ("rg_shortcut_lean", "rg_shortcut_reference", "rg_shortcut_fused"):
         real = getattr(shortcuts, name)
 
         def spy(*args, _real=real, _name=name, **kwargs):
@@ -183,33 +209,48 @@ def test_auto_is_reference_on_cpu_while_training(calls):
 
 def test_lean_is_used_when_asked_on_cpu(calls):
     ReLUGroupNorm(2, 8, impl="lean")(torch.randn(2, 8, 3, 3))  # the weight requires grad
-    assert calls == ["lean"]
+    assert calls == ["lean", "fused"]  # the lean function's forward is the fused one
 
 
-@pytest.mark.parametrize("impl", ["auto", "lean"])
-def test_no_grad_uses_reference(calls, impl):
+@pytest.mark.parametrize("impl,used", [("auto", "fused"), ("lean", "fused"), ("reference", "reference")])
+def test_without_gradients_the_fused_forward_runs(calls, impl, used):
     with torch.no_grad():
         ReLUGroupNorm(2, 8, impl=impl)(torch.randn(2, 8, 3, 3, requires_grad=True))
-    assert calls == ["reference"]
+    m = ReLUGroupNorm(2, 8, impl=impl).requires_grad_(False)
+    m(torch.randn(2, 8, 3, 3))  # nothing requires a gradient: inference with grad mode on
+    assert calls == [used, used]
+
+
+def test_the_residual_receives_the_sum_in_place_on_every_path(calls):
+    """What the blocks rely on: ``f`` becomes ``f + GN(ReLU(x)) (+ x)``, the tensor they then use."""
+    x, w, b, f = _inputs((2, 8, 3, 3))
+    for impl in ("reference", "lean"):
+        m = ReLUGroupNorm(2, 8, impl=impl)
+        for grad in (True, False):
+            with torch.set_grad_enabled(grad):
+                into = f.clone()
+                assert m(x, True, into) is into
+                torch.testing.assert_close(into, f + m(x, True).detach(), rtol=1e-6, atol=1e-6)
+    assert set(calls) == {"reference", "lean", "fused"}
 
 
 @pytest.mark.parametrize("impl", ["auto", "lean"])
 def test_tracing_uses_reference(calls, impl):
     m = ReLUGroupNorm(2, 8, impl=impl)
-    torch.jit.trace(m, torch.randn(2, 8, 3, 3, requires_grad=True))
+    torch.jit.trace(m, torch.randn(2, 8, 3, 3, requires_grad=True), check_trace=False)  # the check reruns eagerly
     assert set(calls) == {"reference"}
 
 
 def test_auto_decision_on_cuda():
-    """On CUDA, auto is lean exactly while autograd records (checked without a GPU)."""
+    """On CUDA, auto is lean exactly while autograd records, fused otherwise (checked without a GPU)."""
     m = ReLUGroupNorm(2, 8, impl="auto")
     cuda_x = types.SimpleNamespace(is_cuda=True, requires_grad=True)
-    assert m._use_lean(cuda_x)
+    assert m._implementation(cuda_x) is shortcuts.rg_shortcut_lean
     with torch.no_grad():
-        assert not m._use_lean(cuda_x)
-    assert not ReLUGroupNorm(2, 8, impl="reference")._use_lean(cuda_x)
+        assert m._implementation(cuda_x) is shortcuts.rg_shortcut_fused
+    assert ReLUGroupNorm(2, 8, impl="reference")._implementation(cuda_x) is shortcuts.rg_shortcut_reference
     m.requires_grad_(False)
-    assert not m._use_lean(types.SimpleNamespace(is_cuda=True, requires_grad=False))
+    assert m._implementation(types.SimpleNamespace(is_cuda=True, requires_grad=False)) is shortcuts.rg_shortcut_fused
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -225,27 +266,28 @@ def test_auto_is_lean_on_cuda(calls):
 # --- whole backbones -----------------------------------------------------------------
 
 
-def _cfg(variant, impl, norm="BN"):
+def _cfg(variant, impl, norm="BN", depth=26):
     cfg = get_cfg()
     add_rgsnet_config(cfg)
     cfg.MODEL.RGSNET.VARIANT = variant
     cfg.MODEL.RGSNET.SHORTCUT_IMPL = impl
     cfg.MODEL.RGSNET.GN_GROUPS = 0  # auto: 32 * 64 / 256 = 8
     res = cfg.MODEL.RESNETS
-    res.DEPTH = 26
+    res.DEPTH = depth
     res.NORM = norm
     res.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     res.RES2_OUT_CHANNELS = 64
     # Detectron2's "GN" norm is GroupNorm(32, C): every norm-ed width must be a multiple of 32.
-    res.STEM_OUT_CHANNELS = 16 if norm == "BN" else 32
-    res.WIDTH_PER_GROUP = 16 if norm == "BN" else 32
+    res.STEM_OUT_CHANNELS = 64 if depth in (18, 34) else 16 if norm == "BN" else 32
+    res.WIDTH_PER_GROUP = 64 if depth in (18, 34) else 16 if norm == "BN" else 32
+    res.STRIDE_IN_1X1 = depth not in (18, 34)  # basic blocks have no 1x1 conv
     cfg.MODEL.BACKBONE.FREEZE_AT = 0
     return cfg
 
 
-def _build(variant, impl, norm="BN", state=None):
+def _build(variant, impl, norm="BN", state=None, depth=26):
     torch.manual_seed(0)
-    model = build_rgsnet_backbone(_cfg(variant, impl, norm), ShapeSpec(channels=3)).train()
+    model = build_rgsnet_backbone(_cfg(variant, impl, norm, depth), ShapeSpec(channels=3)).train()
     if state is not None:
         model.load_state_dict(state)
     return model
@@ -283,6 +325,19 @@ def test_backbone_lean_matches_reference(variant, norm):
     assert len(ref_grads) == len(list(ref.parameters()))  # FREEZE_AT 0: everything trains
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("depth", [18, 26])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_backbone_inference_fused_equals_reference(variant, depth, dtype, pieces):
+    """Inference (eval, no_grad): the fused forward, in its smallest pieces, against the reference ops."""
+    ref = _build(variant, "reference", depth=depth).eval().to(dtype)
+    fused = _build(variant, "auto", state=ref.state_dict(), depth=depth).eval().to(dtype)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    with torch.no_grad():
+        want, got = ref(x), fused(x)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
 def test_traced_lean_backbone_matches_eager():
     model = _build("Res-RGS", "lean").eval()  # eval: BN uses running stats, traced == eager
     x = torch.randn(1, 3, 64, 64)
@@ -299,7 +354,13 @@ def test_traced_lean_backbone_matches_eager():
 
 
 def saved_activation_bytes(model, *inputs):
-    return _saved_bytes(model, lambda: model(*inputs))
+    """(bytes of the distinct storages autograd keeps for backward, parameters and buffers aside; output)."""
+    own = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+    kept = []  # alive until counted, so that no storage address is reused meanwhile
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        out = model(*inputs)
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in kept}
+    return sum(size for ptr, size in storages.items() if ptr not in own), out
 
 
 def test_lean_shortcut_saves_only_input_and_statistics():
@@ -326,3 +387,34 @@ def test_backbone_saved_bytes():
         assert saved[(variant, "lean")] <= 1.02 * base, saved
     # The reference shortcut keeps one ReLU output per RG shortcut: clearly more.
     assert saved[("b-RGS", "reference")] > 1.05 * base
+
+
+# --- compiled (the predictor's compile=True) -------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_compiled_shortcut_equals_reference(dtype, tol):
+    """Under torch.compile the fused forward is one piece that inductor fuses: the reference's values."""
+    x, w, b, residual = _inputs((2, 24, 7, 5), dtype)
+    m = ReLUGroupNorm(8, 24).to(dtype)
+    with torch.no_grad():
+        m.weight.copy_(w)
+        m.bias.copy_(b)
+        compiled = torch.compile(m, fullgraph=True)  # no graph break inside the shortcut
+        for add_identity in (False, True):
+            want = rg_shortcut_reference(x, 8, w, b, EPS, add_identity, residual.clone())
+            torch.testing.assert_close(compiled(x, add_identity, residual.clone()), want, rtol=tol, atol=tol)
+
+
+def test_compiled_predictor_equals_eager(tmp_path):
+    """``RGSPredictor(cfg, compile=True)`` (the demo's --compile): a Res-RGS detector's detections as eager's."""
+    from rgs_detectron.engine.predictor import RGSPredictor
+
+    from common import save_random_detector
+
+    cfg = save_random_detector(tmp_path, "Res-RGS", "FPN", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0)[2]
+    image = torch.randint(0, 256, (96, 128, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy()
+    want, got = (RGSPredictor(cfg, compile=compile)(image)["instances"] for compile in (False, True))
+    assert len(want) > 0 and len(got) == len(want)
+    torch.testing.assert_close(got.pred_boxes.tensor, want.pred_boxes.tensor, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(got.scores, want.scores, rtol=1e-4, atol=1e-5)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..modeling.backbone import make_rgsnet_stages
-from ..modeling.blocks import PreactBlock, RGSBlock
+from ..modeling.blocks import ConvLayout, PreactBlock, RGSBlock
 from ..modeling.spec import RGSNetSpec
 
 __all__ = ["RGSNetClassifier"]
@@ -87,12 +87,9 @@ class RGSNetClassifier(nn.Module):
                     f"{field} = {getattr(spec, field)!r}: the torchvision-layout classifier has {field} = {want!r}")
         self.spec = spec
         preact = spec.variant.preact
-        if spec.stem == "small":
-            self.conv1 = nn.Conv2d(spec.in_channels, spec.stem_channels, 3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(spec.in_channels, spec.stem_channels, 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        small = spec.stem == "small"  # conv3x3/1 and no max-pool, else ResNet's conv7x7/2 and max-pool/2
+        self.conv1 = ConvLayout(spec.in_channels, spec.stem_channels, 3 if small else 7, 1 if small else 2).make()
+        self.maxpool = nn.Identity() if small else nn.MaxPool2d(3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(spec.stem_channels)
         self.relu = nn.ReLU(inplace=True)
         # The stages of the Detectron2 backbone (the same strides and pre-activations), torchvision's names.
@@ -120,8 +117,7 @@ class RGSNetClassifier(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         features = {}
         for name in ("layer1", "layer2", "layer3", "layer4"):
-            x = getattr(self, name)(x)
-            features[name] = x
+            features[name] = x = getattr(self, name)(x)
         return features
 
     def forward(self, x):

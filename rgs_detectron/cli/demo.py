@@ -2,7 +2,7 @@
 
     python -m rgs_detectron.cli.demo --config-file configs/coco_res_rgs_50_fpn.yaml \\
         --weights output/model_final.pth --input photos/ "more/*.jpg" one.png --output demo_out \\
-        [--confidence-threshold 0.5] [--device auto] [--overwrite] [KEY VALUE ...]
+        [--confidence-threshold 0.5] [--compile] [--device auto] [--overwrite] [KEY VALUE ...]
 
 Writes into ``--output`` (a folder): ``<name>.png`` per image with the detections drawn
 (large images drawn scaled down), ``detections.json`` (COCO results format) and
@@ -44,6 +44,7 @@ def get_parser():
     p.add_argument("--confidence-threshold", type=probability, default=0.5,
                    help="minimum score of a detection to keep, in [0, 1] (default 0.5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone (docs/USAGE.md)")
     return add_config_args(p)
 
 
@@ -170,7 +171,7 @@ def _main(argv):
     paths, problems = collect_inputs(args.input)
     names = output_names(paths)
     check_output_folder(args.output, paths, names, args.overwrite)
-    predictor = RGSPredictor(cfg)
+    predictor = RGSPredictor(cfg, compile=args.compile)
     metadata, to_output, categories = display_metadata(cfg, class_count(cfg)[1])
     os.makedirs(args.output, exist_ok=True)
 

@@ -9,6 +9,7 @@ and every parameter and buffer must come from the file) and puts it in eval mode
 demo, the export, ``train_net``/``lazy_train_net --eval-only`` and ``analyze --weights``
 use it; fine-tuning to a new class count stays a training matter.
 """
+import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
@@ -46,10 +47,14 @@ class RGSPredictor(DefaultPredictor):
     output dict. Test-time resize and ``INPUT.FORMAT`` are ``DefaultPredictor``'s.
     """
 
-    def __init__(self, cfg):
-        # DefaultPredictor.__init__ of Detectron2 0.7.2, except where the model comes from.
+    def __init__(self, cfg, compile=False):
+        # DefaultPredictor.__init__ of Detectron2 0.7.2, except where the model comes from, and ``compile``: the
+        # backbone compiled by torch.compile (inductor's defaults): the first call compiles (minutes on a CPU),
+        # the first at another image size or thread count once more (docs/BENCHMARK.md measures it).
         self.cfg = cfg.clone()
         self.model = load_trained_model(self.cfg)
+        if compile:
+            self.model.backbone = torch.compile(self.model.backbone)
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)

@@ -77,7 +77,7 @@ class RGSNet(CarriesSpec, ResNet):
     """Detectron2's ``ResNet`` with the blocks of an RGSNet; its state dict records its spec (``spec_record``).
 
     Args:
-        out_features, freeze_at: as ``ResNet`` (stages past the last output are not built).
+        out_features, freeze_at: as ``ResNet`` (stages past the last output are dropped).
         spec: an :class:`RGSNetSpec`; or, instead, its description as keywords
             (``variant``, ``depth``, ``width_mult``, ``norm``, ... of ``RGSNetSpec.create``).
     """
@@ -90,11 +90,9 @@ class RGSNet(CarriesSpec, ResNet):
         unknown = [f for f in out_features or [] if f != "stem" and f not in _STAGE_INDEX]
         if unknown:
             raise ConfigError(f"MODEL.RESNETS.OUT_FEATURES has {unknown}: choose from stem, res2, res3, res4, res5")
-        last = max([_STAGE_INDEX.get(f, 0) for f in out_features or ["res5"]])
         stem = BasicStem(in_channels=spec.in_channels, out_channels=spec.stem_channels, norm=spec.norm)
-        super().__init__(stem,
-                         make_rgsnet_stages(spec, 2, last) if last else [], out_features=out_features,
-                         freeze_at=freeze_at)
+        # Every stage, as Detectron2's builder: ResNet drops those past the last output after they drew.
+        super().__init__(stem, make_rgsnet_stages(spec), out_features=out_features, freeze_at=freeze_at)
         self.spec = spec
 
 

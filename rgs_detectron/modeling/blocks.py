@@ -21,7 +21,7 @@ Decisions (docs/ARCHITECTURE.md):
   is frozen, SyncBN when synced), and a trainable ``BN`` when ``norm`` is not a BN at all
   (GN): RBS means ReLU + *Batch*Norm whatever the rest of the network uses.
 
-Each block is built from the same conv layout (:func:`residual_convs`) and the row's
+Each block is built from the same conv layout (:func:`block_convs`) and the row's
 :meth:`Variant.layers`; its decisions are attributes (a layer or None, a bool), so
 TorchScript can compile every variant. Parameter names are Detectron2's (``conv1..3`` with
 their ``norm``, ``shortcut``), so ``original`` is interchangeable with Detectron2's ResNet;
@@ -45,9 +45,9 @@ __all__ = ["RGSBlock", "PreactBlock"]
 
 
 def _squeeze_excitation(channels, reduction):
-    """Channel attention on the residual branch (Hu et al.; the paper's Table 9): torchvision's, ``x *
+    """Channel attention on the residual branch (Hu et al.; the paper's Table 9), or None: torchvision's, ``x *
     sigmoid(fc2(ReLU(fc1(mean(x)))))`` with 1x1 convs ``fc1``/``fc2``."""
-    return SqueezeExcitation(channels, max(channels // reduction, 1))
+    return SqueezeExcitation(channels, max(channels // reduction, 1)) if reduction else None
 
 
 class ConvLayout(NamedTuple):
@@ -60,27 +60,35 @@ class ConvLayout(NamedTuple):
     dilation: int = 1
     groups: int = 1
 
-    def make(self, conv_class=nn.Conv2d, **extra):
+    def make(self, conv_class=nn.Conv2d, norm=None):
+        """The conv; with ``norm`` (Detectron2's ``Conv2d``), that norm of its output channels inside."""
+        extra = {} if norm is None else {"norm": get_norm(norm, self.out_channels)}
         return conv_class(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
                           padding=self.dilation * (self.kernel_size // 2), dilation=self.dilation, groups=self.groups,
                           bias=False, **extra)
 
 
-def residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride=1, dilation=1):
-    """The convs of the residual branch ``F``, in order: what every block of ``spec`` is made of."""
+def block_convs(spec, in_channels, out_channels, bottleneck_channels, stride=1, dilation=1):
+    """(the convs of the residual branch ``F`` in order, the 1x1 projection that replaces the identity where the
+    shape changes or None): what every block of ``spec`` is made of."""
+    projection = ConvLayout(in_channels, out_channels, 1, stride) if in_channels != out_channels else None
     if spec.block == "basic":  # the spec refuses dilation and grouping here, as Detectron2's R18/R34
-        return [ConvLayout(in_channels, out_channels, 3, stride), ConvLayout(out_channels, out_channels, 3)]
+        return [ConvLayout(in_channels, out_channels, 3, stride), ConvLayout(out_channels, out_channels, 3)], projection
     stride_1x1, stride_3x3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
     return [
         ConvLayout(in_channels, bottleneck_channels, 1, stride_1x1),
         ConvLayout(bottleneck_channels, bottleneck_channels, 3, stride_3x3, dilation, spec.num_groups),
         ConvLayout(bottleneck_channels, out_channels, 1)
-    ]
+    ], projection
 
 
-def _projection(in_channels, out_channels, stride):
-    """The 1x1 conv that replaces the identity where the shape changes, or None."""
-    return ConvLayout(in_channels, out_channels, 1, stride) if in_channels != out_channels else None
+def _fill_as_detectron2(block):
+    """MSRA-fill the convs in Detectron2's order. Its blocks create every conv first (each drawing
+    PyTorch's default init), then fill ``conv1..3`` and ``shortcut``: the same order gives the same
+    random draws, so under one seed ``original`` starts from Detectron2's very weights."""
+    for conv in (block.conv1, block.conv2, block.conv3, block.shortcut):
+        if conv is not None:
+            weight_init.c2_msra_fill(conv)
 
 
 class RGSBlock(CNNBlockBase):
@@ -88,21 +96,17 @@ class RGSBlock(CNNBlockBase):
 
     def __init__(self, in_channels, out_channels, *, bottleneck_channels, spec, stride=1, dilation=1):
         super().__init__(in_channels, out_channels, stride)
-        convs = residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride, dilation)
-        projection = _projection(in_channels, out_channels, stride)
+        convs, projection = block_convs(spec, in_channels, out_channels, bottleneck_channels, stride, dilation)
         self.conv3 = None  # a basic block has two convs
         self._add_units(spec, convs, projection)
         self._add_variant_layers(spec, convs, identity_shape=projection is None)
 
     def _add_units(self, spec, convs, projection):
-        """``shortcut`` and ``conv1..3``, Detectron2's convs that carry their norm."""
-        self.shortcut = None
-        if projection is not None:
-            self.shortcut = projection.make(Conv2d, norm=get_norm(spec.norm, projection.out_channels))
-            weight_init.c2_msra_fill(self.shortcut)
+        """``shortcut`` and ``conv1..3``, Detectron2's convs that carry their norm, drawn as Detectron2 draws them."""
+        self.shortcut = None if projection is None else projection.make(Conv2d, spec.norm)
         for k, conv in enumerate(convs, 1):
-            setattr(self, f"conv{k}", conv.make(Conv2d, norm=get_norm(spec.norm, conv.out_channels)))
-            weight_init.c2_msra_fill(getattr(self, f"conv{k}"))
+            setattr(self, f"conv{k}", conv.make(Conv2d, spec.norm))
+        _fill_as_detectron2(self)
 
     def _add_variant_layers(self, spec, convs, identity_shape):
         """The layers the row adds (``Variant.layers``), and the row's decisions as plain attributes."""
@@ -120,8 +124,7 @@ class RGSBlock(CNNBlockBase):
                 scale = 0.0 if name == "shortcut_norm" and spec.rg_init == "zero" else 1.0
                 layer = ReLUGroupNorm(spec.gn_groups, channels, impl=spec.shortcut_impl, init_scale=scale)
             setattr(self, name, layer)
-        if spec.se_reduction:
-            self.se = _squeeze_excitation(convs[-1].out_channels, spec.se_reduction)
+        self.se = _squeeze_excitation(convs[-1].out_channels, spec.se_reduction)
         self.keep_identity = variant.keep_identity and identity_shape
         self.shortcut_relu = variant.shortcut == "RB"  # an "RG" layer applies its own ReLU
         self.post_relu = variant.post == "relu"
@@ -145,7 +148,7 @@ class RGSBlock(CNNBlockBase):
             a = self.relu_norm1(a)
         f = self.conv_bn2(a)
         if self.inner_norm is not None:
-            f = f + self.inner_norm(a)
+            f = self.inner_norm(a, False, f)  # f + GN(ReLU(a)), into f; GN(ReLU(a)) = GN(a)
         if self.conv3 is not None:  # bottleneck
             f = F.relu_(f)
             if self.relu_norm2 is not None:
@@ -153,23 +156,26 @@ class RGSBlock(CNNBlockBase):
             f = self.conv_bn3(f)
         if self.se is not None:
             f = self.se(f)
-        out = f + self.shortcut_term(x)
+        out = self.add_shortcut(f, x)
         if self.output_norm is not None:
             return self.output_norm(out)
         return F.relu_(out) if self.post_relu else out
 
-    def shortcut_term(self, x):
-        """``h(x)``: the projection, the row's shortcut (beside ``x`` for Res-RGS), or ``x``."""
+    def add_shortcut(self, f, x):
+        """``f + h(x)``, written into ``f`` (the branch's fresh output; Detectron2 adds in place too):
+        ``h`` is the projection, the row's shortcut (RG: beside ``x`` for Res-RGS), or ``x``."""
         projected = self.project(x)
         if projected is not None:
-            return projected
+            return f.add_(projected)
         norm = self.shortcut_norm
         if norm is None:
-            return x
+            return f.add_(x)
         if isinstance(norm, ReLUGroupNorm):
-            return norm(x, self.keep_identity)  # the lean implementation fuses the identity in
+            return norm(x, self.keep_identity, f)
+        # Other shortcuts; and RG under TorchScript, whose isinstance is False for every compiled type of a class
+        # but the first (a second GN width): norm(x) is then GN(ReLU(x)) in reference ops, and x is added here.
         h = norm(F.relu(x) if self.shortcut_relu else x)
-        return h + x if self.keep_identity else h
+        return f.add_(h + x if self.keep_identity else h)
 
 
 class PreactBlock(CNNBlockBase):
@@ -185,20 +191,18 @@ class PreactBlock(CNNBlockBase):
     def __init__(self, in_channels, out_channels, *, bottleneck_channels, spec, stride=1, dilation=1,
                  preactivate_input=True):
         super().__init__(in_channels, out_channels, stride)
-        convs = residual_convs(spec, in_channels, out_channels, bottleneck_channels, stride, dilation)
+        convs, projection = block_convs(spec, in_channels, out_channels, bottleneck_channels, stride, dilation)
         self.conv3 = None  # a basic block has two convs
-        self._add_units(spec, convs, _projection(in_channels, out_channels, stride), preactivate_input)
-        self.se = _squeeze_excitation(out_channels, spec.se_reduction) if spec.se_reduction else None
+        self._add_units(spec, convs, projection, preactivate_input)
+        self.se = _squeeze_excitation(out_channels, spec.se_reduction)
 
     def _add_units(self, spec, convs, projection, preactivate_input):
         """``norm_k`` + ``conv_k`` (Detectron2's names), and ``shortcut``, a conv without norm."""
+        self.shortcut = None if projection is None else projection.make(Conv2d)
         for k, conv in enumerate(convs, 1):
             setattr(self, f"norm{k}", get_norm(spec.norm, conv.in_channels) if k > 1 or preactivate_input else None)
             setattr(self, f"conv{k}", conv.make(Conv2d))
-            weight_init.c2_msra_fill(getattr(self, f"conv{k}"))
-        self.shortcut = None if projection is None else projection.make(Conv2d)
-        if self.shortcut is not None:
-            weight_init.c2_msra_fill(self.shortcut)
+        _fill_as_detectron2(self)
 
     # The pre-activations and the projection, by Detectron2's names (the classifier overrides them).
     def preactivate(self, x):
@@ -221,4 +225,4 @@ class PreactBlock(CNNBlockBase):
         if self.se is not None:
             out = self.se(out)
         projected = self.project(pre)
-        return out + (x if projected is None else projected)
+        return out.add_(x if projected is None else projected)
