@@ -118,10 +118,6 @@ class _Run:
                               "images): no full batch could be formed; lower --batch-size")
         torch.manual_seed(options.seed)  # the same initial weights in every process
         self.model = RGSNetClassifier(spec, num_classes=num_classes)
-        self.warm_start_lines = []
-        if options.warm_start:
-            state = load_state_dict(weights_source_path(options.warm_start))
-            self.warm_start_lines = warm_start_from_resnet(self.model, state, options.warm_start)
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.model.to(self.dist.device, memory_format=self.memory_format)
         self.net = (DistributedDataParallel(
@@ -175,6 +171,10 @@ class _Run:
                               "--overwrite to train again, or choose another --output")
         elif found:
             self._resume(os.path.join(o.output, "last.pth"))
+
+    def _warm_start(self):
+        source = self.options.warm_start
+        return warm_start_from_resnet(self.model, load_state_dict(weights_source_path(source)), source)
 
     def _resume(self, path):
         try:
@@ -280,7 +280,12 @@ class _Run:
             removed = remove_stale_temp_files(o.output)
             if removed:
                 logger.info(f"Removed temporary files of a killed run: {', '.join(removed)}")
+        # Only a fresh run reads the warm start (a resume has its weights: a moved file cannot block it), before
+        # --overwrite changes the output; a --resume that finds no run to continue is a fresh run too.
+        warm_start_lines = self._warm_start() if o.warm_start and not o.resume else []
         self._prepare_output()
+        if o.warm_start and o.resume and self.start_epoch == 0:
+            warm_start_lines = self._warm_start()
         final_path = os.path.join(o.output, "model_final.pth")
         if self.start_epoch >= o.recipe.epochs and os.path.exists(final_path):
             logger.info(f"{final_path} is this run, finished: nothing to do")
@@ -289,7 +294,7 @@ class _Run:
             from torch.utils.tensorboard import SummaryWriter
 
             logger.info(o.recipe.describe())
-            for line in self.warm_start_lines:
+            for line in warm_start_lines:
                 logger.info(line)
             logger.info(f"{len(self.train_set)} training and {self.val_size} evaluation images; "
                         f"{self.dist.world} process(es) on {self.dist.device.type}, {self.batch} images each per step")
