@@ -172,10 +172,6 @@ class _Run:
         elif found:
             self._resume(os.path.join(o.output, "last.pth"))
 
-    def _warm_start(self):
-        source = self.options.warm_start
-        return warm_start_from_resnet(self.model, load_state_dict(weights_source_path(source)), source)
-
     def _resume(self, path):
         try:
             state = load_weights_only(path)
@@ -280,12 +276,10 @@ class _Run:
             removed = remove_stale_temp_files(o.output)
             if removed:
                 logger.info(f"Removed temporary files of a killed run: {', '.join(removed)}")
-        # Only a fresh run reads the warm start (a resume has its weights: a moved file cannot block it), before
-        # --overwrite changes the output; a --resume that finds no run to continue is a fresh run too.
-        warm_start_lines = self._warm_start() if o.warm_start and not o.resume else []
         self._prepare_output()
-        if o.warm_start and o.resume and self.start_epoch == 0:
-            warm_start_lines = self._warm_start()
+        # Only a fresh run reads the warm start: a resume has its weights (a moved file cannot block it).
+        warm_start_lines = warm_start_from_resnet(self.model, load_state_dict(weights_source_path(o.warm_start)),
+                                                  o.warm_start) if o.warm_start and self.start_epoch == 0 else []
         final_path = os.path.join(o.output, "model_final.pth")
         if self.start_epoch >= o.recipe.epochs and os.path.exists(final_path):
             logger.info(f"{final_path} is this run, finished: nothing to do")
