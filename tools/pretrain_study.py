@@ -60,6 +60,7 @@ SMOKE_DETECTOR = [
     "SOLVER.MAX_ITER", "30", "SOLVER.STEPS", "(20,)", "SOLVER.CHECKPOINT_PERIOD", "30", "TEST.EVAL_PERIOD", "30"
 ]
 SHOWN_ITERATIONS = (0, 1, 2, 4, 9, 19)  # the first-iteration losses the summary shows (all are in results.json)
+FIRST_STEPS = (0, 50, 100, 200, 400)  # the steps of a warm-started classifier's first epoch the summary shows
 
 
 def _applies(variant, init):
@@ -276,6 +277,37 @@ def _first_iterations_table(args, results):
     return lines
 
 
+def _first_steps(folder, steps=FIRST_STEPS):
+    """The training loss a classifier run logged (TensorBoard, every 50 steps) at ``steps``, else None."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = os.path.join(folder, "tensorboard")
+    if not os.path.isdir(events) or not _finished(folder):
+        return None
+    logged = EventAccumulator(events, size_guidance={"scalars": 0})
+    logged.Reload()
+    losses = {e.step: e.value for e in logged.Scalars("train/loss")}
+    return [losses.get(step) for step in steps]
+
+
+def _first_steps_table(args, results):
+    """Per warm-started classifier, the training loss of its first steps (mean over seeds)."""
+    lines = [
+        "", f"## Classification after a warm start from {WARM_SOURCE}: training loss of the first steps (mean over "
+        "seeds; batch 128)", "", "| variant | seeds | " + " | ".join(f"step {s}" for s in FIRST_STEPS) + " |",
+        "|---|---|" + "---|" * len(FIRST_STEPS)
+    ]
+    for init in args.rg_init:
+        for variant in [v for v in args.det_variants if v != WARM_SOURCE and _applies(v, init)]:
+            runs = [r for r in (_first_steps(_folder(args, "finetune", variant, init, s)) for s in args.seeds) if r]
+            results[_name(variant, init)] = runs
+            means = [statistics.mean(col) if None not in col else None for col in zip(*runs)] if runs else []
+            lines.append(f"| {_name(variant, init)} | {len(runs)} | " +
+                         " | ".join("–" if m is None else f"{m:.3f}"
+                                    for m in means or [None] * len(FIRST_STEPS)) + " |")
+    return lines
+
+
 def summarize(args):
     """results.json and summary.md from whatever runs have finished."""
     results = {"classification": {}, "detection": {}, "settings": vars(args)}
@@ -291,6 +323,8 @@ def summarize(args):
             results["finetune"])
         lines += [""] + table
         partial |= more
+        results["finetune_first_steps"] = {}
+        lines += _first_steps_table(args, results["finetune_first_steps"])
     lines += [
         "", "## Detection: digits COCO AP, 0.25x depth 26 FPN, 600 iterations", "",
         "| variant | " + " | ".join(f"{start} (mean ± std)" for start in args.starts) + " | seeds done |",

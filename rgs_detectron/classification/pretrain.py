@@ -277,6 +277,10 @@ class _Run:
             if removed:
                 logger.info(f"Removed temporary files of a killed run: {', '.join(removed)}")
         self._prepare_output()
+        start, squares = self.dist.sum([self.start_epoch, self.start_epoch**2])  # equal everywhere iff variance 0
+        if start * start != squares * self.dist.world:
+            raise ConfigError(f"--resume: the processes see different runs in {o.output!r}: on several machines "
+                              "--output must be one folder that every machine shares")
         # Only a fresh run reads the warm start: a resume has its weights (a moved file cannot block it).
         warm_start_lines = warm_start_from_resnet(self.model, load_state_dict(weights_source_path(o.warm_start)),
                                                   o.warm_start) if o.warm_start and self.start_epoch == 0 else []

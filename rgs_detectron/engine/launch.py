@@ -16,15 +16,17 @@
 import fnmatch
 import functools
 import os
+import re
 import sys
 import time
 
+from torch.distributed import DistError
 from torch.multiprocessing import ProcessExitedException
 
 from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, first_line
 from ..utils.output_lock import OutputDirLock
 from ..utils.commandline import quiet_third_party_deprecations, user_message
 
@@ -88,18 +90,33 @@ def _move_previous_run(output_dir, prog):
         f"{target} (delete it when you no longer need it)", file=sys.stderr)
 
 
-def _worker(run, prog, *args):
+def _same_run_everywhere(output_dir):
+    """Detectron2 resumes each machine from the ``last_checkpoint`` it sees: all must see the same one."""
+    tag = os.path.join(output_dir, "last_checkpoint")
+    seen = comm.all_gather(open(tag).read().strip() if os.path.isfile(tag) else "no last_checkpoint")
+    if len(set(seen)) > 1:
+        raise ConfigError(f"--resume: the ranks see different runs in {output_dir!r} ({', '.join(seen)}, by rank): "
+                          "on several machines OUTPUT_DIR must be one folder that every machine shares")
+
+
+def _worker(run, prog, resume_dir, *args):
     """``run(*args)`` in a launched process (top-level, so that torch's spawn can pickle it), with the command line's
-    third-party notices silenced there too; a user error is printed as one line and becomes the process's exit
-    status."""
+    third-party notices silenced there too. A user error is printed as one line and becomes the process's exit
+    status; so does a lost process of the run (gloo's or NCCL's error in a collective, when a process died or
+    its machine did not answer within Detectron2's launch timeout, 30 minutes). ``resume_dir``: the run resumed."""
     try:
+        if resume_dir and comm.get_world_size() > 1:
+            _same_run_everywhere(resume_dir)
         with quiet_third_party_deprecations():
             return run(*args)
-    except UserError as e:
-        if comm.get_world_size() == 1:
+    except (UserError, RuntimeError) as e:
+        lost = not isinstance(e, UserError)
+        if comm.get_world_size() == 1 or (lost and not (isinstance(e, DistError) or re.search(r"gloo|NCCL", str(e)))):
             raise
-        print(f"{prog} (rank {comm.get_rank()}): error: {user_message(e)}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        why = (f"lost contact with another process of the run ({first_line(e)}); see the other machines' logs, "
+               "then start every machine again with --resume") if lost else user_message(e)
+        print(f"{prog} (rank {comm.get_rank()}): error: {why}", file=sys.stderr)
+        sys.exit(1 if lost else e.exit_code)
 
 
 def launch_run(run, args, payload, output_dir, prog, device):
@@ -110,8 +127,8 @@ def launch_run(run, args, payload, output_dir, prog, device):
     try:
         if lock and not args.eval_only and not resuming(output_dir, args):
             _move_previous_run(output_dir, prog)  # check_output_dir allowed it
-        launch(functools.partial(_worker, run, prog), args.num_gpus, num_machines=args.num_machines,
-               machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
+        launch(functools.partial(_worker, run, prog, output_dir if args.resume else None), args.num_gpus,
+               num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
     except ProcessExitedException as e:  # a worker ended with the error printed above
         return e.exit_code or 1
     finally:
