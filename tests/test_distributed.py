@@ -2,12 +2,14 @@
 ``torchrun --nnodes 2`` for the classifier train what one machine with two processes trains, only machine 0
 writes, ``--resume`` continues from the folder every machine shares (and is refused, not hung, where the
 machines see different runs), and a machine that dies stops the other with one line naming its rank."""
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,7 +39,18 @@ def two_machines(start, timeout=300):
     finally:
         for p in procs:
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+                kill_machine(p)
+
+
+def kill_machine(proc):
+    """SIGKILL all of a machine's processes: ``proc``'s group, and its children in sessions of their own (torchrun
+    starts each worker so)."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(pid), signal.SIGKILL)
+    proc.wait()
 
 
 def weights(path, key="model"):
@@ -93,14 +106,14 @@ def test_a_dead_machine_stops_the_other_with_one_line_naming_its_rank(datasets_r
         while time.time() < deadline and not (tmp_path / "m0" / "metrics.json").exists():
             time.sleep(0.1)
         assert procs[0].poll() is None, procs[0].communicate()[1][-3000:]
-        os.killpg(procs[1].pid, signal.SIGKILL)
+        kill_machine(procs[1])
         killed = time.time()
         err = procs[0].communicate(timeout=120)[1]
         assert time.time() - killed < 60  # measured: about 10 s on 2 busy CPU cores
     finally:
         for p in procs:
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+                kill_machine(p)
     assert procs[0].returncode == 1
     assert "train_net (rank 0): error: lost contact with another process of the run" in err
     assert "Traceback" not in err
@@ -131,8 +144,7 @@ def test_pretraining_on_two_machines_is_pretraining_on_two_processes(tmp_path):
     while time.time() < deadline and not (shared / "last.pth").exists():
         time.sleep(0.05)
     for p in procs:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
+        kill_machine(p)
     assert (shared / "last.pth").exists() and not (shared / "model_final.pth").exists(), "not killed in training"
     assert os.listdir(own) == []  # only machine 0 writes
     for status, err in two_machines(machine(own), timeout=120):

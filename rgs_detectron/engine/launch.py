@@ -20,7 +20,6 @@ import re
 import sys
 import time
 
-from torch.distributed import DistError
 from torch.multiprocessing import ProcessExitedException
 
 from detectron2.engine import default_argument_parser, launch
@@ -90,28 +89,21 @@ def _move_previous_run(output_dir, prog):
         f"{target} (delete it when you no longer need it)", file=sys.stderr)
 
 
-def _same_run_everywhere(output_dir):
-    """Detectron2 resumes each machine from the ``last_checkpoint`` it sees: all must see the same one."""
-    tag = os.path.join(output_dir, "last_checkpoint")
-    seen = comm.all_gather(open(tag).read().strip() if os.path.isfile(tag) else "no last_checkpoint")
-    if len(set(seen)) > 1:
-        raise ConfigError(f"--resume: the ranks see different runs in {output_dir!r} ({', '.join(seen)}, by rank): "
-                          "on several machines OUTPUT_DIR must be one folder that every machine shares")
-
-
-def _worker(run, prog, resume_dir, *args):
+def _worker(run, prog, checkpoints, *args):
     """``run(*args)`` in a launched process (top-level, so that torch's spawn can pickle it), with the command line's
     third-party notices silenced there too. A user error is printed as one line and becomes the process's exit
     status; so does a lost process of the run (gloo's or NCCL's error in a collective, when a process died or
-    its machine did not answer within Detectron2's launch timeout, 30 minutes). ``resume_dir``: the run resumed."""
+    its machine did not answer within Detectron2's launch timeout, 30 minutes). ``checkpoints``: those a resumed
+    run sees in its output folder, from which Detectron2 resumes each machine: the same on every one, or refused."""
     try:
-        if resume_dir and comm.get_world_size() > 1:
-            _same_run_everywhere(resume_dir)
+        if checkpoints is not None and len(set(comm.all_gather(checkpoints))) > 1:
+            raise ConfigError("--resume: the machines see different checkpoints in OUTPUT_DIR: on several machines "
+                              "OUTPUT_DIR must be one folder that every machine shares")
         with quiet_third_party_deprecations():
             return run(*args)
     except (UserError, RuntimeError) as e:
         lost = not isinstance(e, UserError)
-        if comm.get_world_size() == 1 or (lost and not (isinstance(e, DistError) or re.search(r"gloo|NCCL", str(e)))):
+        if comm.get_world_size() == 1 or (lost and not re.search(r"gloo|NCCL", str(e))):
             raise
         why = (f"lost contact with another process of the run ({first_line(e)}); see the other machines' logs, "
                "then start every machine again with --resume") if lost else user_message(e)
@@ -127,8 +119,9 @@ def launch_run(run, args, payload, output_dir, prog, device):
     try:
         if lock and not args.eval_only and not resuming(output_dir, args):
             _move_previous_run(output_dir, prog)  # check_output_dir allowed it
-        launch(functools.partial(_worker, run, prog, output_dir if args.resume else None), args.num_gpus,
-               num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
+        seen = tuple(_files(output_dir, CHECKPOINT_FILES)) if args.resume else None  # what this machine resumes
+        launch(functools.partial(_worker, run, prog, seen), args.num_gpus, num_machines=args.num_machines,
+               machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
     except ProcessExitedException as e:  # a worker ended with the error printed above
         return e.exit_code or 1
     finally:
