@@ -64,13 +64,10 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
     modules = dict(model.named_modules())
     added = set(model.spec.variant.added_layers()) | {"se"}
 
-    def owner(name):  # the module a tensor belongs to, and whether the variant adds it
-        module_name = name.rsplit(".", 1)[0]
-        parts = module_name.split(".")
-        for i in range(len(parts), 0, -1):
-            if parts[i - 1] in added:
-                return ".".join(parts[:i]), True
-        return module_name, False
+    def owner(name):  # the module a tensor belongs to (the variant's own layer it sits in), and whether it is one
+        parts = name.split(".")[:-1]
+        own = [i for i, part in enumerate(parts) if part in added]
+        return ".".join(parts[:own[-1] + 1] if own else parts), bool(own)
 
     update, unknown, not_used = OrderedDict(), [], []
     for name, value in resnet_state.items():
@@ -95,10 +92,7 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
                          (f"missing: {short_list(missing, 8)}" if missing else ""))
     model.load_state_dict(update, strict=False)  # the rest is what the variant adds (and fc, if dropped)
     groups = OrderedDict()
-    for name in target:
-        if name in update or name.endswith("num_batches_tracked"):
-            continue
-        module_name, _ = owner(name)
+    for module_name in (owner(n)[0] for n in target if n not in update and not n.endswith("num_batches_tracked")):
         groups.setdefault(_how(modules[module_name]), set()).add(module_name)
     initialised = "; ".join(f"{how} ({len(names)} modules: {short_list(sorted(names), 3)})"
                             for how, names in groups.items())
