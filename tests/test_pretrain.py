@@ -408,6 +408,34 @@ def test_a_warm_started_run_says_so_in_every_record(tmp_path):
     assert "WARM START" in (out / "log.txt").read_text()
 
 
+def test_a_resume_does_not_read_the_warm_start_again(tmp_path, monkeypatch):
+    """The warm start is read only by a fresh run: a run interrupted after its first epoch resumes with the
+    warm-start file gone (moved, or an emptied torchvision cache) and ends as the uninterrupted run."""
+    from rgs_detectron.classification import RGSNetClassifier, pretrain
+    from rgs_detectron.modeling import RGSNetSpec
+
+    resnet = tmp_path / "resnet.pth"
+    torch.save(RGSNetClassifier(RGSNetSpec.create("original", 26, 0.25), num_classes=10).state_dict(), resnet)
+    argv = [*TINY, "--variant", "b-RGS", "--epochs", "2", "--warm-start", str(resnet), "--resume", "--output"]
+    assert tool.main([*argv, str(tmp_path / "whole")]) == 0
+    train_epoch = pretrain._Run._train_epoch
+
+    def stop_in_epoch_2(run, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return train_epoch(run, epoch)
+
+    monkeypatch.setattr(pretrain._Run, "_train_epoch", stop_in_epoch_2)
+    out = tmp_path / "interrupted"
+    assert tool.main([*argv, str(out)]) == 130  # interrupted, as by ctrl-C
+    monkeypatch.undo()
+    resnet.rename(tmp_path / "moved.pth")
+    assert tool.main([*argv, str(out)]) == 0
+    assert (out / "log.txt").read_text().count("WARM START") == 1
+    whole, resumed = (torch.load(d / "model_final.pth", weights_only=True) for d in (tmp_path / "whole", out))
+    assert all(torch.equal(whole["state_dict"][k], v) for k, v in resumed["state_dict"].items())
+
+
 def test_study_summary_names_files_it_cannot_read_and_goes_on(tmp_path, capsys):
     study = tool_module("pretrain_study")
     run = tmp_path / "classification" / "original_seed0"
@@ -421,7 +449,7 @@ def test_study_summary_names_files_it_cannot_read_and_goes_on(tmp_path, capsys):
     assert study.main([
         "--output",
         str(tmp_path), "--summary-only", "--variants", "original", "b-RGS", "--det-variants", "original", "--seeds",
-        "0", "--no-pretrained"
+        "0", "--starts", "scratch"
     ]) == 0
     out = capsys.readouterr().out
     assert f"cannot read {run / 'model_final.pth'}" in out and f"cannot read {detection / 'metrics.json'}" in out

@@ -122,10 +122,6 @@ class _Run:
                               "images): no full batch could be formed; lower --batch-size")
         torch.manual_seed(options.seed)  # the same initial weights in every process
         self.model = RGSNetClassifier(spec, num_classes=num_classes)
-        self.warm_start_lines = []
-        if options.warm_start:
-            path, source = weights_source(options.warm_start)
-            self.warm_start_lines = warm_start_from_resnet(self.model, load_state_dict(path), source)
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.model.to(self.dist.device, memory_format=self.memory_format)
         self.net = (DistributedDataParallel(
@@ -285,6 +281,15 @@ class _Run:
             if removed:
                 logger.info(f"Removed temporary files of a killed run: {', '.join(removed)}")
         self._prepare_output()
+        start, squares = self.dist.sum([self.start_epoch, self.start_epoch**2])  # equal everywhere iff variance 0
+        if start * start != squares * self.dist.world:
+            raise ConfigError(f"--resume: the processes see different runs in {o.output!r}: on several machines "
+                              "--output must be one folder that every machine shares")
+        # Only a fresh run reads the warm start: a resume has its weights (a moved file cannot block it).
+        warm_start_lines = []
+        if o.warm_start and self.start_epoch == 0:
+            path, source = weights_source(o.warm_start)
+            warm_start_lines = warm_start_from_resnet(self.model, load_state_dict(path), source)
         final_path = os.path.join(o.output, "model_final.pth")
         if self.start_epoch >= o.recipe.epochs and os.path.exists(final_path):
             logger.info(f"{final_path} is this run, finished: nothing to do")
@@ -293,7 +298,7 @@ class _Run:
             from torch.utils.tensorboard import SummaryWriter
 
             logger.info(o.recipe.describe())
-            for line in self.warm_start_lines:
+            for line in warm_start_lines:
                 logger.info(line)
             logger.info(f"{len(self.train_set)} training and {self.val_size} evaluation images; "
                         f"{self.dist.world} process(es) on {self.dist.device.type}, {self.batch} images each per step")

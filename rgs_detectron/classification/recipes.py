@@ -15,9 +15,7 @@ Scaled schedules are not the paper's: the tool's output and metrics say which wa
 from dataclasses import dataclass, replace
 from typing import Tuple
 
-from ..errors import ConfigError
-
-__all__ = ["Recipe", "RECIPES", "get_recipe"]
+__all__ = ["Recipe", "RECIPES"]
 
 
 @dataclass(frozen=True)
@@ -50,9 +48,3 @@ RECIPES = {
     "imagenet": Recipe("imagenet", epochs=90, batch_size=256, lr=0.1, milestones=(30, 60), weight_decay=1e-4),
     "cifar": Recipe("cifar", epochs=164, batch_size=128, lr=0.1, milestones=(82, 124), weight_decay=5e-4),
 }
-
-
-def get_recipe(name):
-    if name not in RECIPES:
-        raise ConfigError(f"--recipe {name!r} is invalid: choose one of {', '.join(RECIPES)}")
-    return RECIPES[name]

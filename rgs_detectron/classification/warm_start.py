@@ -1,10 +1,10 @@
 """Warm start: an RGS variant initialised from a plain (torchvision-layout) ResNet's weights.
 
-NOT the paper's protocol: the paper pretrains every variant from scratch on ImageNet
-(90 epochs). A warm start copies the ResNet's tensors into the layers that the variant
-shares with ResNet (stem, every conv and BN of the residual branches, the projection
-shortcuts, and ``fc`` when the class count matches) and leaves the layers the variant
-adds at their stated initial values:
+NOT the paper's protocol: the paper pretrains every variant from scratch on ImageNet. A
+warm start copies the ResNet's tensors into the layers that the variant shares with ResNet
+(stem, every conv and BN of the residual branches, the projection shortcuts, and ``fc`` when
+the class count matches) and leaves the layers the variant adds at their stated initial values,
+those of training from scratch:
 
 * GroupNorms (``shortcut_norm`` of b-/d-/Res-RGS and GS, ``inner_norm``, ``output_norm``,
   ``relu_norm1/2``): weight 1, bias 0, as when training from scratch (with ``rg_init="zero"``
@@ -14,9 +14,13 @@ adds at their stated initial values:
   the classifier (seeded).
 
 The result computes a different function from the ResNet (the identity shortcut became
-``GN(ReLU(x))``), so it is a starting point for further training — on ImageNet with
-``train_classifier --warm-start``, or directly in detection after conversion — that is
-far cheaper than 90 ImageNet epochs. Results from it must be labelled as such.
+``GN(ReLU(x))``, the sum lost its ReLU), so it is a starting point for further training that
+is far cheaper than pretraining: on ImageNet with ``train_classifier --warm-start``, or in
+detection after conversion. The copied BatchNorm statistics describe the ResNet's activations,
+not the variant's, and no setting of the added layers makes them fit (the post-sum ReLU is
+gone): training must let BatchNorm learn them (the classifier does; a detector needs trainable
+BatchNorm, not FrozenBN, with which a warm-started Res-RGS-50 diverges: README, "The warm start,
+measured"). Results from it must be labelled as such.
 """
 from collections import OrderedDict
 
@@ -29,6 +33,10 @@ from ..utils.names import short_list
 __all__ = ["warm_start_from_resnet", "LABEL"]
 
 LABEL = "warm start from ResNet weights (not the paper's protocol)"
+FROZEN_BN_NOTE = (
+    "the BatchNorm statistics are the ResNet's, not this variant's: train with BatchNorm that learns them "
+    "(train_classifier does; a detector needs MODEL.RESNETS.NORM SyncBN or BN with MODEL.BACKBONE."
+    "FREEZE_AT 0, not FrozenBN, with which a warm-started Res-RGS-50 diverged: see the README)")
 
 
 def _how(module):
@@ -95,5 +103,5 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
                             for how, names in groups.items())
     return [
         f"WARM START, {LABEL}: copied {len(update)} tensors from the ResNet; the variant's own layers start at: "
-        f"{initialised or 'nothing new'}"
+        f"{initialised or 'nothing new'}", FROZEN_BN_NOTE
     ] + not_used

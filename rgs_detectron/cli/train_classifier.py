@@ -74,14 +74,14 @@ def _main(argv):
 
     from ..classification.datasets import build_datasets
     from ..classification.pretrain import PretrainOptions, pretrain
-    from ..classification.recipes import get_recipe
+    from ..classification.recipes import RECIPES
     from ..engine.defaults import spec_from_args
 
     setup_logger(name="rgs_detectron", abbrev_name="rgs")  # the console; the run adds OUTPUT/log.txt
     spec = spec_from_args(args)
     if spec.stem == "small" and args.dataset == "imagenet":
         raise ConfigError("--stem small is for 28-32 pixel images; ImageNet models use --stem imagenet")
-    recipe = get_recipe(args.recipe).scaled(args.epochs, args.batch_size, args.lr)
+    recipe = RECIPES[args.recipe].scaled(args.epochs, args.batch_size, args.lr)  # argparse checked the name
     train, val, num_classes, image_size = build_datasets(args.dataset, args.data_root, args.image_size,
                                                          download=args.download, limit_train=args.limit_train,
                                                          limit_val=args.limit_val, seed=args.seed)

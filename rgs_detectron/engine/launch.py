@@ -19,6 +19,7 @@
 import contextlib
 import functools
 import os
+import re
 import sys
 
 from torch.multiprocessing import ProcessExitedException
@@ -27,7 +28,7 @@ from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 
 from ..checkpoint.checkpointer import RGSCheckpointer
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, first_line
 from ..utils.commandline import quiet_third_party_deprecations, user_message
 from ..utils.output_lock import output_dir_lock
 from ..utils.previous_run import move_previous_run, new_subfolder, run_files
@@ -82,18 +83,26 @@ def eval_only_output(output_dir, weights, args):
     return new_subfolder(output_dir, "eval_"), weights
 
 
-def _worker(run, prog, *args):
+def _worker(run, prog, checkpoints, *args):
     """``run(*args)`` in a launched process (top-level, so that torch's spawn can pickle it), with the command line's
-    third-party notices silenced there too; a user error is printed as one line and becomes the process's exit
-    status."""
+    third-party notices silenced there too. A user error is printed as one line and becomes the process's exit
+    status; so does a lost process of the run (gloo's or NCCL's error in a collective, when a process died or
+    its machine did not answer within Detectron2's launch timeout, 30 minutes). ``checkpoints``: those a resumed
+    run sees in its output folder, from which Detectron2 resumes each machine: the same on every one, or refused."""
     try:
+        if checkpoints is not None and len(set(comm.all_gather(checkpoints))) > 1:
+            raise ConfigError("--resume: the machines see different checkpoints in OUTPUT_DIR: on several machines "
+                              "OUTPUT_DIR must be one folder that every machine shares")
         with quiet_third_party_deprecations():
             return run(*args)
-    except UserError as e:
-        if comm.get_world_size() == 1:
+    except (UserError, RuntimeError) as e:
+        lost = not isinstance(e, UserError)
+        if comm.get_world_size() == 1 or (lost and not re.search(r"gloo|NCCL", str(e))):
             raise
-        print(f"{prog} (rank {comm.get_rank()}): error: {user_message(e)}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        why = (f"lost contact with another process of the run ({first_line(e)}); see the other machines' logs, "
+               "then start every machine again with --resume") if lost else user_message(e)
+        print(f"{prog} (rank {comm.get_rank()}): error: {why}", file=sys.stderr)
+        sys.exit(1 if lost else e.exit_code)
 
 
 def launch_run(run, args, payload, output_dir, prog, device):
@@ -104,8 +113,9 @@ def launch_run(run, args, payload, output_dir, prog, device):
     with output_dir_lock(output_dir) if writer else contextlib.nullcontext():
         if writer and not args.eval_only and not resuming(output_dir, args):
             move_previous_run(output_dir, RUN_FILES, prog)  # check_output_dir allowed it
+        seen = tuple(run_files(output_dir, CHECKPOINT_FILES)) if args.resume else None  # what this machine resumes
         try:
-            launch(functools.partial(_worker, run, prog), args.num_gpus, num_machines=args.num_machines,
+            launch(functools.partial(_worker, run, prog, seen), args.num_gpus, num_machines=args.num_machines,
                    machine_rank=args.machine_rank, dist_url=args.dist_url, args=payload)
         except ProcessExitedException as e:  # a worker ended with the error printed above
             return e.exit_code or 1
