@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -295,17 +294,16 @@ LAUGHS = [f"&l{i} [{', '.join([f'*l{i - 1}' if i else '0'] * 9)}]" for i in rang
 def test_a_billion_laughs_yaml_is_refused_at_once(tmp_path, reader, text):
     """Nested anchors (a few hundred bytes) expand to 387 million values: accepted by the yacs reader (then expanded
     when the model is built: 86 s and 1.7 GB), expanded by OmegaConf for a LazyConfig. Refused before anything is
-    built, in a second; a process of its own, so a regression cannot eat the test machine's memory."""
+    built (in about a second on an idle machine; the timeout only stops a regression, not a timing test); a process of
+    its own, so a regression cannot eat the test machine's memory."""
     config = tmp_path / "laughs.yaml"
     config.write_text(text)
     code = f"from rgs_detectron.config import {reader}\n{reader}({str(config)!r})"
-    start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     except subprocess.TimeoutExpired:
-        pytest.fail("still expanding the anchors after 60 s")
+        pytest.fail("still expanding the anchors after 180 s")
     assert "expand to more than 100,000 values: refused before building them" in done.stderr, done.stderr[-2000:]
-    assert time.perf_counter() - start < 30
 
 
 @pytest.mark.parametrize("files,words", [

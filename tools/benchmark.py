@@ -264,14 +264,14 @@ class Model:
         """The detector traced as ``rgs_detectron.export`` traces it: TorchScript, and ONNX run in ONNX Runtime.
         Not compared with eager here (the export tool does that): random weights keep thousands of boxes, which
         ONNX Runtime's own kernels move by a few thousandths of a pixel, past the export's tolerance."""
-        from rgs_detectron.export import _adapter, _output_names, _trace_onnx, _trace_torchscript
+        from rgs_detectron.export import _references, _trace_onnx, _trace_torchscript
 
         self.model.eval()
-        adapter = _adapter(self.model, self.image)
+        adapter, names = _references(self.model, [self.image])[:2]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's thousands of expected warnings
             torchscript = _trace_torchscript(adapter, self.image)[1]
-            onnx = _trace_onnx(adapter, self.image, _output_names(adapter, self.image))[0]
+            onnx = _trace_onnx(adapter, self.image, names)[0]
         self.exported = {"torchscript": torchscript, "onnx": lambda threads: _onnx_session(onnx, threads)}
 
 
