@@ -89,3 +89,14 @@ def test_the_readmes_demo_figure_is_the_spread_of_its_recorded_runs():
     for run in results["runs"]:
         assert f"| {run['environment']} | {run['python']} | {run['torch']} | {run['threads']} | {run['AP']:.2f} |" \
             in section
+
+
+def test_the_settings_table_claims_a_paper_fact_only_with_its_reference():
+    """docs/ARCHITECTURE.md's settings table: a filled "what the paper states" cell names its section, table,
+    equation or figure; an empty one (—) leaves the setting to "our choice", which then says what we chose."""
+    rows = doc_section("docs/ARCHITECTURE.md", "settings").splitlines()
+    assert rows[0] == "| setting | what the paper states | our choice (where the paper is silent) |" and len(rows) > 20
+    for row in rows[2:]:
+        setting, paper, ours = (cell.strip() for cell in row.strip("|").split("|"))
+        assert paper == "—" or re.search(r"\b(Sec\.|Table|Eq\.|Fig\.) \d", paper), f"{setting}: no reference"
+        assert paper != "—" or ours not in ("", "—"), f"{setting}: neither the paper's nor ours"
