@@ -59,7 +59,7 @@ test: $(READY)
 test-fast: $(READY)
 	$(call run_suite, and not slow)
 
-# The CI matrix on this machine (.ci/run): the lock's .venv, the oldest torch the README promises
+# The CI matrix on this machine (.ci/run): the lock's .venv, the oldest torch docs/INSTALL.md promises
 # (Python 3.12), and Python 3.13 with the lock's torch, each set up the user's way under .matrix/.
 matrix:
 	bash .ci/run

@@ -2,7 +2,7 @@
 
 The requirements below are ranges: what the code needs. The exact tested versions (and
 every indirect dependency) live only in the lock files under requirements/, which
-tools/setup_env.sh installs into the project's own .venv (README, "Install").
+tools/setup_env.sh installs into the project's own .venv (docs/INSTALL.md).
 
 Three things are deliberately not in REQUIRES, so that `pip install` never replaces a
 build the user chose:
@@ -77,7 +77,7 @@ setup(
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
         "Topic :: Scientific/Engineering :: Image Recognition",
     ],
-    python_requires=f">={PYTHONS[0]},<3.{int(PYTHONS[-1].split('.')[1]) + 1}",  # README, "Install"
+    python_requires=f">={PYTHONS[0]},<3.{int(PYTHONS[-1].split('.')[1]) + 1}",  # docs/INSTALL.md
     install_requires=REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": [f"rgs-{n.replace('_', '-')}=rgs_detectron.cli.{n}:main" for n in CLI]},

@@ -14,8 +14,7 @@ import importlib.util
 if importlib.util.find_spec("detectron2") is None:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         "rgs_detectron needs Detectron2, which is not importable here. Detectron2 is not on PyPI under its own "
-        "name: run the project's set-up (bash tools/setup_env.sh) or install it as the README's 'Install' section says."
-    )
+        "name: run the project's set-up (bash tools/setup_env.sh) or install it as docs/INSTALL.md says.")
 
 __version__ = "0.2.0"
 _PUBLIC = {

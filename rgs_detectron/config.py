@@ -34,8 +34,8 @@ def add_rgsnet_config(cfg):
     # Block design: original, b-RGS, d-RGS, Res-RGS, RBS, GS, RGB, 2GN or Preact
     # (case-insensitive; the table in rgs_detectron/modeling/variants.py).
     cfg.MODEL.RGSNET.VARIANT = "Res-RGS"
-    # GroupNorm groups. 0 = the paper's rule: 32 at width 1x (RES2_OUT_CHANNELS 256),
-    # scaled with width (8 at 0.25x).
+    # GroupNorm groups. 0 = the paper's rule (Sec. 3): 32 at width 1x (RES2_OUT_CHANNELS 256),
+    # scaled with width (8 at 0.25x; other widths: our extrapolation).
     cfg.MODEL.RGSNET.GN_GROUPS = 0
     # Blocks per stage res2..res5. Empty = from MODEL.RESNETS.DEPTH through the
     # depth table (BLOCKS_PER_DEPTH in rgs_detectron/modeling/spec.py). DEPTH 18 or 34
@@ -262,5 +262,5 @@ def check_cuda(num_devices, what, cpu="MODEL.DEVICE cpu (--device cpu for the de
         reason = f"{num_devices} GPU(s) needed, {torch.cuda.device_count()} visible"
     if reason:
         raise UserError(f"{what} needs CUDA, which PyTorch {torch.__version__} cannot use here: {reason}. Fix the "
-                        "NVIDIA driver or install a torch build for it (README, 'Install'), or run on the CPU with "
+                        "NVIDIA driver or install a torch build for it (docs/INSTALL.md), or run on the CPU with "
                         f"{cpu}.")

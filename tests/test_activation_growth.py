@@ -1,5 +1,6 @@
 """Activation growth at initialisation: the docs' tables are what the tool computes, and
 ``rg_init`` changes only what it says."""
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.errors import ConfigError
 from rgs_detectron.modeling import RGSNet, RGSNetSpec, ReLUGroupNorm
 
-from common import doc_section, tool_module
+from common import ROOT, doc_section, tool_module
 
 ALL = ["res2", "res3", "res4", "res5"]
 
@@ -31,6 +32,29 @@ def test_docs_tables_are_what_the_tool_computes():
         assert [tuple(c.strip(" `") for c in line.split("|")[1:3]) for line in lines[2:]] == tool.rows()
     cell = tool.cell(tool.stage_stds("classifier", "Res-RGS", 26))
     assert f"| `Res-RGS` | paper | {cell} |" in "\n".join(tables[0])
+
+
+def _growth(rhos):
+    """std(y) = sqrt(s^2 + 2 ρ s + 2) from sqrt(2), once per identity block (docs/ARCHITECTURE.md)."""
+    s = 2**0.5
+    for rho in rhos:
+        s = (s * s + 2 * rho * s + 2)**0.5
+    return s
+
+
+def test_the_growth_formula_gives_what_the_docs_say_it_gives():
+    """With a centred Gaussian's ρ = 0.86 the formula falls short of the tables; with ρ measured per block (depth 50's,
+    recomputed) it gives res4's cell: the docs quote both, and the ρ, as computed."""
+    text = " ".join((ROOT / "docs" / "ARCHITECTURE.md").read_text().split("## Activation growth")[1].split())
+    gaussian = 1 / (2 * (0.5 - 1 / (2 * math.pi))**0.5)
+    assert f"= {gaussian:.2f}`" in text
+    quoted = "this gives {:.2f} after one identity block, {:.2f} after five and {:.2f} after 22"
+    assert quoted.format(*(_growth([round(gaussian, 2)] * n) for n in (1, 5, 22))) in text
+    rhos = tool_module("activation_growth").res4_correlations(50)
+    assert "ρ is " + ", ".join(f"{r:.2f}" for r in rhos) + " in the five of depth 50" in text
+    res4 = f"{_growth(rhos):.2f}"
+    assert f"gives 2.53, {res4} and" in text
+    assert f"| 3.59 / 4.65 / {res4} / 3.60 |" in doc_section("docs/ARCHITECTURE.md", "activation-growth")
 
 
 def _pair(build):

@@ -99,7 +99,7 @@ def test_documented_commands_train_the_papers_epochs(config, epochs, num_gpus):
 
 
 def test_documented_manual_batch_recipe_trains_ten_voc_epochs():
-    """README: 'to pick the batch yourself' on VOC, batch 4 on one GPU."""
+    """docs/TRAINING.md: 'to pick the batch yourself' on VOC, batch 4 on one GPU."""
     opts = [
         "SOLVER.REFERENCE_WORLD_SIZE", 0, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.BASE_LR", 0.005, "SOLVER.MAX_ITER", 12528,
         "SOLVER.STEPS", (10022, ), "SOLVER.WARMUP_ITERS", 400, "SOLVER.CHECKPOINT_PERIOD", 4000
@@ -107,7 +107,7 @@ def test_documented_manual_batch_recipe_trains_ten_voc_epochs():
     cfg = DefaultTrainer.auto_scale_workers(rgs_cfg(*opts, base=str(CONFIG_DIR / "voc_b_rgs_50_fpn.yaml")), 1)
     assert cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH / TRAIN_IMAGES["voc"] == pytest.approx(10, rel=1e-3)
     assert cfg.SOLVER.STEPS[0] * cfg.SOLVER.IMS_PER_BATCH / TRAIN_IMAGES["voc"] == pytest.approx(8, rel=1e-3)
-    assert "SOLVER.MAX_ITER 12528 SOLVER.STEPS \"(10022,)\"" in (ROOT / "README.md").read_text()
+    assert "SOLVER.MAX_ITER 12528 SOLVER.STEPS \"(10022,)\"" in (ROOT / "docs" / "TRAINING.md").read_text()
 
 
 PAYLOAD = 'SEED: !!python/object/apply:os.system ["touch {marker}"]\n'

@@ -166,7 +166,7 @@ def test_lazy_training_checks_boxes_like_the_yacs_trainer(tmp_path, caplog):
 
 
 def test_detectron2_lazy_config_with_the_backbone_swapped_trains_a_step(digits, tmp_path):
-    """README's few lines: Detectron2's own RetinaNet LazyConfig, ResNet replaced by RGSNet."""
+    """docs/USAGE.md's few lines: Detectron2's own RetinaNet LazyConfig, ResNet replaced by RGSNet."""
     cfg = d2_model_zoo.get_config("COCO-Detection/retinanet_R_50_FPN_1x.py")
     cfg.model.backbone.bottom_up = L(RGSNet)(variant="b-RGS", depth=26, width_mult=0.25, norm="BN",
                                              out_features=["res3", "res4", "res5"], freeze_at=0)
@@ -405,7 +405,7 @@ def test_a_plain_install_finds_its_configs_without_the_checkout(tmp_path):
     "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 ])
 def test_detectron2_yaml_configs_take_the_backbone_with_two_lines(config):
-    """README's two lines in Detectron2's own Cascade, Keypoint, Panoptic FPN and Mask R-CNN configs."""
+    """The README's two lines in Detectron2's own Cascade, Keypoint, Panoptic FPN and Mask R-CNN configs."""
     from detectron2.modeling import build_model
 
     from rgs_detectron import get_rgsnet_cfg

@@ -334,7 +334,7 @@ def test_keep_torch_with_a_torch_to_install_is_refused_naming_both(other):
         assert f"--keep-torch and {other[0]} exclude each other" in r.stderr and not planned(r)
 
 
-# tools/check_lock.py asks pip's resolver on each Python (network: run by hand, output in the README);
+# tools/check_lock.py asks pip's resolver on each Python (network: run by hand, output in docs/INSTALL.md);
 # here, its reading of the lock and of pip's report.
 def test_the_lock_files_agree_with_each_other():
     check_lock = tool_module("check_lock")

@@ -36,6 +36,27 @@ def stage_stds(model, variant, depth, rg_init="paper"):
     return [t.std().item() for t in outputs.values()]
 
 
+def res4_correlations(depth):
+    """corr(x, GN(ReLU(x))) at each identity block of res4 (the classifier's layer3) of Res-RGS at ``depth``, as
+    ``stage_stds`` initialises and feeds it: the ρ of docs/ARCHITECTURE.md's "Activation growth"."""
+    torch.manual_seed(0)
+    model = RGSNetClassifier(RGSNetSpec.create("Res-RGS", depth, norm="BN")).train()
+    found = []
+
+    def correlation(block, inputs, output):
+        if block.keep_identity:
+            x = inputs[0]
+            g = block.shortcut_norm(x)
+            found.append(torch.corrcoef(torch.stack([x.flatten(), g.flatten()]))[0, 1].item())
+
+    hooks = [block.register_forward_hook(correlation) for block in model.layer3]
+    with torch.no_grad():
+        model.forward_features(torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
+    for hook in hooks:
+        hook.remove()
+    return found
+
+
 def cell(stds):
     return " / ".join(f"{s:.2f}" for s in stds)
 

@@ -1,6 +1,6 @@
-"""The paper's claim on real data, measured: pretraining on Fashion-MNIST, then detection.
+"""The paper's claim (Tables 2, 6, 7) on real data, measured: pretraining on Fashion-MNIST, then detection.
 
-    python tools/pretrain_study.py --output output/study                      # the README study
+    python tools/pretrain_study.py --output output/study                      # docs/RESULTS.md's study
     python tools/pretrain_study.py --output output/study_init --rg-init paper zero --variants Res-RGS \\
         --det-variants Res-RGS --starts scratch                               # the initialisation study
     python tools/pretrain_study.py --output output/study_warm --variants original Res-RGS \\
@@ -9,7 +9,8 @@
 
 1. Classification: each of ``--variants`` (default original, b-RGS, d-RGS, Res-RGS) at depth
    26, 0.25x width, ImageNet stem, trained with ``train_classifier`` on Fashion-MNIST at
-   32x32 with the paper's CIFAR recipe shortened to ``--epochs`` (default 16 of 164), for
+   32x32 with the ``cifar`` recipe (the paper's Sec. 4.2; momentum ours) shortened to ``--epochs``
+   (default 16 of 164), for
    each of ``--seeds`` and ``--rg-init``; first-epoch train loss and test error of the last epoch.
 2. Detection on the built-in digits: each of ``--det-variants`` (default original, b-RGS,
    Res-RGS) trained with ``configs/demo/digits_res_rgs.yaml`` from each of ``--starts``: from

@@ -20,8 +20,9 @@
    (``torch.load(weights_only=True)`` passed explicitly; ``.pkl`` through a restricted
    unpickler), whatever torch's default or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` say.
 5. Clear failures: a missing, empty, truncated or unreadable file, or a URL that cannot be
-   downloaded, is named with the fix. ``file://`` paths and Detectron2's
-   ``?matching_heuristics=True`` suffix are understood as Detectron2 understands them.
+   downloaded, is named with the fix. A ``file://`` URL is read as the local path it names
+   (ours: neither Detectron2 nor iopath resolves ``file://``), and Detectron2's
+   ``?matching_heuristics=True`` suffix as Detectron2 reads it.
 """
 import os
 import re
@@ -51,8 +52,9 @@ _CAFFE2_INPUT = "INPUT.FORMAT BGR, MODEL.PIXEL_MEAN [103.53, 116.28, 123.675], M
 
 
 def _weights_location(path):
-    """(local path or URL, matching_heuristics) as Detectron2 reads ``MODEL.WEIGHTS``: ``file://``
-    is a local path; ``?matching_heuristics=True`` is Detectron2's query, the only one it knows."""
+    """(local path or URL, matching_heuristics) of ``MODEL.WEIGHTS``: a ``file://`` URL is the local path it
+    names (our reading: neither Detectron2 nor iopath resolves it); ``?matching_heuristics=True`` is
+    Detectron2's query, the only one it knows."""
     parsed = urlparse(path)
     where = parsed._replace(query="").geturl()
     if parsed.scheme == "file":

@@ -212,7 +212,7 @@ class _Run:
 
     def _batches(self, dataset, sampler, seed):
         """``(images, targets)`` of ``dataset`` on the device. A data error in a worker process comes back from
-        torch inside the worker's traceback (``engine.defaults.user_message`` prints its original line)."""
+        torch inside the worker's traceback (``utils.commandline.user_message`` prints its original line)."""
         batches = iter(
             DataLoader(dataset, batch_size=self.batch, sampler=sampler, num_workers=self.options.workers,
                        pin_memory=self.dist.device.type == "cuda", drop_last=sampler is not None,

@@ -1,6 +1,6 @@
 """Warm start: an RGS variant initialised from a plain (torchvision-layout) ResNet's weights.
 
-NOT the paper's protocol: the paper pretrains every variant from scratch on ImageNet. A
+NOT the paper's protocol: the paper trains every variant on ImageNet itself (Table 2). A
 warm start copies the ResNet's tensors into the layers that the variant shares with ResNet
 (stem, every conv and BN of the residual branches, the projection shortcuts, and ``fc`` when
 the class count matches) and leaves the layers the variant adds at their stated initial values,
@@ -19,7 +19,7 @@ is far cheaper than pretraining: on ImageNet with ``train_classifier --warm-star
 detection after conversion. The copied BatchNorm statistics describe the ResNet's activations,
 not the variant's, and no setting of the added layers makes them fit (the post-sum ReLU is
 gone): training must let BatchNorm learn them (the classifier does; a detector needs trainable
-BatchNorm, not FrozenBN, with which a warm-started Res-RGS-50 diverges: README, "The warm start,
+BatchNorm, not FrozenBN, with which a warm-started Res-RGS-50 diverges: docs/RESULTS.md, "The warm start,
 measured"). Results from it must be labelled as such.
 """
 from collections import OrderedDict
@@ -36,7 +36,7 @@ LABEL = "warm start from ResNet weights (not the paper's protocol)"
 FROZEN_BN_NOTE = (
     "the BatchNorm statistics are the ResNet's, not this variant's: train with BatchNorm that learns them "
     "(train_classifier does; a detector needs MODEL.RESNETS.NORM SyncBN or BN with MODEL.BACKBONE."
-    "FREEZE_AT 0, not FrozenBN, with which a warm-started Res-RGS-50 diverged: see the README)")
+    "FREEZE_AT 0, not FrozenBN, with which a warm-started Res-RGS-50 diverged: see docs/RESULTS.md)")
 
 
 def _how(module):

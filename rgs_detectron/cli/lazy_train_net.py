@@ -11,7 +11,7 @@ A ``.py`` LazyConfig is a Python file, and loading it runs it with your permissi
 it like code you run, and use only ones you wrote or trust. A ``.yaml`` LazyConfig (the
 ``config.yaml`` a run saves) is read as plain data, with no ``!!python`` tag, but its
 ``_target_`` keys still name the functions that build the model, data and optimizer: trust
-it as you would a ``.py`` (README, "Which files are code"). ``--eval-only`` writes into a new
+it as you would a ``.py`` (docs/TRAINING.md, "Which files are code"). ``--eval-only`` writes into a new
 ``train.output_dir/eval_<time>/``, never over a training run's files. Overrides are
 LazyConfig's ``key=value``, each naming a key the config has (``+key=value`` adds one).
 Any Detectron2 LazyConfig works, RGSNet or not.

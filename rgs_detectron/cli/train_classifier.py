@@ -1,13 +1,14 @@
 """Pretrain an RGSNet classifier (torchvision layout): the weights the detection configs start from.
 
-    # the paper's ImageNet recipe on 8 GPUs (one machine), then on 2 machines x 8 GPUs
+    # the imagenet recipe (the paper's Sec. 4.1 schedule, ours where it is silent: docs/ARCHITECTURE.md) on 8 GPUs,
+    # one machine, then on 2 machines x 8 GPUs
     torchrun --nproc_per_node 8 -m rgs_detectron.cli.train_classifier --dataset imagenet \\
         --data-root /data/imagenet --recipe imagenet --variant Res-RGS --depth 50 --amp --channels-last \\
         --output output/imagenet_res_rgs_50
     torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port 29500 --nproc_per_node 8 \\
         -m rgs_detectron.cli.train_classifier ... (same options)
 
-    # the paper's CIFAR recipe, shortened, on Fashion-MNIST (Debian's dataset-fashion-mnist), one CPU
+    # the cifar recipe (the paper's Sec. 4.2), shortened, on Fashion-MNIST (Debian's dataset-fashion-mnist), one CPU
     python -m rgs_detectron.cli.train_classifier --dataset fashion_mnist --data-root datasets \\
         --recipe cifar --epochs 16 --variant b-RGS --depth 26 --width-mult 0.25 --output output/fm_b_rgs
 

@@ -27,10 +27,10 @@ def _how_to_get(name, path):
                 f"[--val2017 {os.path.join(annotations, 'instances_val2017.json')}]")
     if name.startswith("coco_"):
         return ("download COCO 2014 (train2014.zip, val2014.zip, annotations_trainval2014.zip) from "
-                "cocodataset.org and unpack under $DETECTRON2_DATASETS/coco (README, 'Datasets')")
+                "cocodataset.org and unpack under $DETECTRON2_DATASETS/coco (docs/TRAINING.md, 'Datasets')")
     if name.startswith("voc_"):
         return ("download VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar and unpack so that "
-                "$DETECTRON2_DATASETS/VOC2007/{Annotations,ImageSets,JPEGImages} exist (README, 'Datasets')")
+                "$DETECTRON2_DATASETS/VOC2007/{Annotations,ImageSets,JPEGImages} exist (docs/TRAINING.md, 'Datasets')")
     if name.startswith("rgs_digits"):
         return "generate the built-in dataset with: python -m rgs_detectron.cli.make_digits (or run `make demo`)"
     return "check the path the dataset was registered with"

@@ -89,7 +89,7 @@ def _check_solver(cfg, world):
         raise ConfigError(f"SOLVER.IMS_PER_BATCH = {s.IMS_PER_BATCH} does not divide among "
                           f"SOLVER.REFERENCE_WORLD_SIZE = {s.REFERENCE_WORLD_SIZE} GPUs: leave the batch to the config "
                           "(it scales with --num-gpus), or set SOLVER.REFERENCE_WORLD_SIZE 0 and scale BASE_LR, "
-                          "MAX_ITER and STEPS yourself (README, 'Schedules')")
+                          "MAX_ITER and STEPS yourself (docs/TRAINING.md, 'Schedules')")
     scaled = DefaultTrainer.auto_scale_workers(cfg, world)
     batch = scaled.SOLVER.IMS_PER_BATCH
     if batch % world:

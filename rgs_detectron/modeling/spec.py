@@ -12,8 +12,8 @@ Decisions where the paper is silent (docs/ARCHITECTURE.md lists them all):
 * Depths are counted as ResNet counts them, ``3 x blocks + 2`` (``2 x blocks + 2`` for the
   basic blocks of depths 18 and 34); depths map to blocks per stage through
   :data:`BLOCKS_PER_DEPTH` (depth 44, whose layout the paper does not give, is ``[3, 4, 4, 3]``).
-* ``gn_groups=0`` means the paper's rule: ``32 x res2_out_channels / 256`` groups, 32 at
-  width 1x (res2 output 256), scaled with the width (8 at 0.25x, as the paper; 64 at 2x, our
+* ``gn_groups=0`` means the paper's rule (Sec. 3): ``32 x res2_out_channels / 256`` groups, 32 at
+  width 1x (res2 output 256), scaled with the width (8 at 0.25x, as the paper states; 64 at 2x, our
   extrapolation; 8 for basic blocks at 1x, whose res2 output is 64). Only variants that have
   a GroupNorm need a valid count.
 """
@@ -29,9 +29,9 @@ from .variants import RG_INITS, VARIANTS, Variant, get_variant
 
 __all__ = ["RGSNetSpec", "BLOCKS_PER_DEPTH", "SHORTCUT_IMPLS", "STEMS", "RG_INITS", "BATCH_NORMS", "stage_channels"]
 
-# Blocks per stage (res2..res5) for each depth: the paper's (Table 8, Sec. 4.4), made of
-# bottlenecks, and 18 and 34, made of basic blocks (two 3x3 convs) as torchvision's
-# resnet18/34 and Detectron2's R18/R34.
+# Blocks per stage (res2..res5) for each depth: the paper's Table 8 for 26-152 (44 and 200 are our choice:
+# [3, 4, 4, 3] and He et al.'s ResNet-200), made of bottlenecks, and 18 and 34, made of basic blocks
+# (two 3x3 convs) as torchvision's resnet18/34 and Detectron2's R18/R34.
 BLOCKS_PER_DEPTH = {
     18: (2, 2, 2, 2),
     26: (2, 2, 2, 2),

@@ -3,11 +3,11 @@
 at batch 64) with its ResNet-50 replaced by Res-RGS-50. Not an experiment of the paper.
 
 From scratch, Res-RGS starts with its RG shortcut's GroupNorm weight at 0 in identity blocks
-(``rg_init="zero"``): with the paper's initialisation res4's output starts at a standard
+(``rg_init="zero"``): with ``rg_init="paper"`` (weight 1, our reading) res4's output starts at a standard
 deviation of 6.7 (2.6 with the zero start, 1.4 for b-RGS; docs/ARCHITECTURE.md, "Activation
-growth"), and in the README's study ("Res-RGS from scratch") the zero start halved the first
-epoch's loss and ended ahead in every seed. The other variants have no such term and take
-the paper's initialisation:
+growth"), and in our study (docs/RESULTS.md, "Res-RGS from scratch") the zero start halved the
+first epoch's loss and ended ahead in every seed. The other variants have no such term and
+take ``rg_init="paper"``:
 
     python -m rgs_detectron.cli.lazy_train_net --config-file configs/lazy/mask_rcnn_res_rgs_50_fpn_100ep_lsj.py \\
         --num-gpus 8 rgsnet.variant=b-RGS rgsnet.rg_init=paper

@@ -1,4 +1,6 @@
-"""Res-RGS-50 Faster R-CNN FPN, VOC 2007 (trainval -> test), 10 epochs: the paper's experiment as a LazyConfig.
+"""Res-RGS-50 Faster R-CNN FPN, VOC 2007 (trainval -> test), 10 epochs:
+the paper's VOC experiment (Sec. 4.3) as a LazyConfig; the test split and settings are our choice
+(docs/ARCHITECTURE.md, "Settings").
 
     python -m rgs_detectron.cli.lazy_train_net --config-file configs/lazy/voc_res_rgs_50_fpn.py --num-gpus 8
     ... rgsnet.variant=b-RGS train.init_checkpoint=checkpoints/imagenet/b_rgs_50.pth   # another variant

@@ -1,8 +1,10 @@
-"""Dataloaders for the paper's experiments, from Detectron2's ``common/data/coco.py``.
+"""Dataloaders for the COCO and VOC experiments (the paper, Sec. 4.3), from Detectron2's
+``common/data/coco.py``.
 
 Images are read with ``RGSDatasetMapper`` (16-bit PNGs scaled, unreadable files named) in
-RGB order, boxes only. COCO 2014 as in Detectron: train2014 + valminusminival2014, test on
-the 5k minival2014; VOC 2007 trainval / test with the 11-point VOC07 metric.
+RGB order, boxes only. Our splits (docs/ARCHITECTURE.md, "Settings"): COCO 2014 as in
+Detectron, train2014 + valminusminival2014, test on the 5k minival2014; VOC 2007 trainval /
+test with the 11-point VOC07 metric.
 """
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L

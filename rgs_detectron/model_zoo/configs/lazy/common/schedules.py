@@ -1,4 +1,5 @@
-"""The paper's schedules in iterations of a total batch of 16 (``dataloader.train.total_batch_size``):
+"""The paper's 5 (COCO) and 10 (VOC) epochs (Sec. 4.3) in iterations of a total batch of 16
+(``dataloader.train.total_batch_size``):
 the optimizer, the LR multipliers and the ``train`` nodes of Detectron2's ``common/train.py``.
 
 LazyConfig training keeps the total batch whatever the GPU count (each GPU takes
