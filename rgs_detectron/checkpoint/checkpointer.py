@@ -34,8 +34,8 @@ from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
 from ..errors import ConfigError, WeightsError, first_line
-from ..modeling.spec_record import (RECORD_KEY, CarriesSpec, IncompatibleCheckpointError, encode_record, read_record,
-                                    refuse_other_spec)
+from ..modeling import IncompatibleCheckpointError
+from ..modeling.spec_record import RECORD_KEY, CarriesSpec, encode_record, read_record, refuse_other_spec
 from ..utils.fileio import atomic_write, remove_stale_temp_files
 from ..utils.names import group_blocks, short_list
 from ..utils.torch_files import CONVERT_COMMAND, check_file, load_pickle_safely, load_weights_only
