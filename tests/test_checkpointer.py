@@ -313,8 +313,8 @@ def test_only_what_decides_the_function_is_compared(tmp_path):
     (same tensor shapes) and the stride's place do not."""
     path = _saved(tmp_path, "Res-RGS", "FPN", "MODEL.RESNETS.NORM", "BN", "MODEL.RGSNET.SHORTCUT_IMPL", "lean",
                   "MODEL.RGSNET.RG_INIT", "zero")
-    from rgs_detectron.modeling.spec_record import refuse_other_spec
     from rgs_detectron.modeling import RGSNetSpec
+    from rgs_detectron.modeling.spec_record import refuse_other_spec
 
     RGSCheckpointer(build_model(tiny_detector_cfg("Res-RGS", "FPN", "MODEL.RESNETS.NORM", "FrozenBN"))).load(path)
     spec = RGSNetSpec.create("Res-RGS")
@@ -403,6 +403,7 @@ def test_load_weights_is_the_strict_one_liner_for_a_plain_detectron2_trainer(tmp
     from detectron2.engine import DefaultTrainer
 
     import rgs_detectron
+
     from common import tiny_batch
 
     class Trainer(DefaultTrainer):  # a user's trainer: Detectron2's, with their own data
@@ -547,6 +548,7 @@ class _TinyDataTrainer:
         import itertools
 
         from rgs_detectron.engine.trainer import RGSTrainer
+
         from common import tiny_batch
 
         class Trainer(RGSTrainer):

@@ -9,10 +9,10 @@ import pytest
 from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
+from rgs_detectron.checkpoint import check_weights_file
 from rgs_detectron.data.checks import check_dataset_files
 from rgs_detectron.data.digits import CLASS_NAMES as DIGIT_CLASSES
 from rgs_detectron.data.digits import generate_digits_dataset
-from rgs_detectron.checkpoint import check_weights_file
 from rgs_detectron.errors import InputError, WeightsError
 
 

@@ -469,9 +469,10 @@ def test_user_env_keeps_its_torch_and_detectron2(project_env):
     """The environment's own torch and Detectron2, whatever their versions (the matrix runs this on several)."""
     from importlib import metadata
 
-    import detectron2
     import torch
     import torchvision
+
+    import detectron2
 
     python = project_env
     r = setup("--no-venv", PYTHON=python)

@@ -14,9 +14,7 @@ from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 
 from rgs_detectron import VARIANTS, add_rgsnet_config
-from rgs_detectron.modeling import build_rgsnet_backbone
-from rgs_detectron.modeling import shortcuts
-
+from rgs_detectron.modeling import build_rgsnet_backbone, shortcuts
 from rgs_detectron.modeling.shortcuts import ReLUGroupNorm, rg_shortcut_fused, rg_shortcut_lean, rg_shortcut_reference
 
 EPS = 1e-5

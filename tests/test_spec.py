@@ -5,8 +5,8 @@ from torch import nn
 
 from detectron2.layers import ShapeSpec
 
-from rgs_detectron.errors import ConfigError
 from rgs_detectron.classification import RGSNetClassifier
+from rgs_detectron.errors import ConfigError
 from rgs_detectron.modeling import VARIANTS, RGSNet, RGSNetSpec, build_rgsnet_backbone, make_rgsnet_stages
 from rgs_detectron.modeling.spec_record import read_record
 from rgs_detectron.modeling.variants import twin_of

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from rgs_detectron.cli import train_net as train_net_tool
-from rgs_detectron.data.digits import generate_digits_dataset
 from rgs_detectron.data.builtin import register_digits
+from rgs_detectron.data.digits import generate_digits_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs/demo/digits_res_rgs.yaml")

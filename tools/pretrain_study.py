@@ -40,10 +40,10 @@ from pathlib import Path
 from rgs_detectron.classification.classifier import RGSNetClassifier
 from rgs_detectron.data.builtin import digits_root
 from rgs_detectron.data.digits import generate_digits_dataset
-from rgs_detectron.utils.commandline import run_tool
 from rgs_detectron.errors import ConfigError, UserError, first_line
 from rgs_detectron.model_zoo import get_config_file
 from rgs_detectron.modeling.spec import RG_INITS, RGSNetSpec
+from rgs_detectron.utils.commandline import run_tool
 from rgs_detectron.utils.fileio import atomic_write
 from rgs_detectron.utils.plots import read_metrics
 from rgs_detectron.utils.torch_files import load_weights_only

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pretrain_study import ENV, PY, TOOLS, _convert
 from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.data.builtin import digits_root
 from rgs_detectron.data.digits import generate_digits_dataset
@@ -34,6 +33,8 @@ from rgs_detectron.model_zoo import get_config_file
 from rgs_detectron.modeling import RGSNetSpec
 from rgs_detectron.utils.commandline import run_tool
 from rgs_detectron.utils.fileio import atomic_write
+
+from pretrain_study import ENV, PY, TOOLS, _convert
 
 STARTS = (("original", "paper"), ("b-RGS", "paper"), ("Res-RGS", "paper"), ("Res-RGS", "zero"))
 NORMS = {

@@ -23,11 +23,11 @@ from detectron2.engine.defaults import create_ddp_model as d2_create_ddp_model
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from ..checkpoint.checkpointer import RGSCheckpointer
 from ..data.boxes import checked_train_dicts
 from ..data.checks import dataset_files
 from ..data.mapper import RGSDatasetMapper
 from ..errors import ConfigError, InputError, first_line
-from ..checkpoint.checkpointer import RGSCheckpointer
 from .evaluation import build_coco_evaluator
 from .guarded_run import run_guarded
 
