@@ -184,8 +184,7 @@ def test_a_new_class_count_loads_the_backbone_and_skips_the_predictor(tmp_path, 
 def test_imagenet_style_file_with_a_tensor_the_backbone_lacks_is_refused(tmp_path):
     model = build_model(tiny_detector_cfg("original"))
     backbone = {
-        k[len("backbone.bottom_up."):]: v
-        for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")
+        k[len("backbone.bottom_up."):]: v for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")
     }
     backbone["res2.1.shortcut_norm.weight"] = torch.ones(64)  # a b-RGS tensor
     path = tmp_path / "imagenet.pth"
@@ -266,8 +265,8 @@ def test_an_imagenet_classifiers_head_in_a_backbone_file_is_allowed(tmp_path):
     torch.manual_seed(0)
     model = build_model(tiny_detector_cfg("original"))
     backbone = {
-        k[len("backbone.bottom_up."):]: v.numpy()
-        for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")
+        k[len("backbone.bottom_up."):]: v.numpy() for k, v in model.state_dict().items()
+        if k.startswith("backbone.bottom_up.")
     }
     head = {"fc1000_w": np.ones((1000, 512), dtype=np.float32), "fc1000_b": np.ones(1000, dtype=np.float32)}
     path = tmp_path / "R-26.pkl"
@@ -353,8 +352,7 @@ def _msra_r50_layout(tmp_path):
     model = build_model(tiny_detector_cfg("original"))
     prefix = "backbone.bottom_up."
     d2 = {
-        k[len(prefix):]: v
-        for k, v in model.state_dict().items()
+        k[len(prefix):]: v for k, v in model.state_dict().items()
         if k.startswith(prefix) and not k.endswith(("running_mean", "running_var", "num_batches_tracked", RECORD_KEY))
     }
     c2 = {}
@@ -414,8 +412,8 @@ def test_load_weights_is_the_strict_one_liner_for_a_plain_detectron2_trainer(tmp
 
     original = build_model(tiny_detector_cfg("original"))
     resnet = {  # a ResNet made elsewhere: no record
-        k[len("backbone.bottom_up."):]: v
-        for k, v in original.state_dict().items() if k.startswith("backbone.bottom_up.") and not k.endswith(RECORD_KEY)
+        k[len("backbone.bottom_up."):]: v for k, v in original.state_dict().items()
+        if k.startswith("backbone.bottom_up.") and not k.endswith(RECORD_KEY)
     }
     plain = tmp_path / "resnet.pth"
     torch.save({"model": resnet, "__author__": "someone", "matching_heuristics": True}, plain)

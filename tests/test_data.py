@@ -44,8 +44,9 @@ def _write(path, data):
 def _coco(ids):
     return {
         "images": [{"id": i, "file_name": f"{i}.jpg", "width": 10, "height": 10} for i in ids],
-        "annotations": [{"id": 100 + i, "image_id": i, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0}
-                        for i in ids],
+        "annotations": [
+            {"id": 100 + i, "image_id": i, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0} for i in ids
+        ],
         "categories": [{"id": 1, "name": "thing"}],
     }
 

@@ -280,9 +280,8 @@ def untrained_heads(tmp_path_factory, tiny_model):
     imagenet = folder / "imagenet.pth"
     torch.save(
         {
-            "model": {k[len(prefix):]: v
-                      for k, v in data["model"].items()
-                      if k.startswith(prefix)}, "__author__": "x", "matching_heuristics": True
+            "model": {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)}, "__author__": "x",
+            "matching_heuristics": True
         }, imagenet)
     _, other_classes, _ = save_random_detector(folder, "Res-RGS", "FPN", *SMALL_TEST, "MODEL.ROI_HEADS.NUM_CLASSES", 5)
     return {

@@ -52,8 +52,8 @@ def test_own_torch_index():
     r = setup("--torch-index-url", "https://download.pytorch.org/whl/cu126", "--torch", "2.9.1", "--torchvision",
               "0.24.1")
     assert r.returncode == 0, r.stderr
-    assert any("--index-url https://download.pytorch.org/whl/cu126 torch==2.9.1 torchvision==0.24.1" in c
-               for c in planned(r))
+    assert any(
+        "--index-url https://download.pytorch.org/whl/cu126 torch==2.9.1 torchvision==0.24.1" in c for c in planned(r))
     both = setup("--keep-torch", "--torch-index-url", "x")
     assert both.returncode == 2 and "exclude each other" in both.stderr
 
@@ -156,8 +156,8 @@ def test_the_supported_pythons_are_the_same_everywhere():
     first, last = pythons[0], pythons[-1]
     kwargs = _setup_arguments()
     assert kwargs["python_requires"] == f">={first},<3.{int(last.split('.')[1]) + 1}"
-    assert [c.rsplit(" ", 1)[1] for c in kwargs["classifiers"]
-            if c.startswith("Programming Language :: Python :: 3.")] == list(pythons)
+    assert [c.rsplit(" ", 1)[1] for c in kwargs["classifiers"] if c.startswith("Programming Language :: Python :: 3.")
+            ] == list(pythons)
     listed = ", ".join(pythons[:-1]) + f" or {last}"
     places = {
         "tools/setup_env.sh": [
@@ -286,8 +286,7 @@ def test_pip_check_passes_with_the_rewritten_wheel_and_failed_with_the_original(
         return subprocess.run(
             [sys.executable, "-m", "pip", "--python",
              str(python), "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=120,
-            env={k: v
-                 for k, v in os.environ.items() if k != "PYTHONPATH"})
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
 
     original = _toy_wheel(tmp_path)
     copied = tmp_path / "toy_d2-0.7.2-py3-none-any.whl"  # what the set-up did before: a renamed copy
@@ -570,8 +569,7 @@ def test_pinned_shows_its_plan_and_never_puts_headless_opencv_beside_the_users(t
 # make test / make demo: which Python runs them (`make -n` prints the commands without running them).
 def make(*args, **env):
     clean = {
-        k: v
-        for k, v in os.environ.items()
+        k: v for k, v in os.environ.items()
         if k not in ("PYTHON", "VIRTUAL_ENV", "CONDA_PREFIX", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
     }
     return subprocess.run(["make", *args], capture_output=True, text=True, env=dict(clean, **env), timeout=120,
@@ -640,8 +638,8 @@ def test_the_readmes_bibtex_and_citation_cff_cite_the_same_paper():
 
 def _stand_in_wheel(folder, name, version, requires=(), files=None):
     """A tiny pure-Python wheel of ``name`` ``version`` that requires ``requires``; files: {path: text}."""
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n"
-                                                                                      for r in requires)
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires)
     contents = {path: text.encode() for path, text in files.items()}
     contents[f"{name}-{version}.dist-info/METADATA"] = metadata.encode()
     contents[f"{name}-{version}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"

@@ -374,8 +374,7 @@ def test_lean_shortcut_saves_only_input_and_statistics():
 def test_backbone_saved_bytes():
     x = torch.randn(2, 3, 64, 64)
     saved = {(variant, impl): saved_activation_bytes(_build(variant, impl), x)[0]
-             for variant in ("original", "b-RGS", "Res-RGS")
-             for impl in ("reference", "lean")}
+             for variant in ("original", "b-RGS", "Res-RGS") for impl in ("reference", "lean")}
     base = saved[("original", "lean")]
     assert saved[("original", "reference")] == base
     for variant in ("b-RGS", "Res-RGS"):

@@ -270,8 +270,8 @@ def _first_iterations_table(args, results):
                 f"seed {run['seed']} at iteration {run['diverged_at']}" for run in runs
                 if run["diverged_at"] is not None
             ]
-            lines.append(f"| {name} | {start} | {len(runs)} | " + " | ".join(f"{mean[i]:.3f}" if i < len(mean) else "–"
-                                                                             for i in shown) +
+            lines.append(f"| {name} | {start} | {len(runs)} | " +
+                         " | ".join(f"{mean[i]:.3f}" if i < len(mean) else "–" for i in shown) +
                          f" | {max(map(max, filter(None, losses)), default=float('nan')):.3f} | "
                          f"{', '.join(diverged) or 'no'} |")
     return lines
@@ -303,8 +303,8 @@ def _first_steps_table(args, results):
             results[_name(variant, init)] = runs
             means = [statistics.mean(col) if None not in col else None for col in zip(*runs)] if runs else []
             lines.append(f"| {_name(variant, init)} | {len(runs)} | " +
-                         " | ".join("–" if m is None else f"{m:.3f}"
-                                    for m in means or [None] * len(FIRST_STEPS)) + " |")
+                         " | ".join("–" if m is None else f"{m:.3f}" for m in means or [None] * len(FIRST_STEPS)) +
+                         " |")
     return lines
 
 
@@ -397,8 +397,8 @@ def _main(argv):
     p.add_argument("--lanes", type=_lanes, default=2, help="runs at a time (one CPU thread each)")
     p.add_argument("--summary-only", action="store_true", help="only rewrite summary.md from finished runs")
     args = p.parse_args(argv)
-    if any(s.startswith("warm")
-           for s in args.starts) and (WARM_SOURCE not in args.variants or "paper" not in args.rg_init):
+    if any(s.startswith("warm") for s in args.starts) and (WARM_SOURCE not in args.variants or
+                                                           "paper" not in args.rg_init):
         p.error(f"--starts {' '.join(args.starts)}: warm starts copy the {WARM_SOURCE} classifiers; add "
                 f"{WARM_SOURCE} to --variants and paper to --rg-init")
     os.makedirs(args.output, exist_ok=True)

@@ -136,8 +136,9 @@ def summarize(args, results):
                 lines.append(f"| {start} | {norm} | run failed (see job.log) |")
                 continue
             losses = [r["total_loss"] for r in run["iterations"]]
-            lines.append(f"| {start} | {norm} | " + " | ".join(f"{losses[i]:.3g}" if i < len(losses) else "–"
-                                                               for i in SHOWN) + f" | {max(losses):.3g} | " +
+            lines.append(f"| {start} | {norm} | " +
+                         " | ".join(f"{losses[i]:.3g}" if i < len(losses) else "–" for i in SHOWN) +
+                         f" | {max(losses):.3g} | " +
                          ("no" if run["diverged_at"] is None else f"at iteration {run['diverged_at']}") + " |")
     atomic_write(os.path.join(args.output, "results.json"),
                  lambda f: json.dump({"settings": vars(args), "starts": results}, f, indent=1), mode="w")
