@@ -250,8 +250,8 @@ def test_the_demo_replaces_files_in_its_output_folder_only_when_asked(tiny_model
     assert run_demo(tiny_model, "--input", images, "--output", out) == 2
     err = capsys.readouterr().err
     assert "already holds a.png, summary.json, which this run would write: pass --overwrite" in err
-    assert (out / "summary.json").read_text() == "the user's own" and (out /
-                                                                       "a.png").read_text() == "the user's picture"
+    assert (out / "summary.json").read_text() == "the user's own"
+    assert (out / "a.png").read_text() == "the user's picture"
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "summary.json"]
     assert run_demo(tiny_model, "--input", images, "--output", out, "--overwrite") == 0
     assert json.loads((out / "summary.json").read_text())["complete"]

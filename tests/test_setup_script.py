@@ -156,8 +156,8 @@ def test_the_supported_pythons_are_the_same_everywhere():
     first, last = pythons[0], pythons[-1]
     kwargs = _setup_arguments()
     assert kwargs["python_requires"] == f">={first},<3.{int(last.split('.')[1]) + 1}"
-    assert [c.rsplit(" ", 1)[1] for c in kwargs["classifiers"] if c.startswith("Programming Language :: Python :: 3.")
-            ] == list(pythons)
+    python3 = "Programming Language :: Python :: 3."
+    assert [c.rsplit(" ", 1)[1] for c in kwargs["classifiers"] if c.startswith(python3)] == list(pythons)
     listed = ", ".join(pythons[:-1]) + f" or {last}"
     places = {
         "tools/setup_env.sh": [
@@ -274,12 +274,10 @@ def test_pip_check_passes_with_the_rewritten_wheel_and_failed_with_the_original(
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
         site = subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                               capture_output=True, text=True, check=True).stdout.strip()
-        (Path(site) / "numpy-2.4.6.dist-info").mkdir()
-        (Path(site) / "numpy-2.4.6.dist-info" /
-         "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 2.4.6\n")
-        (Path(site) / "pillow-13.0.0.dist-info").mkdir()
-        (Path(site) / "pillow-13.0.0.dist-info" /
-         "METADATA").write_text("Metadata-Version: 2.1\nName: pillow\nVersion: 13.0.0\n")
+        for dist, version in (("numpy", "2.4.6"), ("pillow", "13.0.0")):
+            info = Path(site) / f"{dist}-{version}.dist-info"
+            info.mkdir()
+            (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         return venv / "bin" / "python"
 
     def pip(python, *args):  # without PYTHONPATH: only the environment's own distributions count
@@ -397,9 +395,8 @@ def fake_env(tmp_path, dists=(), files=None, with_project_venv=False, tools=("pi
     for name, version, *lines in dists:
         info = site / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
-        (info /
-         "METADATA").write_text("\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *lines]) +
-                                "\n")
+        metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *lines]
+        (info / "METADATA").write_text("\n".join(metadata) + "\n")
         top = "detectron2" if "detectron2" in name else "cv2" if name.startswith("opencv") else name.replace("-", "_")
         (info / "top_level.txt").write_text(top + "\n")
     for path, text in (files or {}).items():

@@ -114,8 +114,8 @@ def test_preact_first_block_uses_the_stems_activation():
 
 
 def test_twins_follow_from_the_table():
-    assert {name: twin_of(v) for name, v in VARIANTS.items() if twin_of(v)
-            } == {"b-RGS": "GS", "GS": "b-RGS", "d-RGS": "Res-RGS", "Res-RGS": "d-RGS"}
+    twins = {name: twin_of(v) for name, v in VARIANTS.items() if twin_of(v)}
+    assert twins == {"b-RGS": "GS", "GS": "b-RGS", "d-RGS": "Res-RGS", "Res-RGS": "d-RGS"}
 
 
 def test_a_new_variant_is_one_table_row(monkeypatch):
