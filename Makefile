@@ -64,8 +64,8 @@ test-fast: $(READY)
 matrix:
 	bash .ci/run
 
-# The linter and the formatter, as CI runs them (ruff.toml; .style.yapf: apply with
-# `$(PY) -m yapf -i -r rgs_detectron tests tools`).
+# The linter and the formatter, as CI runs them (ruff.toml, imports sorted included: apply with
+# `$(PY) -m ruff check --select I --fix .`; .style.yapf: apply with `$(PY) -m yapf -i -r rgs_detectron tests tools`).
 lint: $(READY)
 	$(PY) -m ruff check .
 	$(PY) -m yapf --diff --recursive rgs_detectron tests tools

@@ -23,9 +23,9 @@ plain reference ops: ``ReLUGroupNorm.forward`` is the one place that decides.
 """
 import copy
 import io
-import sys
 import logging
 import os
+import sys
 import warnings
 from collections import namedtuple
 

@@ -184,8 +184,7 @@ def test_a_new_class_count_loads_the_backbone_and_skips_the_predictor(tmp_path, 
 def test_imagenet_style_file_with_a_tensor_the_backbone_lacks_is_refused(tmp_path):
     model = build_model(tiny_detector_cfg("original"))
     backbone = {
-        k[len("backbone.bottom_up."):]: v
-        for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")
+        k[len("backbone.bottom_up."):]: v for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")
     }
     backbone["res2.1.shortcut_norm.weight"] = torch.ones(64)  # a b-RGS tensor
     path = tmp_path / "imagenet.pth"
@@ -266,8 +265,8 @@ def test_an_imagenet_classifiers_head_in_a_backbone_file_is_allowed(tmp_path):
     torch.manual_seed(0)
     model = build_model(tiny_detector_cfg("original"))
     backbone = {
-        k[len("backbone.bottom_up."):]: v.numpy()
-        for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")
+        k[len("backbone.bottom_up."):]: v.numpy() for k, v in model.state_dict().items()
+        if k.startswith("backbone.bottom_up.")
     }
     head = {"fc1000_w": np.ones((1000, 512), dtype=np.float32), "fc1000_b": np.ones(1000, dtype=np.float32)}
     path = tmp_path / "R-26.pkl"
@@ -313,8 +312,8 @@ def test_only_what_decides_the_function_is_compared(tmp_path):
     (same tensor shapes) and the stride's place do not."""
     path = _saved(tmp_path, "Res-RGS", "FPN", "MODEL.RESNETS.NORM", "BN", "MODEL.RGSNET.SHORTCUT_IMPL", "lean",
                   "MODEL.RGSNET.RG_INIT", "zero")
-    from rgs_detectron.modeling.spec_record import refuse_other_spec
     from rgs_detectron.modeling import RGSNetSpec
+    from rgs_detectron.modeling.spec_record import refuse_other_spec
 
     RGSCheckpointer(build_model(tiny_detector_cfg("Res-RGS", "FPN", "MODEL.RESNETS.NORM", "FrozenBN"))).load(path)
     spec = RGSNetSpec.create("Res-RGS")
@@ -353,8 +352,7 @@ def _msra_r50_layout(tmp_path):
     model = build_model(tiny_detector_cfg("original"))
     prefix = "backbone.bottom_up."
     d2 = {
-        k[len(prefix):]: v
-        for k, v in model.state_dict().items()
+        k[len(prefix):]: v for k, v in model.state_dict().items()
         if k.startswith(prefix) and not k.endswith(("running_mean", "running_var", "num_batches_tracked", RECORD_KEY))
     }
     c2 = {}
@@ -403,6 +401,7 @@ def test_load_weights_is_the_strict_one_liner_for_a_plain_detectron2_trainer(tmp
     from detectron2.engine import DefaultTrainer
 
     import rgs_detectron
+
     from common import tiny_batch
 
     class Trainer(DefaultTrainer):  # a user's trainer: Detectron2's, with their own data
@@ -413,8 +412,8 @@ def test_load_weights_is_the_strict_one_liner_for_a_plain_detectron2_trainer(tmp
 
     original = build_model(tiny_detector_cfg("original"))
     resnet = {  # a ResNet made elsewhere: no record
-        k[len("backbone.bottom_up."):]: v
-        for k, v in original.state_dict().items() if k.startswith("backbone.bottom_up.") and not k.endswith(RECORD_KEY)
+        k[len("backbone.bottom_up."):]: v for k, v in original.state_dict().items()
+        if k.startswith("backbone.bottom_up.") and not k.endswith(RECORD_KEY)
     }
     plain = tmp_path / "resnet.pth"
     torch.save({"model": resnet, "__author__": "someone", "matching_heuristics": True}, plain)
@@ -547,6 +546,7 @@ class _TinyDataTrainer:
         import itertools
 
         from rgs_detectron.engine.trainer import RGSTrainer
+
         from common import tiny_batch
 
         class Trainer(RGSTrainer):

@@ -19,10 +19,7 @@ from torch import nn
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from rgs_detectron.cli import convert as convert_tool
 from rgs_detectron.checkpoint import RGSCheckpointer
-from rgs_detectron.errors import ConfigError, WeightsError
-from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.checkpoint.convert import (
     ConversionError,
     apply_renames,
@@ -30,6 +27,9 @@ from rgs_detectron.checkpoint.convert import (
     expected_shapes,
     map_names,
 )
+from rgs_detectron.classification import RGSNetClassifier
+from rgs_detectron.cli import convert as convert_tool
+from rgs_detectron.errors import ConfigError, WeightsError
 from rgs_detectron.modeling import BLOCKS_PER_DEPTH, VARIANTS, RGSNet, RGSNetSpec
 from rgs_detectron.modeling.spec_record import RECORD_KEY, read_record
 

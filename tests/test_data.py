@@ -9,10 +9,10 @@ import pytest
 from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
+from rgs_detectron.checkpoint import check_weights_file
 from rgs_detectron.data.checks import check_dataset_files
 from rgs_detectron.data.digits import CLASS_NAMES as DIGIT_CLASSES
 from rgs_detectron.data.digits import generate_digits_dataset
-from rgs_detectron.checkpoint import check_weights_file
 from rgs_detectron.errors import InputError, WeightsError
 
 
@@ -44,8 +44,9 @@ def _write(path, data):
 def _coco(ids):
     return {
         "images": [{"id": i, "file_name": f"{i}.jpg", "width": 10, "height": 10} for i in ids],
-        "annotations": [{"id": 100 + i, "image_id": i, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0}
-                        for i in ids],
+        "annotations": [
+            {"id": 100 + i, "image_id": i, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0} for i in ids
+        ],
         "categories": [{"id": 1, "name": "thing"}],
     }
 

@@ -250,8 +250,8 @@ def test_the_demo_replaces_files_in_its_output_folder_only_when_asked(tiny_model
     assert run_demo(tiny_model, "--input", images, "--output", out) == 2
     err = capsys.readouterr().err
     assert "already holds a.png, summary.json, which this run would write: pass --overwrite" in err
-    assert (out / "summary.json").read_text() == "the user's own" and (out /
-                                                                       "a.png").read_text() == "the user's picture"
+    assert (out / "summary.json").read_text() == "the user's own"
+    assert (out / "a.png").read_text() == "the user's picture"
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "summary.json"]
     assert run_demo(tiny_model, "--input", images, "--output", out, "--overwrite") == 0
     assert json.loads((out / "summary.json").read_text())["complete"]
@@ -280,9 +280,8 @@ def untrained_heads(tmp_path_factory, tiny_model):
     imagenet = folder / "imagenet.pth"
     torch.save(
         {
-            "model": {k[len(prefix):]: v
-                      for k, v in data["model"].items()
-                      if k.startswith(prefix)}, "__author__": "x", "matching_heuristics": True
+            "model": {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)}, "__author__": "x",
+            "matching_heuristics": True
         }, imagenet)
     _, other_classes, _ = save_random_detector(folder, "Res-RGS", "FPN", *SMALL_TEST, "MODEL.ROI_HEADS.NUM_CLASSES", 5)
     return {

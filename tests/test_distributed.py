@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_pretrain import TINY as CLASSIFIER, env
+from test_pretrain import TINY as CLASSIFIER
+from test_pretrain import env
 from test_train_net import datasets_root, train_net_process  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow

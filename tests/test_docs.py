@@ -45,8 +45,8 @@ def test_convert_docs_quote_what_the_tool_writes(tmp_path):
     """docs/CONVERT.md's example (b-RGS-26 at 0.25x) with the tensor count the converter writes."""
     import torch
 
-    from rgs_detectron.classification import RGSNetClassifier
     from rgs_detectron.checkpoint.convert import convert_checkpoint
+    from rgs_detectron.classification import RGSNetClassifier
     from rgs_detectron.modeling import RGSNetSpec
 
     spec = RGSNetSpec.create("b-RGS", 26, 0.25)

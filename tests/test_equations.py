@@ -231,4 +231,3 @@ def test_block_equations_with_squeeze_excitation(variant):
                 want = expected_output(variant, names, x, stride=stride, stride_in_1x1=stride_in_1x1, train=True,
                                        preactivated_input=pre or variant != "Preact", basic=model.endswith("basic"))
                 torch.testing.assert_close(block(x), want, rtol=1e-9, atol=1e-9)
-

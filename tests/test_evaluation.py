@@ -14,8 +14,6 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.evaluation import COCOEvaluator
 from detectron2.structures import Boxes, Instances
 
-from rgs_detectron.errors import ConfigError
-
 from rgs_detectron.engine.evaluation import (
     RGSCOCOEvaluator,
     build_coco_evaluator,
@@ -23,6 +21,7 @@ from rgs_detectron.engine.evaluation import (
     load_coco_gt,
     resolve_engine,
 )
+from rgs_detectron.errors import ConfigError
 
 pytestmark = pytest.mark.skipif(not resolve_engine("auto") == "faster_coco_eval",
                                 reason="faster-coco-eval is not installed")

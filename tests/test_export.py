@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from rgs_detectron.cli import export as export_tool
 from rgs_detectron import export as rgs_export
+from rgs_detectron.cli import export as export_tool
 from rgs_detectron.engine.predictor import load_trained_model
+
 from common import save_random_detector
 
 onnxruntime = pytest.importorskip("onnxruntime")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import DictConfig
 
 from detectron2 import model_zoo as d2_model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
-from omegaconf import DictConfig
 
 from rgs_detectron import model_zoo
 from rgs_detectron.cli import lazy_train_net
@@ -359,8 +359,8 @@ def test_evaluators_follow_detectron2s_evaluator_types():
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.evaluation import SemSegEvaluator
 
-    from rgs_detectron.engine import build_evaluator
     from rgs_detectron import get_rgsnet_cfg
+    from rgs_detectron.engine import build_evaluator
 
     if "rgs_test_semseg" not in DatasetCatalog.list():
         DatasetCatalog.register("rgs_test_semseg", lambda: [])

@@ -19,10 +19,10 @@ from PIL import Image
 
 from detectron2.utils.logger import setup_logger
 
-from rgs_detectron.cli import train_classifier as tool
-from rgs_detectron.errors import InputError
 from rgs_detectron.classification import datasets as pretrain_datasets
 from rgs_detectron.classification.datasets import DATASETS, build_datasets
+from rgs_detectron.cli import train_classifier as tool
+from rgs_detectron.errors import InputError
 
 from common import tool_module
 
@@ -350,10 +350,9 @@ def test_kill_9_then_resume_finishes_the_same_run(digits_run, tmp_path):
 def test_chain_pretrain_convert_finetune_evaluate(tmp_path, tmp_path_factory, capsys, variant, request):
     """Real data end to end: a classifier pretrained on handwritten digits, converted with no
     options (the checkpoint records its architecture), fine-tunes the digits detector."""
-    from rgs_detectron.cli import convert
-    from rgs_detectron.cli import train_net
-    from rgs_detectron.data.digits import generate_digits_dataset
+    from rgs_detectron.cli import convert, train_net
     from rgs_detectron.data.builtin import register_digits
+    from rgs_detectron.data.digits import generate_digits_dataset
 
     if variant == "Res-RGS":
         classifier = request.getfixturevalue("digits_run")

@@ -52,8 +52,8 @@ def test_own_torch_index():
     r = setup("--torch-index-url", "https://download.pytorch.org/whl/cu126", "--torch", "2.9.1", "--torchvision",
               "0.24.1")
     assert r.returncode == 0, r.stderr
-    assert any("--index-url https://download.pytorch.org/whl/cu126 torch==2.9.1 torchvision==0.24.1" in c
-               for c in planned(r))
+    assert any(
+        "--index-url https://download.pytorch.org/whl/cu126 torch==2.9.1 torchvision==0.24.1" in c for c in planned(r))
     both = setup("--keep-torch", "--torch-index-url", "x")
     assert both.returncode == 2 and "exclude each other" in both.stderr
 
@@ -156,8 +156,8 @@ def test_the_supported_pythons_are_the_same_everywhere():
     first, last = pythons[0], pythons[-1]
     kwargs = _setup_arguments()
     assert kwargs["python_requires"] == f">={first},<3.{int(last.split('.')[1]) + 1}"
-    assert [c.rsplit(" ", 1)[1] for c in kwargs["classifiers"]
-            if c.startswith("Programming Language :: Python :: 3.")] == list(pythons)
+    python3 = "Programming Language :: Python :: 3."
+    assert [c.rsplit(" ", 1)[1] for c in kwargs["classifiers"] if c.startswith(python3)] == list(pythons)
     listed = ", ".join(pythons[:-1]) + f" or {last}"
     places = {
         "tools/setup_env.sh": [
@@ -274,20 +274,17 @@ def test_pip_check_passes_with_the_rewritten_wheel_and_failed_with_the_original(
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
         site = subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                               capture_output=True, text=True, check=True).stdout.strip()
-        (Path(site) / "numpy-2.4.6.dist-info").mkdir()
-        (Path(site) / "numpy-2.4.6.dist-info" /
-         "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 2.4.6\n")
-        (Path(site) / "pillow-13.0.0.dist-info").mkdir()
-        (Path(site) / "pillow-13.0.0.dist-info" /
-         "METADATA").write_text("Metadata-Version: 2.1\nName: pillow\nVersion: 13.0.0\n")
+        for dist, version in (("numpy", "2.4.6"), ("pillow", "13.0.0")):
+            info = Path(site) / f"{dist}-{version}.dist-info"
+            info.mkdir()
+            (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         return venv / "bin" / "python"
 
     def pip(python, *args):  # without PYTHONPATH: only the environment's own distributions count
         return subprocess.run(
             [sys.executable, "-m", "pip", "--python",
              str(python), "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=120,
-            env={k: v
-                 for k, v in os.environ.items() if k != "PYTHONPATH"})
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
 
     original = _toy_wheel(tmp_path)
     copied = tmp_path / "toy_d2-0.7.2-py3-none-any.whl"  # what the set-up did before: a renamed copy
@@ -398,9 +395,8 @@ def fake_env(tmp_path, dists=(), files=None, with_project_venv=False, tools=("pi
     for name, version, *lines in dists:
         info = site / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
-        (info /
-         "METADATA").write_text("\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *lines]) +
-                                "\n")
+        metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *lines]
+        (info / "METADATA").write_text("\n".join(metadata) + "\n")
         top = "detectron2" if "detectron2" in name else "cv2" if name.startswith("opencv") else name.replace("-", "_")
         (info / "top_level.txt").write_text(top + "\n")
     for path, text in (files or {}).items():
@@ -469,9 +465,10 @@ def test_user_env_keeps_its_torch_and_detectron2(project_env):
     """The environment's own torch and Detectron2, whatever their versions (the matrix runs this on several)."""
     from importlib import metadata
 
-    import detectron2
     import torch
     import torchvision
+
+    import detectron2
 
     python = project_env
     r = setup("--no-venv", PYTHON=python)
@@ -569,8 +566,7 @@ def test_pinned_shows_its_plan_and_never_puts_headless_opencv_beside_the_users(t
 # make test / make demo: which Python runs them (`make -n` prints the commands without running them).
 def make(*args, **env):
     clean = {
-        k: v
-        for k, v in os.environ.items()
+        k: v for k, v in os.environ.items()
         if k not in ("PYTHON", "VIRTUAL_ENV", "CONDA_PREFIX", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
     }
     return subprocess.run(["make", *args], capture_output=True, text=True, env=dict(clean, **env), timeout=120,
@@ -639,8 +635,8 @@ def test_the_readmes_bibtex_and_citation_cff_cite_the_same_paper():
 
 def _stand_in_wheel(folder, name, version, requires=(), files=None):
     """A tiny pure-Python wheel of ``name`` ``version`` that requires ``requires``; files: {path: text}."""
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n"
-                                                                                      for r in requires)
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires)
     contents = {path: text.encode() for path, text in files.items()}
     contents[f"{name}-{version}.dist-info/METADATA"] = metadata.encode()
     contents[f"{name}-{version}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"

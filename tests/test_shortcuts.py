@@ -14,9 +14,7 @@ from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 
 from rgs_detectron import VARIANTS, add_rgsnet_config
-from rgs_detectron.modeling import build_rgsnet_backbone
-from rgs_detectron.modeling import shortcuts
-
+from rgs_detectron.modeling import build_rgsnet_backbone, shortcuts
 from rgs_detectron.modeling.shortcuts import ReLUGroupNorm, rg_shortcut_fused, rg_shortcut_lean, rg_shortcut_reference
 
 EPS = 1e-5
@@ -376,8 +374,7 @@ def test_lean_shortcut_saves_only_input_and_statistics():
 def test_backbone_saved_bytes():
     x = torch.randn(2, 3, 64, 64)
     saved = {(variant, impl): saved_activation_bytes(_build(variant, impl), x)[0]
-             for variant in ("original", "b-RGS", "Res-RGS")
-             for impl in ("reference", "lean")}
+             for variant in ("original", "b-RGS", "Res-RGS") for impl in ("reference", "lean")}
     base = saved[("original", "lean")]
     assert saved[("original", "reference")] == base
     for variant in ("b-RGS", "Res-RGS"):

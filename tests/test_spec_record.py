@@ -171,9 +171,8 @@ def test_a_malformed_record_is_refused_naming_the_file_and_the_field(tmp_path, r
     """A record that is not a mapping was "no record"; a missing variant was filled with the default."""
     full = RGSNetSpec.create("d-RGS", 26, 0.25).to_dict()
     record = {
-        "no variant": {k: v
-                       for k, v in full.items() if k != "variant"}, "a wrong variant": {**full, "variant": "e-RGS"},
-        "an unknown field": {**full, "color": "red"}
+        "no variant": {k: v for k, v in full.items() if k != "variant"},
+        "a wrong variant": {**full, "variant": "e-RGS"}, "an unknown field": {**full, "color": "red"}
     }.get(record, record) if isinstance(record, str) else record
     weights = saved(tmp_path, "d-RGS", record=False)
     data = torch.load(weights, weights_only=True)
@@ -287,8 +286,8 @@ def test_a_backbone_cut_from_a_state_dict_by_hand_serves_a_c4_model_in_our_loade
     """One record, ``_extra_state``: Detectron2's heuristics cannot give it to both C4 parts; ours gives it to both."""
     prefix = "backbone.bottom_up."
     state = {
-        k[len(prefix):]: v
-        for k, v in build_model(tiny_detector_cfg("Res-RGS")).state_dict().items() if k.startswith(prefix)
+        k[len(prefix):]: v for k, v in build_model(tiny_detector_cfg("Res-RGS")).state_dict().items()
+        if k.startswith(prefix)
     }
     torch.save({"model": state, "matching_heuristics": True}, tmp_path / "backbone.pth")
     weights = str(tmp_path / "backbone.pth")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from rgs_detectron.cli import train_net as train_net_tool
-from rgs_detectron.data.digits import generate_digits_dataset
 from rgs_detectron.data.builtin import register_digits
+from rgs_detectron.data.digits import generate_digits_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs/demo/digits_res_rgs.yaml")
@@ -492,8 +492,9 @@ def test_a_corrupt_image_read_in_a_worker_process_is_one_line_naming_it(tmp_path
     Image.fromarray(np.full((64, 64, 3), 128, dtype=np.uint8)).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
     images = [{"id": i, "file_name": n, "width": 64, "height": 64} for i, n in ((1, "good.png"), (2, "bad.png"))]
-    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [8, 8, 30, 30], "area": 900, "iscrowd": 0}
-            for i in (1, 2)]
+    anns = [
+        {"id": i, "image_id": i, "category_id": 1, "bbox": [8, 8, 30, 30], "area": 900, "iscrowd": 0} for i in (1, 2)
+    ]
     (tmp_path / "train.json").write_text(
         json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}))
     register_coco_instances("rgs_test_corrupt_image", {}, str(tmp_path / "train.json"), str(tmp_path))

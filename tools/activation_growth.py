@@ -16,8 +16,8 @@ import sys
 import torch
 
 from rgs_detectron.classification.classifier import RGSNetClassifier
-from rgs_detectron.utils.commandline import run_tool
 from rgs_detectron.modeling import VARIANTS, RGSNet, RGSNetSpec
+from rgs_detectron.utils.commandline import run_tool
 
 DEPTHS = (26, 50, 101)
 MODELS = {"classifier": "ImageNet classifier", "backbone": "Detectron2 backbone, trainable BN"}

@@ -33,8 +33,8 @@ from detectron2.utils.analysis import FlopCountAnalysis
 from detectron2.utils.logger import setup_logger
 
 from rgs_detectron.engine.defaults import load_cfg
-from rgs_detectron.utils.commandline import add_config_args, positive_int, run_tool
 from rgs_detectron.engine.predictor import load_trained_model
+from rgs_detectron.utils.commandline import add_config_args, positive_int, run_tool
 
 
 def get_parser():

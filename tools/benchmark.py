@@ -389,9 +389,7 @@ def _measure(args, plan, models, threads):
     torch.set_num_threads(threads or _ALL_THREADS)
     samples = {name: {} for name, _, _ in plan}
     steps = {
-        name: {m: models[name].steps(m, threads)
-               for m in _measurements(args, impl, threads)}
-        for name, _, impl in plan
+        name: {m: models[name].steps(m, threads) for m in _measurements(args, impl, threads)} for name, _, impl in plan
     }
     for rnd in range(-1, args.rounds):  # round -1: the warm-up
         shift = max(rnd, 0) % len(plan)
@@ -434,8 +432,7 @@ def _summary(plan, samples, params):
     for name in samples:
         samples[name]["params_m"] = [params[name]]
     results = {
-        name: {k: (max(v) if k.startswith("peak") else statistics.median(v))
-               for k, v in s.items()}
+        name: {k: (max(v) if k.startswith("peak") else statistics.median(v)) for k, v in s.items()}
         for name, s in samples.items()
     }
     spread = {name: {k: [min(v), max(v), len(v)] for k, v in s.items() if "_ms" in k} for name, s in samples.items()}
@@ -485,8 +482,7 @@ def run(args):
     del models
     gc.collect()
     return {
-        "settings": {k: v
-                     for k, v in vars(args).items() if k != "output"},
+        "settings": {k: v for k, v in vars(args).items() if k != "output"},
         "environment": {
             "device": torch.cuda.get_device_name() if args.device == "cuda" else cpu_model(),
             "torch": torch.__version__,
@@ -495,8 +491,7 @@ def run(args):
             "python": platform.python_version(),
             "load_average_1_5_15_min": {"before": load_before, "after": os.getloadavg()},
         },
-        "metrics": {k: METRICS[k]
-                    for k in METRICS if any(k in r["results"][BASELINE] for r in runs)},
+        "metrics": {k: METRICS[k] for k in METRICS if any(k in r["results"][BASELINE] for r in runs)},
         "skipped": skipped,
         "runs": runs,
     }

@@ -55,8 +55,8 @@ def compare(report, lock):
     """What pip's --report chose against the lock: (mismatches, outside the lock, built from sdists)."""
     chosen = {normalize(i["metadata"]["name"]): i for i in report["install"]}
     mismatched = {
-        n: (lock[n], i["metadata"]["version"])
-        for n, i in chosen.items() if n in lock and i["metadata"]["version"] != lock[n]
+        n: (lock[n], i["metadata"]["version"]) for n, i in chosen.items()
+        if n in lock and i["metadata"]["version"] != lock[n]
     }
     outside = sorted(f"{n}=={i['metadata']['version']}" for n, i in chosen.items() if n not in lock)
     sdists = sorted(n for n, i in chosen.items() if not i["download_info"]["url"].split("#")[0].endswith(".whl"))

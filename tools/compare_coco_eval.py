@@ -23,6 +23,7 @@ import numpy as np
 
 from rgs_detectron.engine.evaluation import evaluate_on_coco, load_coco_gt, resolve_engine
 from rgs_detectron.utils.commandline import run_tool
+
 from benchmark import cpu_model  # tools/benchmark.py, beside this file
 
 ENGINES = ("pycocotools", "faster_coco_eval")

@@ -41,10 +41,10 @@ from pathlib import Path
 from rgs_detectron.classification.classifier import RGSNetClassifier
 from rgs_detectron.data.builtin import digits_root
 from rgs_detectron.data.digits import generate_digits_dataset
-from rgs_detectron.utils.commandline import run_tool
 from rgs_detectron.errors import ConfigError, UserError, first_line
 from rgs_detectron.model_zoo import get_config_file
 from rgs_detectron.modeling.spec import RG_INITS, RGSNetSpec
+from rgs_detectron.utils.commandline import run_tool
 from rgs_detectron.utils.fileio import atomic_write
 from rgs_detectron.utils.plots import read_metrics
 from rgs_detectron.utils.torch_files import load_weights_only
@@ -271,8 +271,8 @@ def _first_iterations_table(args, results):
                 f"seed {run['seed']} at iteration {run['diverged_at']}" for run in runs
                 if run["diverged_at"] is not None
             ]
-            lines.append(f"| {name} | {start} | {len(runs)} | " + " | ".join(f"{mean[i]:.3f}" if i < len(mean) else "–"
-                                                                             for i in shown) +
+            lines.append(f"| {name} | {start} | {len(runs)} | " +
+                         " | ".join(f"{mean[i]:.3f}" if i < len(mean) else "–" for i in shown) +
                          f" | {max(map(max, filter(None, losses)), default=float('nan')):.3f} | "
                          f"{', '.join(diverged) or 'no'} |")
     return lines
@@ -304,8 +304,8 @@ def _first_steps_table(args, results):
             results[_name(variant, init)] = runs
             means = [statistics.mean(col) if None not in col else None for col in zip(*runs)] if runs else []
             lines.append(f"| {_name(variant, init)} | {len(runs)} | " +
-                         " | ".join("–" if m is None else f"{m:.3f}"
-                                    for m in means or [None] * len(FIRST_STEPS)) + " |")
+                         " | ".join("–" if m is None else f"{m:.3f}" for m in means or [None] * len(FIRST_STEPS)) +
+                         " |")
     return lines
 
 
@@ -398,8 +398,8 @@ def _main(argv):
     p.add_argument("--lanes", type=_lanes, default=2, help="runs at a time (one CPU thread each)")
     p.add_argument("--summary-only", action="store_true", help="only rewrite summary.md from finished runs")
     args = p.parse_args(argv)
-    if any(s.startswith("warm")
-           for s in args.starts) and (WARM_SOURCE not in args.variants or "paper" not in args.rg_init):
+    if any(s.startswith("warm") for s in args.starts) and (WARM_SOURCE not in args.variants or
+                                                           "paper" not in args.rg_init):
         p.error(f"--starts {' '.join(args.starts)}: warm starts copy the {WARM_SOURCE} classifiers; add "
                 f"{WARM_SOURCE} to --variants and paper to --rg-init")
     os.makedirs(args.output, exist_ok=True)

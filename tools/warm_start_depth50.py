@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pretrain_study import ENV, PY, TOOLS, _convert
 from rgs_detectron.classification import RGSNetClassifier
 from rgs_detectron.data.builtin import digits_root
 from rgs_detectron.data.digits import generate_digits_dataset
@@ -34,6 +33,8 @@ from rgs_detectron.model_zoo import get_config_file
 from rgs_detectron.modeling import RGSNetSpec
 from rgs_detectron.utils.commandline import run_tool
 from rgs_detectron.utils.fileio import atomic_write
+
+from pretrain_study import ENV, PY, TOOLS, _convert
 
 STARTS = (("original", "paper"), ("b-RGS", "paper"), ("Res-RGS", "paper"), ("Res-RGS", "zero"))
 NORMS = {
@@ -135,8 +136,9 @@ def summarize(args, results):
                 lines.append(f"| {start} | {norm} | run failed (see job.log) |")
                 continue
             losses = [r["total_loss"] for r in run["iterations"]]
-            lines.append(f"| {start} | {norm} | " + " | ".join(f"{losses[i]:.3g}" if i < len(losses) else "–"
-                                                               for i in SHOWN) + f" | {max(losses):.3g} | " +
+            lines.append(f"| {start} | {norm} | " +
+                         " | ".join(f"{losses[i]:.3g}" if i < len(losses) else "–" for i in SHOWN) +
+                         f" | {max(losses):.3g} | " +
                          ("no" if run["diverged_at"] is None else f"at iteration {run['diverged_at']}") + " |")
     atomic_write(os.path.join(args.output, "results.json"),
                  lambda f: json.dump({"settings": vars(args), "starts": results}, f, indent=1), mode="w")

@@ -35,8 +35,8 @@ from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
 from ..errors import ConfigError, WeightsError, first_line
-from ..modeling.spec_record import (RECORD_KEY, CarriesSpec, IncompatibleCheckpointError, encode_record, read_record,
-                                    refuse_other_spec)
+from ..modeling import IncompatibleCheckpointError
+from ..modeling.spec_record import RECORD_KEY, CarriesSpec, encode_record, read_record, refuse_other_spec
 from ..utils.fileio import atomic_write, remove_stale_temp_files
 from ..utils.names import group_blocks, short_list
 from ..utils.torch_files import CONVERT_COMMAND, check_file, load_pickle_safely, load_weights_only
@@ -257,8 +257,8 @@ class RGSCheckpointer(DetectionCheckpointer):
                 "missing": missing, "tensors the model does not have": group_blocks(unexpected, []),
                 "mis-shaped": [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in shapes]
             }
-            return "".join(f"\n  {title} ({len(keys)}): {short_list(keys, 12)}" for title, keys in kinds.items()
-                           if keys)
+            return "".join(
+                f"\n  {title} ({len(keys)}): {short_list(keys, 12)}" for title, keys in kinds.items() if keys)
 
         # BatchNorm's step counters are not weights: missing ones keep the model's (converted weights hold none),
         # unexpected ones are unused by FrozenBN, the norm fine-tuning uses after BN training.
@@ -280,8 +280,8 @@ class RGSCheckpointer(DetectionCheckpointer):
         if self.complete and (incompatible.missing_keys or incompatible.incorrect_shapes):
             raise IncompatibleCheckpointError(
                 "the checkpoint leaves parts of this model untrained (they would run with random weights):" +
-                problems(sorted({".".join(k.split(".")[:2]) + ".*"
-                                 for k in incompatible.missing_keys}), [], incompatible.incorrect_shapes) +
+                problems(sorted({".".join(k.split(".")[:2]) + ".*" for k in incompatible.missing_keys}), [],
+                         incompatible.incorrect_shapes) +
                 "\nGive the model_final.pth of a detector trained with this config: ImageNet weights hold only "
                 "the backbone, and heads trained for another class count do not fit MODEL.ROI_HEADS.NUM_CLASSES "
                 "(or the config's other class-count key).")

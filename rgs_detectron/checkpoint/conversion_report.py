@@ -139,8 +139,8 @@ def mismatch_message(input_path, variant, converted, expected, unknown, missing,
     if missing:
         problems.append("missing (the backbone needs them): " + short_list(group_blocks(missing, expected)))
     if misshaped:
-        problems.append("mis-shaped: " + short_list(f"{label(n)} is {tuple(converted[n].shape)}, expected {expected[n]}"
-                                                    for n in misshaped))
+        problems.append("mis-shaped: " + short_list(
+            f"{label(n)} is {tuple(converted[n].shape)}, expected {expected[n]}" for n in misshaped))
 
     extra_names = all_added_layers()
 

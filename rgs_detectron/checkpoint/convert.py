@@ -28,6 +28,8 @@ from collections import OrderedDict
 
 import torch
 
+from ..classification.classifier import RGSNetClassifier
+from ..classification.warm_start import LABEL, warm_start_from_resnet
 from ..errors import ConfigError, WeightsError
 from ..modeling.backbone import RGSNet
 from ..modeling.spec import RGSNetSpec
@@ -35,14 +37,12 @@ from ..modeling.spec_record import RECORD_KEY, encode_record, read_record, refus
 from ..modeling.variants import twin_of
 from ..utils.fileio import atomic_write
 from ..utils.torch_files import load_weights_only, state_dict_in, weights_source
-from ..classification.classifier import RGSNetClassifier
 from .conversion_report import (
     ConversionResult,
     config_conflicts,
     mismatch_message,
     required_settings,
 )
-from ..classification.warm_start import LABEL, warm_start_from_resnet
 
 __all__ = ["ConversionError", "apply_renames", "map_names", "expected_shapes", "convert_checkpoint"]
 

@@ -87,9 +87,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
         else:
             unknown.append(f"{name} {tuple(value.shape)} vs {tuple(target[name].shape)}")
     missing = [
-        n for n in target
-        if n not in update and not n.endswith("num_batches_tracked") and not n.startswith(("fc.", *(f"{name}."
-                                                                                                    for name in own)))
+        n for n in target if n not in update and not n.endswith("num_batches_tracked") and not n.startswith(
+            ("fc.", *(f"{name}." for name in own)))
     ]
     if unknown or missing:
         raise InputError("the ResNet weights do not fit this RGSNet's shared layers (check depth and width): " +
@@ -99,8 +98,8 @@ def warm_start_from_resnet(model, resnet_state, source="the warm start"):
     groups = OrderedDict()
     for name, module in [*own.items()] + ([("fc", model.fc)] if "fc.weight" not in update else []):
         groups.setdefault(_how(module), []).append(name)
-    initialised = "; ".join(f"{how} ({len(names)} modules: {short_list(sorted(names), 3)})"
-                            for how, names in groups.items())
+    initialised = "; ".join(
+        f"{how} ({len(names)} modules: {short_list(sorted(names), 3)})" for how, names in groups.items())
     return [
         f"WARM START, {LABEL}: copied {len(update)} tensors from the ResNet; the variant's own layers start at: "
         f"{initialised or 'nothing new'}", FROZEN_BN_NOTE

@@ -237,8 +237,7 @@ def _check_replaceable(root, recorded):
     if not os.path.isdir(root):
         raise InputError(f"{root} exists and is not a folder; choose another place for the digits dataset")
     found = {
-        os.path.relpath(os.path.join(folder, name), root)
-        for folder, dirs, files in os.walk(root)
+        os.path.relpath(os.path.join(folder, name), root) for folder, dirs, files in os.walk(root)
         for name in dirs + files
     }
     foreign = sorted(found - _own_files(recorded))

@@ -10,6 +10,7 @@ demo, the export, ``train_net``/``lazy_train_net --eval-only`` and ``analyze --w
 use it; fine-tuning to a new class count stays a training matter.
 """
 import torch
+
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T

@@ -15,20 +15,19 @@ import logging
 import os
 import weakref
 
+from detectron2 import evaluation as d2_evaluation
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.engine.defaults import create_ddp_model as d2_create_ddp_model
-from detectron2.evaluation import (CityscapesInstanceEvaluator, CityscapesSemSegEvaluator, COCOPanopticEvaluator,
-                                   DatasetEvaluators, LVISEvaluator, PascalVOCDetectionEvaluator, SemSegEvaluator)
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from ..checkpoint.checkpointer import RGSCheckpointer
 from ..data.boxes import checked_train_dicts
 from ..data.checks import dataset_files
 from ..data.mapper import RGSDatasetMapper
 from ..errors import ConfigError, InputError, first_line
-from ..checkpoint.checkpointer import RGSCheckpointer
 from .evaluation import build_coco_evaluator
 from .guarded_run import run_guarded
 
@@ -65,20 +64,20 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
     kind = check_evaluator_type(dataset_name)
     evaluators = []
     if kind in ("sem_seg", "coco_panoptic_seg"):
-        evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
+        evaluators.append(d2_evaluation.SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
     if kind in ("coco", "coco_panoptic_seg"):
         evaluators.append(build_coco_evaluator(cfg, dataset_name, output_folder))
     if kind == "coco_panoptic_seg":
-        evaluators.append(COCOPanopticEvaluator(dataset_name, output_folder))
+        evaluators.append(d2_evaluation.COCOPanopticEvaluator(dataset_name, output_folder))
     if kind == "pascal_voc":
-        evaluators.append(PascalVOCDetectionEvaluator(dataset_name))
+        evaluators.append(d2_evaluation.PascalVOCDetectionEvaluator(dataset_name))
     if kind == "lvis":
-        evaluators.append(LVISEvaluator(dataset_name, output_dir=output_folder))
+        evaluators.append(d2_evaluation.LVISEvaluator(dataset_name, output_dir=output_folder))
     if kind == "cityscapes_instance":
-        evaluators.append(CityscapesInstanceEvaluator(dataset_name))
+        evaluators.append(d2_evaluation.CityscapesInstanceEvaluator(dataset_name))
     if kind == "cityscapes_sem_seg":
-        evaluators.append(CityscapesSemSegEvaluator(dataset_name))
-    return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
+        evaluators.append(d2_evaluation.CityscapesSemSegEvaluator(dataset_name))
+    return evaluators[0] if len(evaluators) == 1 else d2_evaluation.DatasetEvaluators(evaluators)
 
 
 def load_train_dicts(cfg):

@@ -27,8 +27,10 @@ def list_configs():
     root, names = _root(), []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(("_", ".")) and d != "common"]  # common/: a LazyConfig's parts
-        names += [os.path.relpath(os.path.join(folder, f), root) for f in files
-                  if f.endswith((".yaml", ".py")) and not f.startswith(("Base-", "_"))]
+        names += [
+            os.path.relpath(os.path.join(folder, f), root) for f in files
+            if f.endswith((".yaml", ".py")) and not f.startswith(("Base-", "_"))
+        ]
     return sorted(names)
 
 

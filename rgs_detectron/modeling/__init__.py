@@ -9,4 +9,5 @@ from .backbone import RGSNet, build_rgsnet_backbone, make_rgsnet_stages
 from .roi_heads import make_rgsnet_res5
 from .shortcuts import ReLUGroupNorm
 from .spec import BLOCKS_PER_DEPTH, RGSNetSpec, stage_channels
+from .spec_record import IncompatibleCheckpointError
 from .variants import VARIANTS

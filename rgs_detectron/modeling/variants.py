@@ -110,8 +110,7 @@ class Variant:
 
 
 VARIANTS: Dict[str, Variant] = {
-    v.name: v
-    for v in (
+    v.name: v for v in (
         Variant("original", "ResNet (Table 1, 'Original')"),
         Variant("b-RGS", "base RGSNet (Fig. 3a)", shortcut="RG", post="none"),
         Variant("d-RGS", "dual RGSNet (Fig. 3b)", shortcut="RG", inner_rg=True, post="none"),

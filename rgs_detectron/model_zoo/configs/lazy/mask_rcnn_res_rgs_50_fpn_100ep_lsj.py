@@ -18,8 +18,8 @@ from detectron2.config import LazyCall as L
 from rgs_detectron.modeling import RGSNet, RGSNetSpec
 
 _baseline = model_zoo.get_config("new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py")
-model, dataloader, optimizer, lr_multiplier, train = (_baseline[k] for k in ("model", "dataloader", "optimizer",
-                                                                             "lr_multiplier", "train"))
+model, dataloader, optimizer, lr_multiplier, train = (
+    _baseline[k] for k in ("model", "dataloader", "optimizer", "lr_multiplier", "train"))
 
 rgsnet = L(RGSNetSpec.create)(variant="Res-RGS", depth=50, norm="SyncBN", rg_init="zero")
 model.backbone.bottom_up = L(RGSNet)(spec="${rgsnet}", out_features=["res2", "res3", "res4", "res5"], freeze_at=0)

@@ -7,9 +7,9 @@ the paper's VOC experiment (Sec. 4.3) as a LazyConfig; the test split and settin
 """
 from .common.data import voc2007 as dataloader
 from .common.rgsnet_faster_rcnn_c4 import model, rgsnet  # noqa: F401  (rgsnet: the backbone's description)
+from .common.schedules import optimizer  # noqa: F401
 from .common.schedules import voc_10ep as lr_multiplier  # noqa: F401
 from .common.schedules import voc_10ep_train as train
-from .common.schedules import optimizer  # noqa: F401
 
 model.roi_heads.num_classes = 20
 

@@ -6,10 +6,11 @@ LazyConfig training keeps the total batch whatever the GPU count (each GPU takes
 16 / N images), so these are the paper's epochs on any number of GPUs dividing 16.
 The arithmetic is in the yaml bases (``Base-COCO2014-5ep-C4.yaml``, ``Base-VOC2007-10ep-C4.yaml``).
 """
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 optimizer = model_zoo.get_config("common/optim.py").SGD
 optimizer.lr = 0.02
