@@ -58,12 +58,20 @@ TOLERANCES = {"torchscript": 1e-4, "onnx": 1e-3, BACKBONE_FORMAT: 1e-4}
 # The smallest image side the exported backbone takes (torch.export specialises any size of 1,
 # which the FPN's coarsest level would reach below it).
 PT2_MIN_SIDE = 96
-# torch.export traces with TorchDynamo, which supports each Python from a torch release on: the
-# torch each Python needs for pt2-backbone (3.11: any supported torch). tools/env_plan.py reads
-# this literal to name what a kept torch lacks, so it stays a plain dict.
+# torch.export and torch.compile trace with TorchDynamo, which supports each Python from a torch release on: the
+# torch each Python needs for pt2-backbone and the predictor's compile option (3.11: any supported torch).
+# tools/env_plan.py reads this literal to name what a kept torch lacks, so it stays a plain dict.
 PT2_NEEDS_TORCH = {"3.12": "2.4", "3.13": "2.6"}
 
 logger = logging.getLogger(__name__)
+
+
+def require_dynamo(feature, api, otherwise):
+    """Refuse ``feature`` in one line where this torch's TorchDynamo (behind ``api``) lacks this Python."""
+    python = "%d.%d" % sys.version_info[:2]
+    if torch.__version__ < PT2_NEEDS_TORCH.get(python, "0"):  # a TorchVersion
+        raise ConfigError(f"{feature} needs torch >= {PT2_NEEDS_TORCH[python]} on Python {python} ({api}); this is "
+                          f"torch {torch.__version__}: upgrade torch, or {otherwise}")
 
 
 class ExportVerificationError(UserError):
@@ -249,11 +257,8 @@ def export_model(model, images, output_dir, formats=DETECTOR_FORMATS, overwrite=
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ConfigError(f"unknown export format(s) {sorted(unknown)}: choose from {', '.join(FORMATS)}")
-    python = "%d.%d" % sys.version_info[:2]
-    if BACKBONE_FORMAT in formats and torch.__version__ < PT2_NEEDS_TORCH.get(python, "0"):  # a TorchVersion
-        raise ConfigError(
-            f"--format {BACKBONE_FORMAT} needs torch >= {PT2_NEEDS_TORCH[python]} on Python {python} "
-            f"(torch.export); this is torch {torch.__version__}: upgrade torch, or export torchscript/onnx")
+    if BACKBONE_FORMAT in formats:
+        require_dynamo(f"--format {BACKBONE_FORMAT}", "torch.export", "export torchscript/onnx")
     paths = {fmt: os.path.join(output_dir, FILE_NAMES[fmt]) for fmt in formats}
     existing = [path for path in paths.values() if os.path.exists(path)]
     if existing and not overwrite:

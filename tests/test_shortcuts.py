@@ -5,6 +5,7 @@ Tolerances: float32 comparisons use ``rtol=atol=1e-5`` on single ops; whole back
 difference to 5e-5 x that tensor's max magnitude (measured worst case: 1.6e-5). The fused
 forward runs the reference's kernels piece by piece: it is held to exact equality.
 """
+import sys
 import types
 
 import pytest
@@ -14,10 +15,13 @@ from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 
 from rgs_detectron import VARIANTS, add_rgsnet_config
+from rgs_detectron.export import PT2_NEEDS_TORCH
 from rgs_detectron.modeling import build_rgsnet_backbone, shortcuts
 from rgs_detectron.modeling.shortcuts import ReLUGroupNorm, rg_shortcut_fused, rg_shortcut_lean, rg_shortcut_reference
 
 EPS = 1e-5
+PYTHON = "%d.%d" % sys.version_info[:2]
+DYNAMO_LACKING = torch.__version__ < PT2_NEEDS_TORCH.get(PYTHON, "0")  # the matrix's floor: torch 2.3, Python 3.12
 
 
 @pytest.fixture
@@ -392,6 +396,8 @@ def test_backbone_saved_bytes():
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
 def test_compiled_shortcut_equals_reference(dtype, tol):
     """Under torch.compile the fused forward is one piece that inductor fuses: the reference's values."""
+    if DYNAMO_LACKING:
+        pytest.skip(f"torch.compile needs torch >= {PT2_NEEDS_TORCH[PYTHON]} on Python {PYTHON}")
     x, w, b, residual = _inputs((2, 24, 7, 5), dtype)
     m = ReLUGroupNorm(8, 24).to(dtype)
     with torch.no_grad():
@@ -409,9 +415,36 @@ def test_compiled_predictor_equals_eager(tmp_path):
 
     from common import save_random_detector
 
+    if DYNAMO_LACKING:
+        pytest.skip(f"torch.compile needs torch >= {PT2_NEEDS_TORCH[PYTHON]} on Python {PYTHON} (refusal tested)")
     cfg = save_random_detector(tmp_path, "Res-RGS", "FPN", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0)[2]
     image = torch.randint(0, 256, (96, 128, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy()
     want, got = (RGSPredictor(cfg, compile=compile)(image)["instances"] for compile in (False, True))
     assert len(want) > 0 and len(got) == len(want)
     torch.testing.assert_close(got.pred_boxes.tensor, want.pred_boxes.tensor, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(got.scores, want.scores, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_is_refused_in_one_line_where_torch_lacks_it(tmp_path, monkeypatch, capsys):
+    """torch 2.3 on Python 3.12 (the matrix's floor) for real; elsewhere this Python's torch is pretended too old.
+    The demo's --compile says what it needs in one line (it was a Dynamo traceback on the floor)."""
+    from PIL import Image
+
+    from rgs_detectron.cli import demo
+
+    from common import save_random_detector
+
+    if not DYNAMO_LACKING:
+        monkeypatch.setitem(PT2_NEEDS_TORCH, PYTHON, "99.0")
+    config, weights = save_random_detector(tmp_path, "Res-RGS", "FPN")[:2]
+    image = tmp_path / "in.png"
+    Image.new("RGB", (80, 64)).save(image)
+    argv = [
+        "--config-file", config, "--weights", weights, "--input",
+        str(image), "--output",
+        str(tmp_path / "out"), "--compile"
+    ]
+    assert demo.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"compile (the demo's --compile) needs torch >= {PT2_NEEDS_TORCH[PYTHON]} on Python {PYTHON} " \
+        f"(torch.compile); this is torch {torch.__version__}" in err and len(err.strip().splitlines()) == 1

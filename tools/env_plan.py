@@ -48,7 +48,10 @@ def lacking(torch_version, python, export_py=os.path.join(ROOT, "rgs_detectron",
     _, Version = _packaging()
     (needs, ) = literal(export_py, "PT2_NEEDS_TORCH")
     if python in needs and Version(torch_version.split("+")[0]) < Version(needs[python]):
-        return [f"export --format pt2-backbone (torch.export needs torch >= {needs[python]} on Python {python})"]
+        return [
+            f"export --format pt2-backbone and the predictor's and demo's compile option (torch.export and "
+            f"torch.compile need torch >= {needs[python]} on Python {python})"
+        ]
     return []
 
 

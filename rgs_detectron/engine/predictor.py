@@ -19,6 +19,7 @@ from detectron2.modeling import build_model
 
 from ..checkpoint.checkpointer import RGSCheckpointer, check_weights_file
 from ..errors import ConfigError
+from ..export import require_dynamo
 from .lazy_trainer import lazy_model
 
 __all__ = ["RGSPredictor", "load_trained_model"]
@@ -55,6 +56,7 @@ class RGSPredictor(DefaultPredictor):
         self.cfg = cfg.clone()
         self.model = load_trained_model(self.cfg)
         if compile:
+            require_dynamo("compile (the demo's --compile)", "torch.compile", "run without it")
             self.model.backbone = torch.compile(self.model.backbone)
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
