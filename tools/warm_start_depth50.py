@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from rgs_detectron.classification import RGSNetClassifier
+from rgs_detectron.classification.datasets import IMAGENET_MEAN, IMAGENET_STD
 from rgs_detectron.data.builtin import digits_root
 from rgs_detectron.data.digits import generate_digits_dataset
 from rgs_detectron.model_zoo import get_config_file
@@ -49,7 +50,7 @@ def stand_in(path, width, images=64, size=128):
     torch.manual_seed(0)
     model = RGSNetClassifier(RGSNetSpec.create("original", 50, width), num_classes=10)
     files = sorted(glob.glob(os.path.join(digits_root(), "JPEGImages", "train_*.jpg")))[:images]
-    mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    mean, std = (torch.tensor(v)[:, None, None] for v in (IMAGENET_MEAN, IMAGENET_STD))
     x = torch.stack([(torch.from_numpy(np.array(Image.open(f).convert("RGB").resize(
         (size, size)))).permute(2, 0, 1).float() / 255 - mean) / std for f in files])
     for module in model.modules():
