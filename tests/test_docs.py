@@ -203,3 +203,34 @@ def test_the_readme_reads_top_down_in_350_lines():
     steps = ["Install", "ImageNet weights", "Datasets", "minival", "cli.train_net --config-file configs/coco_"]
     assert [quick.index(step) for step in steps] == sorted(quick.index(step) for step in steps)
     assert "None are published" in quick and "make_digits" in text and "![" in text.split("## Contents")[0]
+
+
+def test_the_warm_start_figures_are_the_raw_results(tmp_path):
+    """The warm-start section: each detector's AP and first-iteration losses from docs/results/warm_start_study.json,
+    the fine-tuned classifiers' test errors, and the depth-50 table as tools/warm_start_depth50.py writes it from
+    docs/results/warm_start_depth50.json (no figure typed by hand)."""
+    import argparse
+
+    from common import tool_module
+
+    section = doc_section("docs/RESULTS.md", "warm-study")
+    study = _results("warm_start_study.json")
+    assert "docs/results/warm_start_study.json" in section and "docs/results/warm_start_depth50.json" in section
+    for variant, row in study["detection"].items():
+        for start, aps in row.items():
+            assert aps and all(f"{ap:.2f}" in section for ap in aps), (variant, start)
+    for variant, run in study["finetune"].items():
+        assert all(f"{e:.2f}" in section for e in run["test_error"]), variant
+    for variant, row in study["first_iterations"].items():
+        for start, runs in row.items():
+            losses = [it["total_loss"] for it in runs[0]["iterations"]]
+            assert all(f"{losses[i]:.3f}" in section for i in (0, 1, 2, 19)), (variant, start)
+    depth50 = json.loads((ROOT / "docs" / "results" / "warm_start_depth50.json").read_text())
+    args = argparse.Namespace(**dict(depth50["settings"], output=str(tmp_path)))
+    tool_module("warm_start_depth50").summarize(args, depth50["starts"])
+    table = (tmp_path / "summary.md").read_text()
+    assert table == (ROOT / "docs" / "results" / "warm_start_depth50.md").read_text()
+    assert all(line in section for line in table.splitlines() if line.startswith("| "))
+    earlier = _results("pretrain_study.json")["detection"]
+    assert all(f"{row[start][0]:.2f}" in section for row in earlier.values() for start in row)  # seed 0 beside
+    assert set(re.findall(r"\d+\.\d\d ± \d+\.\d\d", section)) <= _figures(_results("pretrain_study.json"))
